@@ -1,0 +1,50 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MetaMae.Model.Layers;
+
+/// <summary>
+/// Multi-head self-attention as timm's <c>Attention</c> (no qkv bias). <paramref name="fused"/> uses libtorch's
+/// scaled_dot_product_attention, which has no double backward on CPU: the decoder, differentiated twice by the
+/// second-order inner step, must use the explicit form.
+/// </summary>
+public sealed class Attention : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+    private readonly Dropout proj_drop;
+    private readonly int heads;
+    private readonly bool fused;
+
+    public Attention(string name, int dim, int heads, double dropout, bool fused) : base(name)
+    {
+        this.heads = heads;
+        this.fused = fused;
+        qkv = nn.Linear(dim, dim * 3, hasBias: false);
+        proj = nn.Linear(dim, dim);
+        proj_drop = nn.Dropout(dropout);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], c = x.shape[2];
+        var parts = qkv.call(x).reshape(b, n, 3, heads, c / heads).permute(2, 0, 3, 1, 4); // (3, B, h, N, hd)
+        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        Tensor y;
+        if (fused)
+        {
+            y = nn.functional.scaled_dot_product_attention(q, k, v);
+        }
+        else
+        {
+            var scale = 1.0 / Math.Sqrt(c / heads);
+            var attn = matmul(q, k.transpose(-2, -1)).mul(scale).softmax(-1); // (B, h, N, N)
+            y = matmul(attn, v);
+        }
+        y = y.transpose(1, 2).reshape(b, n, c); // (B, N, C)
+        return proj_drop.call(proj.call(y)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,54 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MetaMae.Model.Layers;
+
+/// <summary>timm's MLP: fc1, GELU, dropout, fc2, dropout.</summary>
+public sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear fc1;
+    private readonly GELU act;
+    private readonly Linear fc2;
+    private readonly Dropout drop;
+
+    public Mlp(string name, int dim, int hidden, double dropout) : base(name)
+    {
+        fc1 = nn.Linear(dim, hidden);
+        act = nn.GELU();
+        fc2 = nn.Linear(hidden, dim);
+        drop = nn.Dropout(dropout);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return drop.call(fc2.call(drop.call(act.call(fc1.call(x))))).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Pre-norm Transformer block: x + Attn(LN(x)); x + MLP(LN(x)).</summary>
+public sealed class Block : nn.Module<Tensor, Tensor>
+{
+    private readonly LayerNorm norm1;
+    private readonly Attention attn;
+    private readonly LayerNorm norm2;
+    private readonly Mlp mlp;
+
+    public Block(string name, int dim, int heads, int mlpRatio, double dropout, bool fusedAttention) : base(name)
+    {
+        norm1 = nn.LayerNorm(dim);
+        attn = new Attention("attn", dim, heads, dropout, fusedAttention);
+        norm2 = nn.LayerNorm(dim);
+        mlp = new Mlp("mlp", dim, dim * mlpRatio, dropout);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + attn.call(norm1.call(x));
+        return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,192 @@
+using MetaMae.Model.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MetaMae.Model;
+
+/// <summary>What the encoder returns for a masked batch.</summary>
+public sealed record EncoderOutput(Tensor Latent, Tensor Mask, Tensor IdsRestore) : IDisposable
+{
+    public void Dispose()
+    {
+        Latent.Dispose();
+        Mask.Dispose();
+        IdsRestore.Dispose();
+    }
+}
+
+/// <summary>
+/// The masked auto-encoder shared by MAE and MetaMAE (METAMAE.md sections 1 to 3, and the projector of section
+/// 5 when the objective is MetaMAE). Field names are the reference's, so state-dict keys match PyTorch's.
+/// </summary>
+public sealed class MaskedAutoencoder : nn.Module
+{
+    private readonly PatchEmbed patch_embed;
+    private readonly Parameter cls_token;
+    private readonly Tensor pos_embed;
+    private readonly Dropout dropout;
+    private readonly ModuleList<Block> encoder;
+    private readonly LayerNorm norm_enc;
+    private readonly Linear decoder_embed;
+    private readonly Parameter mask_token;
+    private readonly Tensor decoder_pos_embed;
+    private readonly ModuleList<Block> decoder;
+    private readonly LayerNorm norm_dec;
+    private readonly Linear decoder_head;
+    private readonly Sequential? projector;
+
+    public ModelConfig Config { get; }
+    public InputSpec Input => Config.Input;
+
+    public MaskedAutoencoder(ModelConfig config) : base("MaskedAutoencoder")
+    {
+        config.Validate();
+        Config = config;
+        var (input, size) = (config.Input, config.Size);
+        int d = size.EncoderDim, e = size.DecoderDim;
+
+        patch_embed = new PatchEmbed("patch_embed", input, d);
+        cls_token = new Parameter(zeros(1, 1, d));
+        pos_embed = PositionEmbedding.For(input, d);
+        dropout = nn.Dropout(size.Dropout);
+        // The encoder is differentiated once, so it may use the fused attention kernel.
+        encoder = new ModuleList<Block>(Enumerable.Range(0, size.EncoderDepth)
+            .Select(i => new Block($"encoder.{i}", d, size.EncoderHeads, size.MlpRatio, size.Dropout, fusedAttention: true)).ToArray());
+        norm_enc = nn.LayerNorm(d);
+
+        decoder_embed = nn.Linear(d, e);
+        mask_token = new Parameter(zeros(1, 1, e));
+        decoder_pos_embed = PositionEmbedding.For(input, e);
+        // The second-order step differentiates the decoder twice: explicit attention, no dropout.
+        decoder = new ModuleList<Block>(Enumerable.Range(0, size.DecoderDepth)
+            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: false)).ToArray());
+        norm_dec = nn.LayerNorm(e);
+        decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
+
+        if (config.Options.Objective == Objective.MetaMae)
+            projector = nn.Sequential(
+                ("0", nn.Linear(d, 4 * d, hasBias: false)),
+                ("1", nn.BatchNorm1d(4 * d)),
+                ("2", nn.ReLU()),
+                ("3", nn.Linear(4 * d, 128, hasBias: false)));
+
+        RegisterComponents();
+        InitializeWeights();
+    }
+
+    /// <summary>
+    /// As the reference: xavier-uniform for linears and the patch projection (viewed as 2-D), zero biases, unit
+    /// LayerNorm, normal(0.02) CLS and mask tokens. The projector is built after this in the reference, so it keeps
+    /// the framework's default initialisation.
+    /// </summary>
+    private void InitializeWeights()
+    {
+        using var _ = no_grad();
+        var w = patch_embed.Weight;
+        nn.init.xavier_uniform_(Input.Kind == TokenizerKind.Tokens ? w : w.view(w.shape[0], -1));
+        nn.init.normal_(cls_token, std: 0.02);
+        nn.init.normal_(mask_token, std: 0.02);
+        foreach (var (name, module) in named_modules())
+        {
+            if (name.StartsWith("projector", StringComparison.Ordinal)) continue;
+            switch (module)
+            {
+                case Linear linear:
+                    nn.init.xavier_uniform_(linear.weight!);
+                    if (linear.bias is not null) nn.init.zeros_(linear.bias);
+                    break;
+                case LayerNorm norm:
+                    nn.init.ones_(norm.weight!);
+                    nn.init.zeros_(norm.bias!);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>x: (N, C, H, W), (N, C, T) or (N, L) ids; noise: (N, L). Latent: (N, 1 + K, D) after the final norm.</summary>
+    public EncoderOutput Encode(Tensor x, Tensor noise)
+    {
+        using var scope = NewDisposeScope();
+        var tokens = patch_embed.call(x) + pos_embed[.., 1..]; // (N, L, D)
+        var keep = Masking.KeptTokens(Input.NumTokens, Config.Options.MaskRatio);
+        var (kept, mask, idsRestore) = Masking.RandomMasking(tokens, noise, keep); // (N, K, D)
+        var cls = (cls_token + pos_embed[.., ..1]).expand(kept.shape[0], -1, -1);
+        var h = dropout.call(cat([cls, kept], 1));
+        foreach (var block in encoder) h = block.call(h);
+        var latent = norm_enc.call(h);
+        return new EncoderOutput(latent.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope(), idsRestore.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Predictions for every token: (N, L, C*p[*q]) for patches, logits (N, V, L) for token ids.</summary>
+    public Tensor Decode(Tensor latent, Tensor idsRestore)
+    {
+        using var scope = NewDisposeScope();
+        var h = decoder_embed.call(latent); // (N, 1 + K, E)
+        long n = h.shape[0], e = h.shape[2], l = idsRestore.shape[1];
+        var masked = mask_token.expand(n, l + 1 - h.shape[1], e);
+        var body = cat([h[.., 1..], masked], 1).gather(1, idsRestore.unsqueeze(-1).expand(n, l, e)); // unshuffle
+        h = cat([h[.., ..1], body], 1) + decoder_pos_embed;
+        foreach (var block in decoder) h = block.call(h);
+        var pred = decoder_head.call(norm_dec.call(h))[.., 1..];
+        if (Input.Kind == TokenizerKind.Tokens)
+            pred = matmul(pred, patch_embed.Weight.t()).transpose(1, 2); // weight-tied logits (N, V, L)
+        return pred.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Reconstruction targets: (N, L, p*q*C) channel-last patches, (N, L, p*C), or the ids themselves.</summary>
+    public Tensor Patchify(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long n = x.shape[0];
+        var c = Input.Channels;
+        Tensor y = Input.Kind switch
+        {
+            TokenizerKind.Patches2d => x.reshape(n, c, Input.Grid.Rows, Input.Patch[0], Input.Grid.Cols, Input.Patch[1])
+                .permute(0, 2, 4, 3, 5, 1).reshape(n, Input.NumTokens, Input.PatchDim),
+            TokenizerKind.Patches1d => x.reshape(n, c, Input.NumTokens, Input.Patch[0])
+                .permute(0, 2, 3, 1).reshape(n, Input.NumTokens, Input.PatchDim),
+            _ => x.alias(),
+        };
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>sum(per-token loss * weight) / sum(weight); MSE per patch, or cross-entropy per id.</summary>
+    public Tensor ReconLoss(Tensor pred, Tensor target, Tensor weight)
+    {
+        using var scope = NewDisposeScope();
+        var perToken = Input.Kind == TokenizerKind.Tokens
+            ? nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.None) // (N, L)
+            : (pred - target).square().mean([-1]);
+        return ((perToken * weight).sum() / weight.sum()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>normalize(projector(mean of the latent's tokens without CLS)): (N, 128).</summary>
+    public Tensor Project(Tensor latent)
+    {
+        if (projector is null) throw new InvalidOperationException("this model was built for MAE and has no projector");
+        using var scope = NewDisposeScope();
+        var pooled = latent[.., 1..].mean([1]);
+        return nn.functional.normalize(projector.call(pooled), dim: 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Frozen features of full (unmasked) inputs, as linear evaluation uses them: the final-norm tokens without CLS,
+    /// averaged (N, D) or per token (N, L, D). Call in eval mode under no_grad.
+    /// </summary>
+    public Tensor Features(Tensor x, bool perToken = false)
+    {
+        using var scope = NewDisposeScope();
+        var tokens = patch_embed.call(x);
+        var cls = cls_token.expand(tokens.shape[0], -1, -1);
+        var h = cat([cls, tokens], 1) + pos_embed;
+        foreach (var block in encoder) h = block.call(h);
+        var normed = norm_enc.call(h)[.., 1..];
+        return (perToken ? normed.contiguous() : normed.mean([1])).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Parameters of the encoder alone (tokenizer, CLS, blocks, final norm): what a probe consumes.</summary>
+    public static bool IsEncoderKey(string name) =>
+        name.StartsWith("patch_embed.", StringComparison.Ordinal) || name == "cls_token" || name == "pos_embed"
+        || name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("norm_enc.", StringComparison.Ordinal);
+}
