@@ -39,6 +39,15 @@ public sealed class InputSpec
             throw new ArgumentException($"2-D position embeddings need a square token grid; {Fmt(size)} with patch {Fmt(patch)} gives {size[0] / patch[0]}x{size[1] / patch[1]}");
     }
 
+    /// <summary>From stored parts (checkpoint metadata, config files); validates like the named factories.</summary>
+    public static InputSpec Create(TokenizerKind kind, int channels, IReadOnlyList<int> size, IReadOnlyList<int> patch, int vocab) => kind switch
+    {
+        TokenizerKind.Patches2d when size.Count == 2 && patch.Count == 2 => Image(channels, size[0], size[1], patch[0], patch[1]),
+        TokenizerKind.Patches1d when size.Count == 1 && patch.Count == 1 => Series(channels, size[0], patch[0]),
+        TokenizerKind.Tokens when size.Count == 1 => TokenIds(vocab, size[0]),
+        _ => throw new ArgumentException($"{kind} input needs {(kind == TokenizerKind.Patches2d ? 2 : 1)} size and patch values, got size [{string.Join(",", size)}] patch [{string.Join(",", patch)}]"),
+    };
+
     public static InputSpec Image(int channels, int height, int width, int patchH, int patchW) =>
         new(TokenizerKind.Patches2d, channels, [height, width], [patchH, patchW], 0);
 

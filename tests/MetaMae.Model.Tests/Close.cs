@@ -28,3 +28,15 @@ internal static class Close
         Assert.True(Math.Abs(actual - expected) <= relative * Math.Abs(expected),
             $"{what}: {actual:R}, expected {expected:R} (relative tolerance {relative:G2})");
 }
+
+internal static class Bitwise
+{
+    /// <summary>Same shape, dtype and bytes.</summary>
+    public static bool Equal(Tensor a, Tensor b)
+    {
+        if (!a.shape.SequenceEqual(b.shape) || a.dtype != b.dtype) return false;
+        using var ca = a.detach().contiguous();
+        using var cb = b.detach().contiguous();
+        return ca.bytes.SequenceEqual(cb.bytes);
+    }
+}
