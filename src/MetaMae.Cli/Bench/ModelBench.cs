@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Text.Json;
+using MetaMae.Model;
+using MetaMae.Model.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MetaMae.Cli.Bench;
+
+/// <summary>One DABS-shaped workload of the step benchmark.</summary>
+public sealed record BenchShape(string Name, InputSpec Input, double MaskRatio, int Batch);
+
+/// <summary>A measured row: median and spread of full steps (forward, backward, AdamW), threads, peak memory.</summary>
+public sealed record BenchRow(
+    string Shape, string Objective, string Preset, int Batch, int Threads, int Steps,
+    double MedianMs, double MinMs, double MaxMs, double PeakRssMb, string Allocator);
+
+/// <summary>
+/// Times one full training step with a named preset. Each (shape, objective) runs in a child process so that its
+/// peak memory is its own and allocator settings (LD_PRELOAD) apply from process start.
+/// </summary>
+public static class ModelBench
+{
+    public static readonly BenchShape[] Shapes =
+    [
+        new("image", InputSpec.Image(3, 32, 32, 4, 4), 0.75, 64),
+        new("sensor", InputSpec.Series(52, 320, 5), 0.85, 256),
+        new("protein", InputSpec.TokenIds(26, 128), 0.5, 128),
+    ];
+
+    public static readonly string[] Objectives = ["mae", "metamae", "metamae-fo"];
+
+    public static BenchShape Shape(string name) =>
+        Shapes.FirstOrDefault(s => s.Name == name)
+        ?? throw new ArgumentException($"unknown bench shape '{name}'; known: {string.Join(", ", Shapes.Select(s => s.Name))}");
+
+    public static ObjectiveOptions Options(string objective, double maskRatio) => objective switch
+    {
+        "mae" => new ObjectiveOptions { Objective = Objective.Mae, MaskRatio = maskRatio },
+        "metamae" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio },
+        "metamae-fo" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio, FirstOrder = true },
+        _ => throw new ArgumentException($"unknown objective '{objective}'; known: {string.Join(", ", Objectives)}"),
+    };
+
+    /// <summary>Runs in this process: warm-up steps, then timed steps on one fixed batch.</summary>
+    public static BenchRow Measure(string shapeName, string objective, string preset, int? batch, int steps, int warmup,
+        int threads, string allocator)
+    {
+        var shape = Shape(shapeName);
+        TorchRuntime.SetThreads(threads);
+        random.manual_seed(0);
+        var size = Presets.Get(preset);
+        var config = new ModelConfig(shape.Input, size, Options(objective, shape.MaskRatio));
+        int n = batch ?? shape.Batch;
+        using var model = new MaskedAutoencoder(config);
+        using var optimizer = Optimizers.AdamW(model);
+        var g = new Generator(1);
+        using var x = shape.Input.Kind == TokenizerKind.Tokens
+            ? randint(0, shape.Input.Vocab, [n, .. shape.Input.SampleShape], generator: g)
+            : randn([n, .. shape.Input.SampleShape], generator: g);
+        var times = new List<double>();
+        for (int i = 0; i < warmup + steps; i++)
+        {
+            using var draws = MaskingDraws.Sample(n, shape.Input.NumTokens, g);
+            var clock = Stopwatch.StartNew();
+            TrainStep.Run(model, optimizer, x, draws, i, 1e-4);
+            if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+        return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1],
+            ProcessMemory.PeakResidentBytes() / 1048576.0, allocator);
+    }
+
+    /// <summary>Starts this program again for one row and reads the JSON line it prints.</summary>
+    public static BenchRow MeasureInChild(string shape, string objective, string preset, int? batch, int steps, int warmup,
+        int threads, string allocator)
+    {
+        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot locate this program to start a child");
+        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // `dotnet metamae.dll` hosts: pass the entry assembly along.
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(typeof(ModelBench).Assembly.Location);
+        foreach (var a in new[] { "bench", "model", "--child", "--shapes", shape, "--objectives", objective, "--preset", preset,
+                     "--steps", steps.ToString(), "--warmup", warmup.ToString(), "--threads", threads.ToString(), "--allocator", allocator })
+            psi.ArgumentList.Add(a);
+        if (batch is { } b) { psi.ArgumentList.Add("--batch"); psi.ArgumentList.Add(b.ToString()); }
+        Allocators.Apply(psi, allocator);
+        using var child = Process.Start(psi)!;
+        var stderr = child.StandardError.ReadToEndAsync();
+        var stdout = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        var line = stdout.Split('\n').LastOrDefault(l => l.TrimStart().StartsWith('{'));
+        if (child.ExitCode != 0 || line is null)
+            throw new InvalidOperationException($"bench child for {shape}/{objective} failed (exit {child.ExitCode}): {stderr.Result}{stdout}");
+        return JsonSerializer.Deserialize<BenchRow>(line)!;
+    }
+}
+
+/// <summary>
+/// glibc's malloc adapts its mmap threshold and returns freed memory eagerly, so each step's activations come back as
+/// fresh pages whose faults can cost several times the arithmetic. <c>glibc-tuned</c> fixes the threshold at its
+/// 32 MB maximum and stops trimming (the same settings the Makefile exports for runs); <c>jemalloc</c> preloads
+/// jemalloc; <c>glibc</c> leaves the process as it is.
+/// </summary>
+public static class Allocators
+{
+    public static readonly string[] Choices = ["glibc-tuned", "glibc", "jemalloc"];
+
+    public static readonly IReadOnlyDictionary<string, string> GlibcTuned = new Dictionary<string, string>
+    {
+        ["MALLOC_MMAP_THRESHOLD_"] = "33554432",
+        ["MALLOC_TRIM_THRESHOLD_"] = "17179869184",
+        ["MALLOC_TOP_PAD_"] = "268435456",
+    };
+
+    private static readonly string[] JemallocPaths =
+        ["/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2"];
+
+    public static string? JemallocPath => JemallocPaths.FirstOrDefault(File.Exists);
+
+    public static void Apply(ProcessStartInfo psi, string allocator)
+    {
+        switch (allocator)
+        {
+            case "glibc":
+                foreach (var key in GlibcTuned.Keys) psi.Environment.Remove(key);
+                break;
+            case "glibc-tuned":
+                foreach (var (key, value) in GlibcTuned) psi.Environment[key] = value;
+                break;
+            case "jemalloc":
+                var path = JemallocPath ?? throw new ArgumentException(
+                    "allocator 'jemalloc' needs libjemalloc.so.2 (Debian/Ubuntu: apt-get install libjemalloc2; `make setup` does it)");
+                psi.Environment["LD_PRELOAD"] = path;
+                // Return memory to the OS lazily so step-to-step activations reuse the same pages.
+                psi.Environment["MALLOC_CONF"] = "background_thread:false,dirty_decay_ms:10000,muzzy_decay_ms:10000";
+                break;
+            default:
+                throw new ArgumentException($"unknown allocator '{allocator}'; allowed: {string.Join(", ", Choices)}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+using System.CommandLine;
+using System.Text.Json;
+using MetaMae.Cli.Bench;
+using MetaMae.Model;
+using Spectre.Console;
+
+namespace MetaMae.Cli.Commands;
+
+/// <summary><c>metamae bench model</c>: the step benchmark (issue: speed of MAE vs MetaMAE per DABS shape).</summary>
+public static class BenchCommand
+{
+    public static Command Create(params Command[] more)
+    {
+        var bench = new Command("bench", "Benchmarks that print figures: the training step, data tokenizing.");
+        bench.Add(ModelCommand());
+        foreach (var c in more) bench.Add(c);
+        return bench;
+    }
+
+    private static Command ModelCommand()
+    {
+        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: image, sensor, protein.", DefaultValueFactory = _ => "image,sensor,protein" };
+        var objectives = new Option<string>("--objectives") { Description = "Comma-separated: mae, metamae, metamae-fo.", DefaultValueFactory = _ => "mae,metamae,metamae-fo" };
+        var preset = new Option<string>("--preset") { Description = "Model size preset.", DefaultValueFactory = _ => "dabs" };
+        var batch = new Option<int?>("--batch") { Description = "Batch size (default: the DABS batch of each shape)." };
+        var steps = new Option<int>("--steps") { Description = "Timed steps per row.", DefaultValueFactory = _ => 3 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed steps first.", DefaultValueFactory = _ => 1 };
+        var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 1 };
+        var allocator = new Option<string>("--allocator") { Description = "glibc-tuned, glibc or jemalloc, set in each child process.", DefaultValueFactory = _ => "glibc-tuned" };
+        allocator.AcceptOnlyFromAmong(Allocators.Choices);
+        var json = new Option<string?>("--json") { Description = "Also write the rows to this JSON file." };
+        var child = new Option<bool>("--child") { Hidden = true };
+
+        var cmd = new Command("model", "Median time of one full step (forward, backward, AdamW) per shape and objective.")
+        {
+            shapes, objectives, preset, batch, steps, warmup, threads, allocator, json, child,
+        };
+        cmd.SetAction(parse =>
+        {
+            var shapeList = Split(parse.GetValue(shapes)!);
+            var objectiveList = Split(parse.GetValue(objectives)!);
+            foreach (var s in shapeList) ModelBench.Shape(s);
+            foreach (var o in objectiveList) ModelBench.Options(o, 0.5);
+            var p = parse.GetValue(preset)!;
+            Presets.Get(p);
+            if (parse.GetValue(child))
+            {
+                var row = ModelBench.Measure(shapeList[0], objectiveList[0], p, parse.GetValue(batch), parse.GetValue(steps),
+                    parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(allocator)!);
+                Console.WriteLine(JsonSerializer.Serialize(row));
+                return 0;
+            }
+
+            var rows = new List<BenchRow>();
+            AnsiConsole.MarkupLine($"[bold]Step benchmark[/]: preset {p}, {parse.GetValue(threads)} thread(s), allocator {parse.GetValue(allocator)}, " +
+                                   $"{parse.GetValue(warmup)} warm-up + {parse.GetValue(steps)} timed steps, one process per row");
+            foreach (var s in shapeList)
+                foreach (var o in objectiveList)
+                {
+                    var row = ModelBench.MeasureInChild(s, o, p, parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup),
+                        parse.GetValue(threads), parse.GetValue(allocator)!);
+                    rows.Add(row);
+                    AnsiConsole.MarkupLine($"  {s,-8} {o,-11} median {row.MedianMs,9:F0} ms  (min {row.MinMs:F0}, max {row.MaxMs:F0})  peak {row.PeakRssMb:F0} MB");
+                }
+            Print(rows);
+            if (parse.GetValue(json) is { } path) File.WriteAllText(path, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static void Print(List<BenchRow> rows)
+    {
+        var table = new Table().AddColumns("shape", "objective", "batch", "threads", "median ms/step", "min", "max", "x MAE", "peak RSS MB");
+        foreach (var r in rows)
+        {
+            var mae = rows.FirstOrDefault(m => m.Shape == r.Shape && m.Objective == "mae");
+            var ratio = mae is null ? "" : $"{r.MedianMs / mae.MedianMs:F2}";
+            table.AddRow(r.Shape, r.Objective, r.Batch.ToString(), r.Threads.ToString(), $"{r.MedianMs:F0}", $"{r.MinMs:F0}",
+                $"{r.MaxMs:F0}", ratio, $"{r.PeakRssMb:F0}");
+        }
+        AnsiConsole.Write(table);
+    }
+
+    private static string[] Split(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}
