@@ -1,5 +1,5 @@
 using System.Text.Json;
-using MetaMae.Model.IO;
+using MetaMae.Data.Formats;
 using static TorchSharp.torch;
 
 namespace MetaMae.Model.Tests;
@@ -44,7 +44,21 @@ internal sealed class GoldenCase
 
     public double Scalar(string name) => Manifest.GetProperty("scalars").GetProperty(name).GetDouble();
 
-    public Tensor Load(string name) => Npy.Read(Path.Combine(Directory, name + ".npy"));
+    public Tensor Load(string name) => ToTensor(Npy.Read(Path.Combine(Directory, name + ".npy")));
+
+    /// <summary>An .npy array as a tensor of the same dtype and shape.</summary>
+    public static Tensor ToTensor(NpyArray a)
+    {
+        var dtype = a.Descr switch
+        {
+            "<f4" => ScalarType.Float32, "<f8" => ScalarType.Float64, "<i8" => ScalarType.Int64, "<i4" => ScalarType.Int32,
+            "|u1" => ScalarType.Byte, "|b1" => ScalarType.Bool,
+            _ => throw new FormatException($"dtype {a.Descr} has no tensor type here"),
+        };
+        var t = empty(a.Shape, dtype);
+        t.bytes = a.Data;
+        return t;
+    }
 
     public bool Has(string name) => File.Exists(Path.Combine(Directory, name + ".npy"));
 

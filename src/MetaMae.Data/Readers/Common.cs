@@ -1,0 +1,51 @@
+namespace MetaMae.Data.Readers;
+
+/// <summary>Where a reader looks and which split it lists.</summary>
+public sealed record ReaderOptions(string Root, Split Split, long Seed = 0)
+{
+    public bool Training => Split != Split.Test;
+}
+
+/// <summary>Helpers shared by readers: layout checks, deterministic splits, label maps.</summary>
+public static class Layout
+{
+    public static string File(string path, string expected) =>
+        System.IO.File.Exists(path) ? path : throw new DataLayoutException(path, expected);
+
+    public static string Directory(string path, string expected) =>
+        System.IO.Directory.Exists(path) ? path : throw new DataLayoutException(path, expected);
+
+    /// <summary>
+    /// A reproducible shuffle (seeded Fisher-Yates on our own generator). The original loaders shuffle with NumPy or
+    /// pandas generators; their exact permutations are not reproduced, only the split fractions and the fixed seed.
+    /// </summary>
+    public static int[] Shuffled(int count, long seed)
+    {
+        var order = Enumerable.Range(0, count).ToArray();
+        var rng = new Random(unchecked((int)DecodeContext.Mix(seed, 0x5EED, count)));
+        for (int i = count - 1; i > 0; i--)
+        {
+            int j = rng.Next(i + 1);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        return order;
+    }
+
+    /// <summary>The train or test part of <paramref name="items"/> after a seeded shuffle: the first floor(f n) are train.</summary>
+    public static List<T> SplitShuffled<T>(IReadOnlyList<T> items, Split split, double trainFraction, long seed = 42)
+    {
+        var order = Shuffled(items.Count, seed);
+        int cut = (int)(trainFraction * items.Count);
+        var chosen = split == Split.Test ? order[cut..] : order[..cut];
+        return chosen.Select(i => items[i]).ToList();
+    }
+
+    /// <summary>Per-class 80/20 (or other) split, as DABS does for Flowers and GTSRB.</summary>
+    public static List<T> SplitPerClass<T>(IEnumerable<T> items, Func<T, int> label, Split split, double trainFraction, long seed = 42) =>
+        items.GroupBy(label).OrderBy(g => g.Key)
+            .SelectMany(g => SplitShuffled(g.ToList(), split, trainFraction, seed + g.Key)).ToList();
+
+    /// <summary>Sorted distinct names mapped to 0..K-1.</summary>
+    public static Dictionary<string, int> LabelMap(IEnumerable<string> names) =>
+        names.Distinct().Order(StringComparer.Ordinal).Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+}
