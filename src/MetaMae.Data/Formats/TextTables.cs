@@ -34,7 +34,8 @@ public sealed record CsvTable(string Path, string[] Header, List<CsvRow> Rows)
         {
             var fields = new string[row.ColCount];
             for (int i = 0; i < fields.Length; i++) fields[i] = row[i].ToString();
-            rows.Add(new CsvRow(row.LineNumberFrom, fields));
+            // Sep 0.17 reports line 2 for the first row of a header-less file; every other row is right.
+            rows.Add(new CsvRow(row.RowIndex == 0 ? 1 : row.LineNumberFrom, fields));
         }
         return new CsvTable(path, header, rows);
     }

@@ -15,8 +15,8 @@ public static class Tables
     }
 
     /// <summary>
-    /// HIGGS. Two layouts: the UCI file HIGGS.csv[.gz] (no header; label, 28 features) read as pretrain = first
-    /// 10.5M rows, test = the last 500k (UCI's own advice), and DABS's particle_physics/higgs{Pretrain,Transfer}.csv
+    /// HIGGS. Two layouts: the UCI file HIGGS.csv[.gz] (no header; label, 28 features) whose last 500k rows are the
+    /// test set (UCI's own advice; the last 10% for files under a million rows), and DABS's particle_physics/higgs{Pretrain,Transfer}.csv
     /// (header; index, label, 28 features) with a seeded 90/10 split of the transfer file.
     /// </summary>
     public static IDataset Higgs(DatasetSpec spec, ReaderOptions o)
@@ -39,7 +39,7 @@ public static class Tables
                    ?? throw new DataLayoutException(dabs, layout);
             rows = CsvTable.Read(path, hasHeader: false).Rows;
             first = 0;
-            int testStart = Math.Max(0, rows.Count - 500_000);
+            int testStart = rows.Count > 1_000_000 ? rows.Count - 500_000 : rows.Count * 9 / 10;
             rows = o.Split == Split.Test ? rows[testStart..] : rows[..testStart];
         }
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>

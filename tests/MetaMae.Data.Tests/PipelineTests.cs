@@ -1,0 +1,149 @@
+using Akka.Streams;
+using Akka.Streams.Dsl;
+using Akka.Streams.TestKit;
+using MetaMae.Data.Pipeline;
+using MetaMae.Protocol;
+
+namespace MetaMae.Data.Tests;
+
+public class PipelineTests : Akka.TestKit.Xunit2.TestKit
+{
+    private readonly IMaterializer materializer;
+
+    public PipelineTests() => materializer = Sys.Materializer();
+
+    private static readonly DatasetSpec Spec = new("numbers", "test", InputKind.Series1d, [1, 4], [1], 0, 4, 2,
+        Metric.Accuracy, Role.PretrainAndTransfer, "all", "in memory");
+
+    /// <summary>Record i decodes to [i, i, i, i] with label i % 2; records in <paramref name="bad"/> fail; each read is counted.</summary>
+    private sealed class Numbers(int count, ISet<int>? bad = null, int delayMs = 0) : IDataset
+    {
+        public int Reads;
+        public DatasetSpec Spec => PipelineTests.Spec;
+        public int Count => count;
+        public string Describe(int index) => $"numbers.csv:{index + 1}";
+
+        public Sample Read(int index, DecodeContext context)
+        {
+            Interlocked.Increment(ref Reads);
+            if (delayMs > 0) Thread.Sleep(delayMs * (index % 3)); // uneven decode times: order must still hold
+            if (bad?.Contains(index) == true) throw new BadRecordException(Describe(index), "deliberately bad");
+            return Sample.Dense([index, index, index, index], index % 2);
+        }
+    }
+
+    private List<Batch> Run(IDataset data, PipelineSettings settings, StreamPosition? start = null, DataMetrics? metrics = null,
+        List<string>? log = null) =>
+        DataFlows.Batches(data, settings, start ?? StreamPosition.Start, metrics ?? new DataMetrics(), log is null ? null : log.Add)
+            .RunWith(Sink.Seq<Batch>(), materializer).Result.ToList();
+
+    private static IEnumerable<float> FirstValues(IEnumerable<Batch> batches) =>
+        batches.SelectMany(b => Enumerable.Range(0, b.Size).Select(i => b.Values![i * 4]));
+
+    [Fact]
+    public void Order_is_a_pure_function_of_seed_and_epoch_whatever_the_parallelism()
+    {
+        var settings = new PipelineSettings { BatchSize = 8, Seed = 5, Epochs = 2, Parallelism = 1 };
+        var serial = FirstValues(Run(new Numbers(50), settings)).ToList();
+        var parallel = FirstValues(Run(new Numbers(50, delayMs: 2), settings with { Parallelism = 4 })).ToList();
+        Assert.Equal(serial, parallel);
+        Assert.Equal(100, serial.Count);
+        Assert.Equal(Enumerable.Range(0, 50).Select(i => (float)i), serial.Take(50).Order()); // each record once per epoch
+        Assert.NotEqual(serial.Take(50), serial.Skip(50));                                     // reshuffled next epoch
+        var otherSeed = FirstValues(Run(new Numbers(50), settings with { Seed = 6 })).ToList();
+        Assert.NotEqual(serial, otherSeed);
+    }
+
+    [Fact]
+    public void A_stream_started_at_a_batch_end_continues_exactly_where_the_first_left_off()
+    {
+        var settings = new PipelineSettings { BatchSize = 7, Seed = 1, Epochs = 3 };
+        var full = Run(new Numbers(30), settings);
+        var resumeAfter = full[5];
+        var resumed = Run(new Numbers(30), settings, resumeAfter.End);
+        Assert.Equal(FirstValues(full.Skip(6)), FirstValues(resumed));
+        Assert.Equal(full.Select(b => b.End).Skip(6), resumed.Select(b => b.End));
+    }
+
+    [Fact]
+    public void Shards_split_the_order_between_nodes_without_overlap()
+    {
+        var settings = new PipelineSettings { BatchSize = 5, Seed = 2, Epochs = 1 };
+        var whole = FirstValues(Run(new Numbers(40), settings)).ToHashSet();
+        var a = FirstValues(Run(new Numbers(40), settings with { ShardIndex = 0, ShardCount = 2 })).ToList();
+        var b = FirstValues(Run(new Numbers(40), settings with { ShardIndex = 1, ShardCount = 2 })).ToList();
+        Assert.Equal(20, a.Count);
+        Assert.Empty(a.Intersect(b));
+        Assert.True(whole.SetEquals(a.Concat(b)));
+    }
+
+    [Fact]
+    public void Bad_records_are_counted_logged_and_skipped()
+    {
+        var log = new List<string>();
+        var metrics = new DataMetrics();
+        var batches = Run(new Numbers(100, new HashSet<int> { 3, 50 }), new PipelineSettings { BatchSize = 10, Epochs = 1, Shuffle = false }, metrics: metrics, log: log);
+        var values = FirstValues(batches).ToList();
+        Assert.Equal(98, values.Count);
+        Assert.DoesNotContain(3f, values);
+        Assert.Equal(2, metrics.Snapshot().BadRecords);
+        Assert.Contains(log, l => l.Contains("numbers.csv:4") && l.Contains("deliberately bad"));
+        Assert.Equal(new float[] { 0, 1, 2, 4 }, values.Take(4));
+    }
+
+    [Fact]
+    public void Too_many_bad_records_fail_the_stream_with_a_message_saying_so()
+    {
+        var bad = Enumerable.Range(0, 200).Where(i => i % 4 == 0).ToHashSet();
+        var settings = new PipelineSettings { BatchSize = 10, Epochs = 1, MaxBadFraction = 0.1, MinRecordsForBadCheck = 50 };
+        var e = Assert.Throws<AggregateException>(() => Run(new Numbers(200, bad), settings));
+        var inner = Assert.IsType<TooManyBadRecordsException>(e.InnerException);
+        Assert.Contains("numbers", inner.Message);
+        Assert.Contains("over the configured limit of 10.0%", inner.Message);
+    }
+
+    [Fact]
+    public void Collated_batches_are_plain_arrays_with_labels_and_end_positions()
+    {
+        var batches = Run(new Numbers(10), new PipelineSettings { BatchSize = 4, Epochs = 1, Shuffle = false });
+        Assert.Equal(new[] { 4, 4, 2 }, batches.Select(b => b.Size));
+        Assert.Equal(new[] { 1, 4 }, batches[0].SampleShape);
+        Assert.Equal(new float[] { 0, 0, 0, 0, 1, 1, 1, 1 }, batches[0].Values![..8]);
+        Assert.Equal(new float[] { 0, 1, 0, 1 }, batches[0].Labels);
+        Assert.Equal(new StreamPosition(0, 4), batches[0].End);
+        Assert.Equal(new StreamPosition(1, 0), batches[2].End);
+    }
+
+    [Fact]
+    public void A_slow_consumer_holds_the_producer_to_a_bounded_number_of_reads()
+    {
+        var data = new Numbers(1_000_000);
+        var settings = new PipelineSettings { BatchSize = 16, Parallelism = 4, BufferBatches = 2 };
+        var probe = DataFlows.Batches(data, settings, StreamPosition.Start, new DataMetrics())
+            .RunWith(this.SinkProbe<Batch>(), materializer);
+        probe.Request(1);
+        probe.ExpectNext(TimeSpan.FromSeconds(5));
+        Thread.Sleep(500);
+        var afterOne = Volatile.Read(ref data.Reads);
+        Thread.Sleep(500);
+        Assert.Equal(afterOne, Volatile.Read(ref data.Reads)); // nothing more is read while nobody asks
+        // Bound: the batch taken, the buffered batches, one being grouped, decodes in flight, stage buffers.
+        Assert.InRange(afterOne, 16, 16 * (1 + 2 + 1) + 4 + 16 + 16);
+        probe.Request(10);
+        for (int i = 0; i < 10; i++) probe.ExpectNext(TimeSpan.FromSeconds(5));
+        Assert.True(Volatile.Read(ref data.Reads) > afterOne);
+        probe.Cancel();
+    }
+
+    [Fact]
+    public void A_fast_consumer_is_fed_as_fast_as_decoding_allows()
+    {
+        var probe = DataFlows.Batches(new Numbers(10_000), new PipelineSettings { BatchSize = 50, Epochs = 1 }, StreamPosition.Start, new DataMetrics())
+            .RunWith(this.SinkProbe<Batch>(), materializer);
+        probe.Request(1000);
+        var received = 0;
+        for (int i = 0; i < 200; i++) received += probe.ExpectNext(TimeSpan.FromSeconds(5)).Size;
+        probe.ExpectComplete();
+        Assert.Equal(10_000, received);
+    }
+}
