@@ -13,6 +13,7 @@ public static class BenchCommand
     {
         var bench = new Command("bench", "Benchmarks that print figures: the training step, data tokenizing.");
         bench.Add(ModelCommand());
+        bench.Add(DataCommand());
         foreach (var c in more) bench.Add(c);
         return bench;
     }
@@ -64,6 +65,33 @@ public static class BenchCommand
                 }
             Print(rows);
             if (parse.GetValue(json) is { } path) File.WriteAllText(path, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command DataCommand()
+    {
+        var kinds = new Option<string>("--kinds") { Description = "Comma-separated: " + string.Join(", ", DataBench.Kinds) + ".", DefaultValueFactory = _ => string.Join(",", DataBench.Kinds) };
+        var preset = new Option<string>("--preset") { Description = "Model preset for the learner's rate.", DefaultValueFactory = _ => "dabs" };
+        var records = new Option<int>("--records") { Description = "Records written per kind.", DefaultValueFactory = _ => 400 };
+        var steps = new Option<int>("--learner-steps") { Description = "Timed learner steps per kind (MetaMAE, second order).", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int>("--threads") { Description = "libtorch threads for the learner.", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("data", "Tokenizing throughput per data kind (per core and pipeline) next to the learner's consumption rate.")
+        {
+            kinds, preset, records, steps, threads,
+        };
+        cmd.SetAction(parse =>
+        {
+            var p = parse.GetValue(preset)!;
+            Presets.Get(p);
+            AnsiConsole.MarkupLine($"[bold]Data benchmark[/]: {Environment.ProcessorCount} cores; learner = MetaMAE step, preset {p}, {parse.GetValue(threads)} thread(s)");
+            var rows = DataBench.Run(Split(parse.GetValue(kinds)!), p, parse.GetValue(records), parse.GetValue(steps), parse.GetValue(threads),
+                line => AnsiConsole.WriteLine(line));
+            var table = new Table().AddColumns("kind", "data set", "tokenize /s per core", $"pipeline /s ({Environment.ProcessorCount} cores)", "learner /s", "per-core : learner");
+            foreach (var r in rows)
+                table.AddRow(r.Kind, r.Dataset, $"{r.PerCoreSamplesPerSec:F0}", $"{r.PipelineSamplesPerSec:F0}", $"{r.LearnerSamplesPerSec:F1}", $"{r.Ratio:F1}x");
+            AnsiConsole.Write(table);
             return 0;
         });
         return cmd;
