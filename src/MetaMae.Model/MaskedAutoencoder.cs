@@ -25,7 +25,7 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly PatchEmbed patch_embed;
     private readonly Parameter cls_token;
     private readonly Tensor pos_embed;
-    private readonly Dropout dropout;
+    private readonly GeneratorDropout dropout;
     private readonly ModuleList<Block> encoder;
     private readonly LayerNorm norm_enc;
     private readonly Linear decoder_embed;
@@ -37,7 +37,31 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly Sequential? projector;
 
     public ModelConfig Config { get; }
+
+    /// <summary>
+    /// The generator dropout draws from (null: libtorch's global one). The learner sets its checkpointed generator
+    /// here so that training is reproducible step for step.
+    /// </summary>
+    public Generator? DropoutGenerator { get; set; }
     public InputSpec Input => Config.Input;
+
+    private static readonly Lock InitLock = new();
+
+    /// <summary>
+    /// Builds a model whose initial weights depend only on <paramref name="seed"/>: initialisation draws from
+    /// libtorch's global generator, so it is seeded and done under a lock no other model construction can interleave with.
+    /// </summary>
+    public static MaskedAutoencoder Create(ModelConfig config, long seed)
+    {
+        lock (InitLock)
+        {
+            random.manual_seed(seed);
+            return new MaskedAutoencoder(config);
+        }
+    }
+
+    /// <summary>A model with weights to be loaded (from a checkpoint): built under the same lock, any seed.</summary>
+    public static MaskedAutoencoder CreateForLoading(ModelConfig config) => Create(config, 0);
 
     public MaskedAutoencoder(ModelConfig config) : base("MaskedAutoencoder")
     {
@@ -49,10 +73,10 @@ public sealed class MaskedAutoencoder : nn.Module
         patch_embed = new PatchEmbed("patch_embed", input, d);
         cls_token = new Parameter(zeros(1, 1, d));
         pos_embed = PositionEmbedding.For(input, d);
-        dropout = nn.Dropout(size.Dropout);
+        dropout = new GeneratorDropout("dropout", size.Dropout, () => DropoutGenerator);
         // The encoder is differentiated once, so it may use the fused attention kernel.
         encoder = new ModuleList<Block>(Enumerable.Range(0, size.EncoderDepth)
-            .Select(i => new Block($"encoder.{i}", d, size.EncoderHeads, size.MlpRatio, size.Dropout, fusedAttention: true)).ToArray());
+            .Select(i => new Block($"encoder.{i}", d, size.EncoderHeads, size.MlpRatio, size.Dropout, fusedAttention: true, () => DropoutGenerator)).ToArray());
         norm_enc = nn.LayerNorm(d);
 
         decoder_embed = nn.Linear(d, e);
@@ -60,7 +84,7 @@ public sealed class MaskedAutoencoder : nn.Module
         decoder_pos_embed = PositionEmbedding.For(input, e);
         // The second-order step differentiates the decoder twice: explicit attention, no dropout.
         decoder = new ModuleList<Block>(Enumerable.Range(0, size.DecoderDepth)
-            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: false)).ToArray());
+            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: false, () => DropoutGenerator)).ToArray());
         norm_dec = nn.LayerNorm(e);
         decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
 

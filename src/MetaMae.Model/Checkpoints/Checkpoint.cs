@@ -65,7 +65,10 @@ public static class Checkpoint
 
     private sealed record ManifestEntry(long Size, string Sha256);
 
-    /// <summary>Writes <paramref name="directory"/> atomically; replaces an existing one of that name.</summary>
+    /// <summary>
+    /// Writes <paramref name="directory"/> atomically; replaces an existing one of that name. The state of
+    /// <paramref name="rng"/> is stored, or libtorch's global generator's when it is null (dropout draws from it).
+    /// </summary>
     public static string Save(string directory, MaskedAutoencoder model, optim.Optimizer? optimizer, CheckpointMeta meta,
         Generator? rng = null)
     {
@@ -78,9 +81,8 @@ public static class Checkpoint
         {
             SafeTensors.Write(Path.Combine(temp, WeightsFile), model.state_dict());
             if (optimizer is OptimizerHelper helper) WriteFlushed(Path.Combine(temp, OptimizerFile), s => { using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true); helper.save_state_dict(w); });
-            if (rng is not null)
+            using (var state = rng is null ? random.get_rng_state() : rng.get_state())
             {
-                using var state = rng.get_state();
                 var bytes = state.bytes.ToArray();
                 WriteFlushed(Path.Combine(temp, RngFile), s => s.Write(bytes));
             }
@@ -195,14 +197,16 @@ public static class Checkpoint
         helper.load_state_dict(reader);
     }
 
-    public static void LoadRng(string directory, Generator rng)
+    /// <summary>Restores <paramref name="rng"/>, or libtorch's global generator when it is null.</summary>
+    public static void LoadRng(string directory, Generator? rng = null)
     {
         var path = Path.Combine(directory, RngFile);
         if (!File.Exists(path)) throw new CorruptCheckpointException(directory, $"{RngFile} is missing");
         var bytes = File.ReadAllBytes(path);
         using var state = empty(bytes.Length, ScalarType.Byte);
         state.bytes = bytes;
-        rng.set_state(state);
+        if (rng is null) random.set_rng_state(state);
+        else rng.set_state(state);
     }
 
     private static void WriteFlushed(string path, Action<Stream> write)

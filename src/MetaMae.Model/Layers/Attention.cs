@@ -13,17 +13,17 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
 {
     private readonly Linear qkv;
     private readonly Linear proj;
-    private readonly Dropout proj_drop;
+    private readonly GeneratorDropout proj_drop;
     private readonly int heads;
     private readonly bool fused;
 
-    public Attention(string name, int dim, int heads, double dropout, bool fused) : base(name)
+    public Attention(string name, int dim, int heads, double dropout, bool fused, Func<Generator?> generator) : base(name)
     {
         this.heads = heads;
         this.fused = fused;
         qkv = nn.Linear(dim, dim * 3, hasBias: false);
         proj = nn.Linear(dim, dim);
-        proj_drop = nn.Dropout(dropout);
+        proj_drop = new GeneratorDropout("proj_drop", dropout, generator);
         RegisterComponents();
     }
 

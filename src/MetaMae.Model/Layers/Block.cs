@@ -10,14 +10,14 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     private readonly Linear fc1;
     private readonly GELU act;
     private readonly Linear fc2;
-    private readonly Dropout drop;
+    private readonly GeneratorDropout drop;
 
-    public Mlp(string name, int dim, int hidden, double dropout) : base(name)
+    public Mlp(string name, int dim, int hidden, double dropout, Func<Generator?> generator) : base(name)
     {
         fc1 = nn.Linear(dim, hidden);
         act = nn.GELU();
         fc2 = nn.Linear(hidden, dim);
-        drop = nn.Dropout(dropout);
+        drop = new GeneratorDropout("drop", dropout, generator);
         RegisterComponents();
     }
 
@@ -36,12 +36,12 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     private readonly LayerNorm norm2;
     private readonly Mlp mlp;
 
-    public Block(string name, int dim, int heads, int mlpRatio, double dropout, bool fusedAttention) : base(name)
+    public Block(string name, int dim, int heads, int mlpRatio, double dropout, bool fusedAttention, Func<Generator?> generator) : base(name)
     {
         norm1 = nn.LayerNorm(dim);
-        attn = new Attention("attn", dim, heads, dropout, fusedAttention);
+        attn = new Attention("attn", dim, heads, dropout, fusedAttention, generator);
         norm2 = nn.LayerNorm(dim);
-        mlp = new Mlp("mlp", dim, dim * mlpRatio, dropout);
+        mlp = new Mlp("mlp", dim, dim * mlpRatio, dropout, generator);
         RegisterComponents();
     }
 

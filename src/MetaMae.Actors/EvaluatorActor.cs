@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using Akka.Actor;
+using Akka.Event;
+using MetaMae.Actors.Runs;
+using MetaMae.Data;
+using MetaMae.Data.Pipeline;
+using MetaMae.Data.Readers;
+using MetaMae.Model;
+using MetaMae.Model.Checkpoints;
+using MetaMae.Model.Evaluation;
+using MetaMae.Protocol;
+using static TorchSharp.torch;
+
+namespace MetaMae.Actors;
+
+/// <summary>
+/// Linear evaluation of checkpoints on one transfer set, on its own thread while pretraining goes on: load the encoder,
+/// extract frozen features of full inputs (eval mode), train one linear layer (DABS protocol), score with the set's
+/// metric, and report an <see cref="EvaluationResult"/> (or <see cref="EvaluationFailed"/>) to whoever sent the checkpoint.
+/// </summary>
+public sealed class EvaluatorActor : ReceiveActor
+{
+    private readonly string runId;
+    private readonly DatasetRef dataset;
+    private readonly EvaluationConfig settings;
+    private readonly ModelConfig modelConfig;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private MaskedAutoencoder? model;
+    private (Split Split, float[]? Values, long[]? Ids, float[] Labels, int Count)[]? splits;
+
+    public EvaluatorActor(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig)
+    {
+        this.runId = runId;
+        this.dataset = dataset;
+        this.settings = settings;
+        this.modelConfig = modelConfig;
+        Receive<CheckpointSaved>(c => c.RunId == runId, c =>
+        {
+            try
+            {
+                Sender.Tell(Evaluate(c));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                log.Warning("evaluation of {0} on {1} failed: {2}", c.Path, dataset.Name, e.Message);
+                Sender.Tell(new EvaluationFailed(runId, c.Step, dataset.Name, e.Message));
+            }
+        });
+    }
+
+    public static Props Props(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig) =>
+        Akka.Actor.Props.Create(() => new EvaluatorActor(runId, dataset, settings, modelConfig)).WithDispatcher(MetaMaeHocon.EvaluatorDispatcher);
+
+    public static string MetricName(Metric m) => m switch
+    {
+        Metric.Accuracy => "accuracy", Metric.BinaryAccuracy => "binary_accuracy", Metric.WeightedF1 => "weighted_f1",
+        Metric.Spearman => "spearman", Metric.PerTokenAccuracy => "per_token_accuracy", Metric.Auroc => "auroc", _ => "pearson",
+    };
+
+    public static ProbeTask TaskFor(Metric m) => m switch
+    {
+        Metric.BinaryAccuracy or Metric.Auroc => ProbeTask.Binary,
+        Metric.Spearman or Metric.Pearson => ProbeTask.Regression,
+        Metric.PerTokenAccuracy => ProbeTask.PerToken,
+        _ => ProbeTask.MultiClass,
+    };
+
+    protected override void PostStop() => model?.Dispose();
+
+    private EvaluationResult Evaluate(CheckpointSaved c)
+    {
+        var clock = Stopwatch.StartNew();
+        Checkpoint.Verify(c.Path);
+        model ??= MaskedAutoencoder.CreateForLoading(modelConfig);
+        Checkpoint.LoadWeights(c.Path, model, encoderOnly: true);
+        splits ??= [Load(Split.Train, dataset.MaxTrain), Load(Split.Test, dataset.MaxTest)];
+        var spec = DatasetCatalog.Get(dataset.Name).Spec;
+        var task = TaskFor(spec.Metric);
+        var train = Features(splits[0], task);
+        var test = Features(splits[1], task);
+        var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric),
+            new ProbeOptions(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, Seed: c.Step));
+        log.Info("checkpoint step {0}: {1} {2} = {3:F4} ({4:F1} s)", c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds);
+        return new EvaluationResult(runId, c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds,
+            splits[0].Count, splits[1].Count, c.Path);
+    }
+
+    /// <summary>Decodes a split once (in parallel, bad records skipped) and keeps it for every later checkpoint.</summary>
+    private (Split, float[]?, long[]?, float[], int) Load(Split split, int? max)
+    {
+        var data = DatasetCatalog.Open(dataset.Name, new ReaderOptions(EmbeddedData.Resolve(dataset.Root), split));
+        var order = DataFlows.EpochOrder(data.Count, 0, 0, shuffle: true);
+        var chosen = max is { } m && m < order.Length ? order[..m] : order;
+        var samples = new Sample?[chosen.Length];
+        int bad = 0;
+        Parallel.For(0, chosen.Length, i =>
+        {
+            try
+            {
+                samples[i] = data.Read(chosen[i], new DecodeContext(0, 0, chosen[i], false));
+            }
+            catch (BadRecordException e)
+            {
+                if (Interlocked.Increment(ref bad) <= 10) log.Warning("skipped bad record {0}: {1}", e.Where, e.Reason);
+            }
+        });
+        var ok = samples.Where(s => s is not null).Select(s => s!).ToList();
+        if (ok.Count == 0) throw new InvalidOperationException($"{dataset.Name} {split}: no readable records");
+        var values = ok[0].Values is null ? null : ok.SelectMany(s => s.Values!).ToArray();
+        var ids = ok[0].Ids is null ? null : ok.SelectMany(s => s.Ids!).ToArray();
+        return (split, values, ids, ok.SelectMany(s => s.Labels).ToArray(), ok.Count);
+    }
+
+    private ProbeData Features((Split Split, float[]? Values, long[]? Ids, float[] Labels, int Count) s, ProbeTask task)
+    {
+        var sampleShape = modelConfig.Input.SampleShape;
+        long sampleLength = modelConfig.Input.SampleLength;
+        bool perToken = task == ProbeTask.PerToken;
+        int dim = modelConfig.Size.EncoderDim, tokens = modelConfig.Input.NumTokens;
+        var features = new float[(long)s.Count * (perToken ? tokens : 1) * dim];
+        model!.eval();
+        using (no_grad())
+        {
+            for (int start = 0; start < s.Count; start += settings.FeatureBatchSize)
+            {
+                using var scope = NewDisposeScope();
+                int n = Math.Min(settings.FeatureBatchSize, s.Count - start);
+                long[] shape = [n, .. sampleShape];
+                var x = s.Ids is not null
+                    ? tensor(s.Ids.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape)
+                    : tensor(s.Values!.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape);
+                var f = model.Features(x, perToken).contiguous().data<float>().ToArray();
+                f.CopyTo(features, (long)start * (perToken ? tokens : 1) * dim);
+            }
+        }
+        return new ProbeData(features, s.Count, perToken ? tokens : 1, dim, s.Labels);
+    }
+}

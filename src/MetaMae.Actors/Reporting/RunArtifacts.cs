@@ -1,0 +1,161 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MetaMae.Protocol;
+using TorchSharp.Modules;
+
+namespace MetaMae.Actors.Reporting;
+
+/// <summary>
+/// The files a run directory holds besides checkpoints: metrics.jsonl (one JSON object per step and per evaluation,
+/// appended and flushed), TensorBoard event files (TorchSharp's SummaryWriter), PNG plots (ScottPlot) and report.md.
+/// </summary>
+public sealed class RunArtifacts : IDisposable
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private readonly StreamWriter metrics;
+    private readonly SummaryWriter tensorboard;
+    private readonly Lock gate = new();
+
+    public string Directory { get; }
+    public string MetricsPath => Path.Combine(Directory, "metrics.jsonl");
+
+    public RunArtifacts(string runDirectory)
+    {
+        Directory = runDirectory;
+        System.IO.Directory.CreateDirectory(runDirectory);
+        metrics = new StreamWriter(new FileStream(MetricsPath, FileMode.Append, FileAccess.Write, FileShare.Read)) { AutoFlush = true };
+        tensorboard = TorchSharp.torch.utils.tensorboard.SummaryWriter(Path.Combine(runDirectory, "tensorboard"));
+    }
+
+    public void Step(StepReport r)
+    {
+        lock (gate)
+        {
+            metrics.WriteLine(JsonSerializer.Serialize(new
+            {
+                kind = "step", r.Step, r.Total, r.Recon, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
+                step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
+            }, Json));
+            int step = (int)r.Step;
+            tensorboard.add_scalar("loss/total", (float)r.Total, step);
+            tensorboard.add_scalar("loss/recon", (float)r.Recon, step);
+            if (r.Contrastive is { } c) tensorboard.add_scalar("loss/contrastive", (float)c, step);
+            if (r.Support is { } s) tensorboard.add_scalar("loss/support", (float)s, step);
+            tensorboard.add_scalar("train/grad_norm", (float)r.GradNorm, step);
+            tensorboard.add_scalar("train/data_wait_seconds", (float)r.WaitSeconds, step);
+        }
+    }
+
+    public void Evaluation(EvaluationResult r)
+    {
+        lock (gate)
+        {
+            metrics.WriteLine(JsonSerializer.Serialize(new
+            {
+                kind = "evaluation", r.Step, r.Dataset, r.Metric, r.Value, train_seconds = r.TrainSeconds, r.TrainSamples, r.TestSamples, r.Checkpoint,
+            }, Json));
+            tensorboard.add_scalar($"probe/{r.Dataset}/{r.Metric}", (float)r.Value, (int)r.Step);
+        }
+    }
+
+    /// <summary>Step records of metrics.jsonl, the last record of each step winning (a resumed run repeats some).</summary>
+    public static SortedDictionary<long, JsonElement> ReadSteps(string metricsPath)
+    {
+        var steps = new SortedDictionary<long, JsonElement>();
+        if (!File.Exists(metricsPath)) return steps;
+        using var stream = new FileStream(metricsPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        for (var line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+        {
+            if (line.Length == 0) continue;
+            JsonElement e;
+            try
+            {
+                e = JsonDocument.Parse(line).RootElement;
+            }
+            catch (JsonException)
+            {
+                continue; // a line cut short by a kill
+            }
+            if (e.GetProperty("kind").GetString() == "step") steps[e.GetProperty("step").GetInt64()] = e;
+        }
+        return steps;
+    }
+
+    /// <summary>loss.png (total, reconstruction, contrastive per step) and probe.png (metric per checkpoint and data set).</summary>
+    public void Plots(IReadOnlyList<EvaluationResult> results)
+    {
+        var steps = ReadSteps(MetricsPath);
+        if (steps.Count > 0)
+        {
+            var plot = new ScottPlot.Plot();
+            double[] xs = steps.Keys.Select(k => (double)k).ToArray();
+            void Line(string name)
+            {
+                var ys = steps.Values.Select(e => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray();
+                if (ys.All(double.IsNaN)) return;
+                var s = plot.Add.ScatterLine(xs, ys);
+                s.LegendText = name;
+            }
+            Line("total");
+            Line("recon");
+            Line("contrastive");
+            plot.XLabel("step");
+            plot.YLabel("loss");
+            plot.ShowLegend();
+            plot.SavePng(Path.Combine(Directory, "loss.png"), 900, 500);
+        }
+        if (results.Count > 0)
+        {
+            var plot = new ScottPlot.Plot();
+            foreach (var group in results.GroupBy(r => r.Dataset))
+            {
+                var ordered = group.OrderBy(r => r.Step).ToList();
+                var s = plot.Add.ScatterLine(ordered.Select(r => (double)r.Step).ToArray(), ordered.Select(r => r.Value).ToArray());
+                s.LegendText = $"{group.Key} ({ordered[0].Metric})";
+                s.MarkerSize = 6;
+            }
+            plot.XLabel("checkpoint step");
+            plot.YLabel("linear probe");
+            plot.ShowLegend();
+            plot.SavePng(Path.Combine(Directory, "probe.png"), 900, 500);
+        }
+    }
+
+    /// <summary>report.md: settings, the probe table (random initialisation at step 0 vs the final step), files.</summary>
+    public string Report(string runId, string status, long step, string configJson, IReadOnlyList<EvaluationResult> results, string? error)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Run {runId}").AppendLine();
+        sb.AppendLine($"Status: **{status}** at step {step}.").AppendLine();
+        if (error is not null) sb.AppendLine($"Error: {error}").AppendLine();
+        sb.AppendLine("## Linear probe").AppendLine();
+        if (results.Count == 0) sb.AppendLine("No evaluation results.");
+        else
+        {
+            sb.AppendLine("| data set | metric | step | encoder | value |").AppendLine("|---|---|---|---|---|");
+            foreach (var r in results.OrderBy(r => r.Dataset).ThenBy(r => r.Step))
+                sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {r.Dataset} | {r.Metric} | {r.Step} | {(r.Step == 0 ? "random init" : "pretrained")} | {r.Value:F4} |"));
+        }
+        sb.AppendLine().AppendLine("## Files").AppendLine();
+        sb.AppendLine("- `checkpoints/step-NNNNNNNN/`: weights (model.safetensors), optimizer, RNG, meta.json, manifest.json");
+        sb.AppendLine("- `metrics.jsonl`, `tensorboard/`, `loss.png`, `probe.png`, `config.json`").AppendLine();
+        sb.AppendLine("## Configuration").AppendLine().AppendLine("```json").AppendLine(configJson).AppendLine("```");
+        var text = sb.ToString();
+        File.WriteAllText(Path.Combine(Directory, "report.md"), text);
+        return text;
+    }
+
+    public void Dispose()
+    {
+        metrics.Dispose();
+    }
+}

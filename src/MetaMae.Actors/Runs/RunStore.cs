@@ -1,0 +1,120 @@
+using Microsoft.Data.Sqlite;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Runs;
+
+/// <summary>One row of the runs table.</summary>
+public sealed record RunRow(string Id, string Name, string Status, long Step, long TotalSteps, string Directory, string Created, string Updated);
+
+/// <summary>
+/// The durable run record in SQLite (RUNS_ROOT/runs.db): runs, checkpoints (path, step, checksum state, valid) and
+/// evaluations, so `metamae runs` lists them and a resumed run knows where it was.
+/// </summary>
+public sealed class RunStore : IDisposable
+{
+    private readonly SqliteConnection connection;
+    private readonly Lock gate = new();
+
+    public string Path { get; }
+
+    public RunStore(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
+        connection.Open();
+        Execute("""
+            PRAGMA journal_mode = WAL;
+            PRAGMA busy_timeout = 5000;
+            CREATE TABLE IF NOT EXISTS runs (
+              id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0,
+              total_steps INTEGER NOT NULL, directory TEXT NOT NULL, config TEXT NOT NULL, error TEXT,
+              created TEXT NOT NULL, updated TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS checkpoints (
+              run_id TEXT NOT NULL, step INTEGER NOT NULL, path TEXT NOT NULL, valid INTEGER NOT NULL, created TEXT NOT NULL,
+              PRIMARY KEY (run_id, step));
+            CREATE TABLE IF NOT EXISTS evaluations (
+              run_id TEXT NOT NULL, step INTEGER NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
+              checkpoint TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (run_id, step, dataset));
+            """);
+    }
+
+    private static string Now => DateTimeOffset.UtcNow.ToString("O");
+
+    private void Execute(string sql, params (string, object?)[] args)
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = sql;
+            foreach (var (name, value) in args) cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+            cmd.ExecuteNonQuery();
+        }
+    }
+
+    public void StartRun(string id, string name, long totalSteps, string directory, string configJson) =>
+        Execute("""
+            INSERT INTO runs (id, name, status, step, total_steps, directory, config, created, updated)
+            VALUES ($id, $name, 'running', 0, $total, $dir, $config, $now, $now)
+            ON CONFLICT(id) DO UPDATE SET status = 'running', error = NULL, updated = $now
+            """, ("$id", id), ("$name", name), ("$total", totalSteps), ("$dir", directory), ("$config", configJson), ("$now", Now));
+
+    public void UpdateStep(string id, long step) =>
+        Execute("UPDATE runs SET step = $step, updated = $now WHERE id = $id", ("$id", id), ("$step", step), ("$now", Now));
+
+    public void FinishRun(string id, string status, long step, string? error) =>
+        Execute("UPDATE runs SET status = $status, step = $step, error = $error, updated = $now WHERE id = $id",
+            ("$id", id), ("$status", status), ("$step", step), ("$error", error), ("$now", Now));
+
+    public void AddCheckpoint(string id, long step, string path, bool valid) =>
+        Execute("INSERT OR REPLACE INTO checkpoints (run_id, step, path, valid, created) VALUES ($id, $step, $path, $valid, $now)",
+            ("$id", id), ("$step", step), ("$path", path), ("$valid", valid ? 1 : 0), ("$now", Now));
+
+    public void AddEvaluation(EvaluationResult r) =>
+        Execute("INSERT OR REPLACE INTO evaluations (run_id, step, dataset, metric, value, checkpoint, created) VALUES ($id, $step, $ds, $metric, $value, $ckpt, $now)",
+            ("$id", r.RunId), ("$step", r.Step), ("$ds", r.Dataset), ("$metric", r.Metric), ("$value", r.Value), ("$ckpt", r.Checkpoint), ("$now", Now));
+
+    public IReadOnlyList<RunRow> Runs()
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "SELECT id, name, status, step, total_steps, directory, created, updated FROM runs ORDER BY created";
+            using var r = cmd.ExecuteReader();
+            var rows = new List<RunRow>();
+            while (r.Read())
+                rows.Add(new RunRow(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetString(5), r.GetString(6), r.GetString(7)));
+            return rows;
+        }
+    }
+
+    public IReadOnlyList<EvaluationResult> Evaluations(string id)
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "SELECT step, dataset, metric, value, checkpoint FROM evaluations WHERE run_id = $id ORDER BY step, dataset";
+            cmd.Parameters.AddWithValue("$id", id);
+            using var r = cmd.ExecuteReader();
+            var rows = new List<EvaluationResult>();
+            while (r.Read()) rows.Add(new EvaluationResult(id, r.GetInt64(0), r.GetString(1), r.GetString(2), r.GetDouble(3), 0, 0, 0, r.GetString(4)));
+            return rows;
+        }
+    }
+
+    public IReadOnlyList<(long Step, string Path, bool Valid)> Checkpoints(string id)
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "SELECT step, path, valid FROM checkpoints WHERE run_id = $id ORDER BY step";
+            cmd.Parameters.AddWithValue("$id", id);
+            using var r = cmd.ExecuteReader();
+            var rows = new List<(long, string, bool)>();
+            while (r.Read()) rows.Add((r.GetInt64(0), r.GetString(1), r.GetInt64(2) == 1));
+            return rows;
+        }
+    }
+
+    public void Dispose() => connection.Dispose();
+}

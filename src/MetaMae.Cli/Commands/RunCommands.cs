@@ -1,0 +1,194 @@
+using System.CommandLine;
+using System.Globalization;
+using Akka.Actor;
+using MetaMae.Actors;
+using MetaMae.Actors.Runs;
+using MetaMae.Data;
+using MetaMae.Model.Checkpoints;
+using MetaMae.Protocol;
+using Spectre.Console;
+
+namespace MetaMae.Cli.Commands;
+
+/// <summary>run, pretrain, resume, evaluate, runs.</summary>
+public static class RunCommands
+{
+    private static readonly Option<string?> ConfigOption = new("--config") { Description = "A run config (config/runs/NAME.json)." };
+    private static readonly Option<string[]> SetOption = new("--set") { Description = "Override a key: --set steps=500 --set evaluation.epochs=50", AllowMultipleArgumentsPerToken = false };
+    private static readonly Option<string?> ModelOption = new("--model") { Description = "mae or metamae." };
+    private static readonly Option<string?> PresetOption = new("--preset") { Description = "Model size: dabs, small, tiny." };
+    private static readonly Option<string?> DeviceOption = new("--device") { Description = "auto, cpu or cuda." };
+    private static readonly Option<long?> SeedOption = new("--seed") { Description = "Seed of initialisation, masking and data order." };
+    private static readonly Option<string?> OutOption = new("--out") { Description = "Directory for run directories (default: runs)." };
+    private static readonly Option<bool> JsonOption = new("--json") { Description = "Progress as JSON lines." };
+    private static readonly Option<bool> QuietOption = new("--quiet") { Description = "No progress, only the result." };
+
+    public static IEnumerable<Command> Create() => [Run(), Pretrain(), Resume(), Evaluate(), Runs()];
+
+    private static Command WithRunOptions(Command c)
+    {
+        foreach (var o in new Option[] { ConfigOption, SetOption, ModelOption, PresetOption, DeviceOption, SeedOption, OutOption, JsonOption, QuietOption })
+            c.Add(o);
+        return c;
+    }
+
+    private static RunConfig LoadConfig(ParseResult p, bool evaluate)
+    {
+        var sets = (p.GetValue(SetOption) ?? []).ToList();
+        if (p.GetValue(ModelOption) is { } m) sets.Add($"model={m}");
+        if (p.GetValue(PresetOption) is { } pr) sets.Add($"preset={pr}");
+        if (p.GetValue(DeviceOption) is { } d) sets.Add($"device={d}");
+        if (p.GetValue(SeedOption) is { } s) sets.Add($"seed={s}");
+        if (p.GetValue(OutOption) is { } o) sets.Add($"out=\"{o}\"");
+        var config = RunConfig.Load(p.GetValue(ConfigOption), sets);
+        return evaluate ? config : config with { Evaluation = config.Evaluation with { Datasets = [] } };
+    }
+
+    private static OutputMode Mode(ParseResult p) => p.GetValue(JsonOption) ? OutputMode.Json : p.GetValue(QuietOption) ? OutputMode.Quiet : OutputMode.Human;
+
+    private static Command Run()
+    {
+        var compare = new Option<bool>("--compare-mae") { Description = "Also pretrain plain MAE on the same budget and compare." };
+        var cmd = WithRunOptions(new Command("run", "Pretrain through the actor pipeline and probe the checkpoints (the main job)."));
+        cmd.Add(compare);
+        cmd.SetAction(p =>
+        {
+            var config = LoadConfig(p, evaluate: true);
+            var finished = new List<(string Label, RunFinished Result)>();
+            var main = Execute(config, Mode(p));
+            finished.Add((config.Model == "mae" ? "MAE" : "MetaMAE", main));
+            if (p.GetValue(compare) && main.Status == "completed")
+            {
+                var other = config with { Model = config.Model == "mae" ? "metamae" : "mae", Evaluation = config.Evaluation with { IncludeRandomInit = false } };
+                finished.Add((other.Model == "mae" ? "MAE" : "MetaMAE", Execute(other, Mode(p))));
+            }
+            PrintComparison(config, finished);
+            return finished.All(f => f.Result.Status == "completed") ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    private static Command Pretrain()
+    {
+        var cmd = WithRunOptions(new Command("pretrain", "Pretrain only (no probes); checkpoints go to the run directory."));
+        cmd.SetAction(p =>
+        {
+            var r = Execute(LoadConfig(p, evaluate: false), Mode(p));
+            return r.Status == "completed" ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    private static Command Resume()
+    {
+        var dir = new Argument<string>("RUN_DIR") { Description = "A run directory whose process stopped or was killed." };
+        var cmd = new Command("resume", "Continue a run from its latest valid checkpoint, on the same data order.") { dir, JsonOption, QuietOption };
+        cmd.SetAction(p =>
+        {
+            var runDir = Path.GetFullPath(p.GetValue(dir)!);
+            var configPath = Path.Combine(runDir, "config.json");
+            if (!File.Exists(configPath)) throw new ConfigException("RUN_DIR", $"{runDir} has no config.json: not a run directory");
+            var config = RunConfig.Load(configPath, []);
+            var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p));
+            Summarise(r);
+            return r.Status == "completed" ? 0 : 1;
+        });
+        return cmd;
+    }
+
+    private static Command Evaluate()
+    {
+        var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint directory (RUN/checkpoints/step-N)." };
+        var dataset = new Option<string>("--dataset") { Description = "Transfer data set to probe.", Required = true };
+        var root = new Option<string>("--root") { Description = "Its directory, or 'embedded'.", DefaultValueFactory = _ => "embedded" };
+        var epochs = new Option<int>("--epochs") { Description = "Probe epochs.", DefaultValueFactory = _ => 100 };
+        var maxTrain = new Option<int?>("--max-train") { Description = "Cap on probe training samples." };
+        var cmd = new Command("evaluate", "Linear-probe one checkpoint's encoder on a transfer set.") { checkpoint, dataset, root, epochs, maxTrain };
+        cmd.SetAction(p =>
+        {
+            var path = Path.GetFullPath(p.GetValue(checkpoint)!);
+            Checkpoint.Verify(path);
+            var meta = Checkpoint.ReadMeta(path);
+            var settings = new EvaluationConfig { Epochs = p.GetValue(epochs) };
+            var ds = new DatasetRef { Name = p.GetValue(dataset)!, Root = p.GetValue(root)!, MaxTrain = p.GetValue(maxTrain) };
+            DatasetCatalog.Get(ds.Name);
+            using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", MetaMaeHocon.Config);
+            var evaluator = system.ActorOf(EvaluatorActor.Props(meta.RunId ?? "evaluate", ds, settings, meta.Config.ToConfig()), "evaluator");
+            var reply = evaluator.Ask<object>(new CheckpointSaved(meta.RunId ?? "evaluate", meta.Step, path, true), Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
+            system.Terminate().Wait();
+            switch (reply)
+            {
+                case EvaluationResult r:
+                    AnsiConsole.MarkupLineInterpolated($"{ds.Name} {r.Metric} = [bold]{r.Value:F4}[/] (step {r.Step}, {r.TrainSamples} train / {r.TestSamples} test samples)");
+                    return 0;
+                case EvaluationFailed f:
+                    Console.Error.WriteLine($"error: evaluation failed: {f.Reason}");
+                    return 1;
+                default:
+                    return 1;
+            }
+        });
+        return cmd;
+    }
+
+    private static Command Runs()
+    {
+        var dir = new Option<string>("--out") { Description = "Directory holding runs.db.", DefaultValueFactory = _ => "runs" };
+        var cmd = new Command("runs", "List runs recorded in runs.db with their state and latest probe results.") { dir };
+        cmd.SetAction(p =>
+        {
+            var db = Path.Combine(p.GetValue(dir)!, "runs.db");
+            if (!File.Exists(db))
+            {
+                Console.WriteLine($"no runs recorded yet ({db} does not exist)");
+                return 0;
+            }
+            using var store = new RunStore(db);
+            var table = new Spectre.Console.Table().AddColumns("run", "status", "step", "checkpoints", "latest probe", "updated", "directory");
+            foreach (var r in store.Runs())
+            {
+                var evals = store.Evaluations(r.Id);
+                var latest = evals.GroupBy(e => e.Dataset).Select(g => g.MaxBy(e => e.Step)!).Select(e => $"{e.Dataset} {e.Metric} {e.Value:F3} @{e.Step}");
+                table.AddRow(Markup.Escape(r.Id), r.Status, $"{r.Step}/{r.TotalSteps}", store.Checkpoints(r.Id).Count.ToString(CultureInfo.InvariantCulture),
+                    Markup.Escape(string.Join("; ", latest)), r.Updated[..19], Markup.Escape(r.Directory));
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static RunFinished Execute(RunConfig config, OutputMode mode)
+    {
+        var runId = RunHost.NewRunId(config);
+        var runDir = Path.Combine(config.Out, runId);
+        if (mode == OutputMode.Human)
+            AnsiConsole.MarkupLineInterpolated($"[bold]{config.Model}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
+        var r = RunHost.Execute(config, runId, runDir, mode);
+        Summarise(r);
+        return r;
+    }
+
+    private static void Summarise(RunFinished r)
+    {
+        var colour = r.Status == "completed" ? "green" : r.Status == "stopped" ? "yellow" : "red";
+        AnsiConsole.MarkupLineInterpolated($"[{colour}]{r.Status}[/] at step {r.Step}: {r.RunDirectory}");
+        if (r.Error is not null) Console.Error.WriteLine($"error: {r.Error}");
+    }
+
+    /// <summary>The final table: each data set's probe for the random encoder (step 0) and each pretrained encoder's last step.</summary>
+    private static void PrintComparison(RunConfig config, List<(string Label, RunFinished Result)> runs)
+    {
+        var table = new Spectre.Console.Table().AddColumns("data set", "metric", "encoder", "step", "value");
+        foreach (var ds in config.Evaluation.Datasets.Select(d => d.Name))
+        {
+            var random = runs.SelectMany(r => r.Result.Results).FirstOrDefault(e => e.Dataset == ds && e.Step == 0);
+            if (random is not null) table.AddRow(ds, random.Metric, "random init", "0", $"{random.Value:F4}");
+            foreach (var (label, result) in runs)
+                if (result.Results.Where(e => e.Dataset == ds && e.Step > 0).MaxBy(e => e.Step) is { } last)
+                    table.AddRow(ds, last.Metric, label, last.Step.ToString(CultureInfo.InvariantCulture), $"[bold]{last.Value:F4}[/]");
+        }
+        AnsiConsole.Write(table);
+        foreach (var (label, result) in runs) AnsiConsole.MarkupLineInterpolated($"{label}: {result.RunDirectory}/report.md");
+    }
+}
