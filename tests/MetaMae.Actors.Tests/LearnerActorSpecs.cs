@@ -1,0 +1,131 @@
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using MetaMae.Actors.Runs;
+using MetaMae.Data;
+using MetaMae.Data.Pipeline;
+using MetaMae.Data.Readers;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Tests;
+
+public sealed class LearnerActorSpecs : TestKit, IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("metamae-learner-").FullName;
+
+    public LearnerActorSpecs() : base(MetaMaeHocon.Config) { }
+
+    private static readonly IDataset Data = DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain));
+
+    private static Batch MakeBatch(long sequence, int size = 16)
+    {
+        var decoded = Enumerable.Range(0, size).Select(i =>
+        {
+            int index = (int)(sequence * size + i);
+            return new Decoded(new OrderedRecord(new StreamPosition(0, index), index), Data.Read(index, new DecodeContext(0, 0, index, true)), null);
+        }).ToList();
+        return DataFlows.CollateGroup(Data.Spec, decoded, Data.Count, sequence);
+    }
+
+    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config, LearnerActor.FaultInjector? fault = null)
+    {
+        var parent = CreateTestProbe();
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(root, "run-1"), fault));
+        return (parent, learner);
+    }
+
+    [Fact]
+    public void Learner_saves_the_random_init_checkpoint_and_reports_ready_at_the_start()
+    {
+        var (parent, _) = Start(TestRuns.Tiny(root));
+        var saved = parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, saved.Step);
+        Assert.True(Directory.Exists(saved.Path));
+        var ready = parent.ExpectMsg<LearnerReady>();
+        Assert.Equal(0, ready.Step);
+        Assert.Equal(StreamPosition.Start, ready.Position);
+    }
+
+    [Fact]
+    public void Learner_acks_each_batch_reports_steps_and_checkpoints_every_K()
+    {
+        var (parent, learner) = Start(TestRuns.Tiny(root, steps: 10, every: 3));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
+        ExpectMsg<LearnerActor.Ack>();
+        for (long s = 1; s <= 3; s++)
+        {
+            learner.Tell(new LearnerActor.Fed(1, MakeBatch(s - 1)), TestActor);
+            var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+            Assert.Equal(s, report.Step);
+            Assert.True(double.IsFinite(report.Total) && report.Contrastive is not null);
+            Assert.Equal(new StreamPosition(0, s * 16), report.DataPosition);
+            if (s == 3) Assert.Equal(3, parent.ExpectMsg<CheckpointSaved>().Step);
+            ExpectMsg<LearnerActor.Ack>(); // the next batch is asked for only after the step (and its checkpoint)
+        }
+        parent.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public void Learner_ignores_batches_of_a_replaced_stream()
+    {
+        var (parent, learner) = Start(TestRuns.Tiny(root));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(new LearnerActor.StreamInit(2), TestActor);
+        ExpectMsg<LearnerActor.Ack>();
+        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor); // generation 1 is stale
+        ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        parent.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public void Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
+    {
+        var (parent, learner) = Start(TestRuns.Tiny(root, steps: 2, every: 100));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
+        ExpectMsg<LearnerActor.Ack>();
+        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
+        parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+        ExpectMsg<LearnerActor.Ack>();
+        learner.Tell(new LearnerActor.Fed(1, MakeBatch(1)), TestActor);
+        parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+        var final = parent.ExpectMsg<CheckpointSaved>();
+        Assert.True(final.Final);
+        Assert.Equal(2, parent.ExpectMsg<LearnerFinished>().Step);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // no Ack: the stream is not asked for more
+    }
+
+    [Fact]
+    public void Learner_reports_how_long_it_waited_for_data()
+    {
+        var (parent, learner) = Start(TestRuns.Tiny(root));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
+        ExpectMsg<LearnerActor.Ack>();
+        Thread.Sleep(400); // data slower than the learner: it waits, it does not fail
+        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
+        var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+        Assert.InRange(report.WaitSeconds, 0.35, 30);
+    }
+
+    [Fact]
+    public void Save_and_stop_writes_a_checkpoint_and_replies_with_it()
+    {
+        var (parent, learner) = Start(TestRuns.Tiny(root));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(LearnerActor.SaveAndStop.Instance, TestActor);
+        var stopped = ExpectMsg<LearnerActor.Stopped>(TimeSpan.FromSeconds(30));
+        Assert.True(File.Exists(Path.Combine(stopped.Checkpoint, "manifest.json")));
+    }
+
+    public new void Dispose()
+    {
+        base.Dispose();
+        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+    }
+}

@@ -1,0 +1,115 @@
+using Akka.Actor;
+using Akka.TestKit.Xunit2;
+using MetaMae.Actors.Reporting;
+using MetaMae.Actors.Runs;
+using MetaMae.Model.Checkpoints;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Tests;
+
+public sealed class RunCoordinatorSpecs : TestKit, IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("metamae-coordinator-").FullName;
+
+    public RunCoordinatorSpecs() : base(MetaMaeHocon.Config) { }
+
+    private RunFinished Run(RunConfig config, string runId, LearnerActor.FaultInjector? fault = null, IActorRef? progress = null)
+    {
+        var dir = Path.Combine(config.Out, runId);
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress, fault));
+        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        return ExpectMsg<RunFinished>(TimeSpan.FromMinutes(3));
+    }
+
+    [Fact]
+    public void A_run_completes_with_probe_results_for_random_init_and_pretrained_checkpoints()
+    {
+        var config = TestRuns.Tiny(root, steps: 8, every: 4, evaluate: true);
+        var progress = CreateTestProbe();
+        var result = Run(config, "probe-run", progress: progress.Ref);
+        Assert.Equal("completed", result.Status);
+        Assert.Equal(8, result.Step);
+        Assert.Equal(new long[] { 0, 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());
+        Assert.All(result.Results, r => Assert.InRange(r.Value, 0.05, 1.0));
+        progress.FishForMessage(m => m is StepReport { Step: 8 }, TimeSpan.FromSeconds(5));
+        foreach (var f in new[] { "report.md", "metrics.jsonl", "config.json", "loss.png", "probe.png" })
+            Assert.True(File.Exists(Path.Combine(result.RunDirectory, f)), $"{f} missing");
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(result.RunDirectory, "tensorboard")));
+        using var store = new RunStore(Path.Combine(root, "runs.db"));
+        var row = Assert.Single(store.Runs());
+        Assert.Equal(("completed", 8L), (row.Status, row.Step));
+        Assert.Equal(3, store.Evaluations("probe-run").Count);
+    }
+
+    [Fact]
+    public void An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
+    {
+        var straight = Run(TestRuns.Tiny(Path.Combine(root, "a"), steps: 12, every: 4), "straight");
+        int failures = 0;
+        var faulty = Run(TestRuns.Tiny(Path.Combine(root, "b"), steps: 12, every: 4), "faulty",
+            fault: step => step == 7 && Interlocked.Exchange(ref failures, 1) == 0);
+        Assert.Equal(1, failures);
+        Assert.Equal("completed", faulty.Status);
+        Assert.Equal(12, faulty.Step);
+        Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(faulty.RunDirectory, 12));
+        // Steps 5 and 6 were trained twice: once before the fault, again after resuming from step 4.
+        var lines = File.ReadAllLines(Path.Combine(faulty.RunDirectory, "metrics.jsonl"));
+        Assert.Equal(2, lines.Count(l => l.Contains("\"step\":5,")));
+    }
+
+    [Fact]
+    public void A_learner_that_keeps_failing_fails_the_run_with_the_reason()
+    {
+        var config = TestRuns.Tiny(root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
+        var result = Run(config, "broken", fault: step => step == 3);
+        Assert.Equal("failed", result.Status);
+        Assert.Contains("fault injected at step 3", result.Error);
+    }
+
+    [Fact]
+    public void A_corrupted_newest_checkpoint_is_skipped_and_the_previous_one_used()
+    {
+        var config = TestRuns.Tiny(root, steps: 8, every: 4);
+        var first = Run(config, "resumed");
+        var newest = Path.Combine(first.RunDirectory, "checkpoints", "step-00000008", Checkpoint.WeightsFile);
+        var bytes = File.ReadAllBytes(newest);
+        bytes[^5] ^= 0x55;
+        File.WriteAllBytes(newest, bytes);
+
+        EventFilter.Warning(contains: "step-00000008").ExpectOne(() =>
+        {
+            var again = Run(config with { Steps = 12 }, "resumed");
+            Assert.Equal("completed", again.Status);
+            Assert.Equal(12, again.Step);
+        });
+        // Training resumed after step 4: step 5 appears twice in the metrics.
+        var lines = File.ReadAllLines(Path.Combine(first.RunDirectory, "metrics.jsonl"));
+        Assert.Equal(2, lines.Count(l => l.Contains("\"step\":5,")));
+        // Same weights as a run that went straight to 12.
+        var straight = Run(TestRuns.Tiny(Path.Combine(root, "s"), steps: 12, every: 4), "straight12");
+        Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(first.RunDirectory, 12));
+    }
+
+    [Fact]
+    public void Stop_writes_a_final_checkpoint_and_reports_stopped()
+    {
+        var config = TestRuns.Tiny(root, steps: 10_000, every: 1000);
+        var progress = CreateTestProbe();
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(root, "stopped"), progress.Ref));
+        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        progress.FishForMessage(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
+        coordinator.Tell(new StopRun("test"));
+        var result = ExpectMsg<RunFinished>(TimeSpan.FromSeconds(60));
+        Assert.Equal("stopped", result.Status);
+        Assert.InRange(result.Step, 5, 9000);
+        var ckpt = Path.Combine(result.RunDirectory, "checkpoints", $"step-{result.Step:D8}");
+        Checkpoint.Verify(ckpt);
+        Assert.Equal(result.Step, RunArtifacts.ReadSteps(Path.Combine(result.RunDirectory, "metrics.jsonl")).Keys.Max());
+    }
+
+    public new void Dispose()
+    {
+        base.Dispose();
+        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+    }
+}
