@@ -61,7 +61,17 @@ public sealed class RunCoordinatorActor : ReceiveActor
         Receive<Start>(_ =>
         {
             waiting.Add(Sender);
-            if (learner is null) Begin();
+            if (learner is not null) return;
+            try
+            {
+                Begin();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or FormatException
+                                          or DataLayoutException or InvalidOperationException)
+            {
+                // A missing data directory or an unusable config: fail the run with the reason rather than restart.
+                Fail(e.Message);
+            }
         });
         Receive<LearnerReady>(r => r.RunId == runId, StartStream);
         Receive<StepReport>(r =>
@@ -209,6 +219,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
 
     private void Fail(string reason)
     {
+        if (status is "failed") return;
         status = "failed";
         error = reason;
         log.Error("run {0} failed: {1}", runId, reason);

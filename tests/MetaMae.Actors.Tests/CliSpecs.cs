@@ -1,0 +1,88 @@
+namespace MetaMae.Actors.Tests;
+
+/// <summary>What a user sees for bad input: exit code 2 and a message naming the key and what is allowed.</summary>
+public sealed class CliSpecs : TempDirTest
+{
+    private static (int Code, string Err) Invoke(params string[] args)
+    {
+        var err = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(err);
+        try
+        {
+            return (Cli.Program.Main(args), err.ToString());
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+    }
+
+    [Fact]
+    public void An_unknown_preset_names_the_key_and_the_allowed_values()
+    {
+        var (code, err) = Invoke("pretrain", "--set", "dataset.name=fashion-mnist", "--preset", "huge");
+        Assert.Equal(2, code);
+        Assert.Contains("config key 'preset'", err);
+        Assert.Contains("dabs, small, tiny", err);
+    }
+
+    [Fact]
+    public void An_unknown_key_is_named()
+    {
+        var (code, err) = Invoke("pretrain", "--config", Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"), "--set", "stepz=5");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown key 'stepz'", err);
+    }
+
+    [Fact]
+    public void A_bad_model_and_a_transfer_only_data_set_are_refused()
+    {
+        var (code, err) = Invoke("pretrain", "--set", "dataset.name=fashion-mnist", "--model", "bert");
+        Assert.Equal(2, code);
+        Assert.Contains("config key 'model'", err);
+        Assert.Contains("mae, metamae", err);
+        var (code2, err2) = Invoke("pretrain", "--set", "dataset.name=cifar10");
+        Assert.Equal(2, code2);
+        Assert.Contains("transfer set", err2);
+    }
+
+    [Fact]
+    public void A_missing_data_directory_names_the_path_and_the_expected_layout()
+    {
+        var missing = Path.Combine(Root, "nowhere");
+        var (code, err) = Invoke("pretrain", "--set", "dataset.name=pamap2", "--set", $"dataset.root={missing}", "--set", "steps=1", "--out", Root, "--quiet");
+        Assert.NotEqual(0, code);
+        Assert.Contains(Path.Combine(missing, "Protocol"), err);
+        Assert.Contains("subject101.dat", err);
+    }
+
+    [Fact]
+    public void The_readme_commands_exist_and_the_make_run_config_is_valid()
+    {
+        var readme = File.ReadAllText(Path.Combine(TestRuns.RepoRoot, "README.md"));
+        Assert.Contains("make run", readme);
+        Assert.Contains("make test", readme);
+        var makefile = File.ReadAllText(Path.Combine(TestRuns.RepoRoot, "Makefile"));
+        Assert.Contains("\ntest:", makefile);
+        Assert.Contains("\nrun:", makefile);
+        Assert.Contains("config/runs/fashion-mnist.json", makefile);
+        var ci = File.ReadAllText(Path.Combine(TestRuns.RepoRoot, ".ci", "run"));
+        Assert.Contains("make test", ci);
+        var config = Runs.RunConfig.Load(Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"), []);
+        Assert.Equal("metamae", config.Model);
+        Assert.NotEmpty(config.Evaluation.Datasets);
+    }
+
+    [Fact]
+    public void The_main_job_runs_end_to_end_with_its_real_config_as_a_user_runs_it()
+    {
+        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(5), "run", "--config",
+            Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"),
+            "--set", "steps=20", "--set", "checkpoint_every=10", "--set", "evaluation.epochs=5", "--out", Root);
+        Assert.True(code == 0, output + err);
+        Assert.Contains("random init", output);
+        Assert.Contains("MetaMAE", output);
+        Assert.Contains("completed at step 20", output);
+    }
+}
