@@ -89,13 +89,40 @@ public sealed class RunArtifacts : IDisposable
         return steps;
     }
 
+    private static readonly string[] FontFiles =
+    [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf", "/System/Library/Fonts/Supplemental/Arial.ttf",
+    ];
+
+    private static readonly string? PlotFont = RegisterFont();
+
+    /// <summary>
+    /// The Skia build used here has no fontconfig, so text needs a font file registered by path; a machine without
+    /// any of these gets plots without labels rather than no plots.
+    /// </summary>
+    private static string? RegisterFont()
+    {
+        var file = FontFiles.FirstOrDefault(File.Exists);
+        if (file is null) return null;
+        ScottPlot.Fonts.AddFontFile("MetaMaePlot", file);
+        return "MetaMaePlot";
+    }
+
+    private static ScottPlot.Plot NewPlot()
+    {
+        var plot = new ScottPlot.Plot();
+        if (PlotFont is not null) plot.Font.Set(PlotFont);
+        return plot;
+    }
+
     /// <summary>loss.png (total, reconstruction, contrastive per step) and probe.png (metric per checkpoint and data set).</summary>
     public void Plots(IReadOnlyList<EvaluationResult> results)
     {
         var steps = ReadSteps(MetricsPath);
         if (steps.Count > 0)
         {
-            var plot = new ScottPlot.Plot();
+            var plot = NewPlot();
             double[] xs = steps.Keys.Select(k => (double)k).ToArray();
             void Line(string name)
             {
@@ -114,7 +141,7 @@ public sealed class RunArtifacts : IDisposable
         }
         if (results.Count > 0)
         {
-            var plot = new ScottPlot.Plot();
+            var plot = NewPlot();
             foreach (var group in results.GroupBy(r => r.Dataset))
             {
                 var ordered = group.OrderBy(r => r.Step).ToList();
