@@ -1,6 +1,9 @@
 using System.Diagnostics;
+using Akka;
 using Akka.Actor;
 using Akka.Event;
+using Akka.Streams;
+using Akka.Streams.Dsl;
 using MetaMae.Actors.Checkpoints;
 using MetaMae.Actors.Runs;
 using MetaMae.Model;
@@ -86,6 +89,15 @@ public sealed class LearnerActor : ReceiveActor
             Sender.Tell(new Stopped(step, path));
         });
     }
+
+    /// <summary>
+    /// The ack-based sink that feeds a learner: one batch in flight, and no prefetch (the sink's input buffer would
+    /// otherwise hold 16 batches ahead of the learner).
+    /// </summary>
+    public static Sink<Batch, NotUsed> FeedSink(IActorRef learner, int generation) =>
+        Flow.Create<Batch>().Select(b => new Fed(generation, b))
+            .To(Sink.ActorRefWithAck<Fed>(learner, new StreamInit(generation), LearnerActor.Ack.Instance, new StreamCompleted(generation),
+                e => new StreamFailed(generation, e)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
     public static Props Props(RunConfig config, string runId, string runDirectory, FaultInjector? fault = null) =>
         Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, fault)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
+using Akka.Hosting;
 using Akka.Streams;
 using Akka.Streams.Dsl;
 using MetaMae.Actors.Checkpoints;
@@ -79,6 +80,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
             step = r.Step;
             artifacts!.Step(r);
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
+            if (r.Step % 50 == 0 || r.Step == r.TotalSteps) artifacts.Data(r.Step, dataMetrics.Snapshot());
             progress?.Tell(r);
         });
         Receive<CheckpointSaved>(c =>
@@ -198,10 +200,8 @@ public sealed class RunCoordinatorActor : ReceiveActor
         };
         var learnerRef = learner!;
         stream = DataFlows.Batches(dataset!, settings, ready.Position, dataMetrics, m => log.Warning(m))
-            .Select(b => new LearnerActor.Fed(gen, b))
-            .ViaMaterialized(KillSwitches.Single<LearnerActor.Fed>(), Keep.Right)
-            .To(Sink.ActorRefWithAck<LearnerActor.Fed>(learnerRef, new LearnerActor.StreamInit(gen), LearnerActor.Ack.Instance,
-                new LearnerActor.StreamCompleted(gen), e => new LearnerActor.StreamFailed(gen, e)))
+            .ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
+            .To(LearnerActor.FeedSink(learnerRef, gen))
             .Run(Context.Materializer());
         log.Info("data stream {0} starts at {1} for learner step {2}", gen, ready.Position, ready.Step);
     }
@@ -252,4 +252,26 @@ public sealed class RunCoordinatorActor : ReceiveActor
         artifacts?.Dispose();
         store?.Dispose();
     }
+}
+
+/// <summary>Akka.Hosting wiring: the pipeline's dispatchers and one run's coordinator, registered for lookup.</summary>
+public static class RunCoordinatorHosting
+{
+    /// <summary>Adds the HOCON Akka.Hosting has no API for (the learner's and evaluators' pinned dispatchers).</summary>
+    public static AkkaConfigurationBuilder WithMetaMaeDispatchers(this AkkaConfigurationBuilder builder) =>
+        builder.AddHocon(MetaMaeHocon.Config, HoconAddMode.Prepend);
+
+    /// <summary>
+    /// Starts a <see cref="RunCoordinatorActor"/> named "run-coordinator" for <paramref name="config"/> and registers it
+    /// in the <see cref="ActorRegistry"/>; <paramref name="progress"/> (optional) makes the actor that receives step
+    /// reports and results. Send it <see cref="RunCoordinatorActor.Start"/> to begin.
+    /// </summary>
+    public static AkkaConfigurationBuilder WithRunCoordinator(this AkkaConfigurationBuilder builder, RunConfig config, string runId,
+        string runDirectory, Func<ActorSystem, IActorRef>? progress = null) =>
+        builder.WithMetaMaeDispatchers().WithActors((system, registry) =>
+        {
+            var listener = progress?.Invoke(system);
+            var coordinator = system.ActorOf(RunCoordinatorActor.Props(config, runId, runDirectory, listener), "run-coordinator");
+            registry.Register<RunCoordinatorActor>(coordinator);
+        });
 }

@@ -1,5 +1,9 @@
 using System.Text.Json;
 using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using MetaMae.Actors;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
@@ -10,14 +14,21 @@ namespace MetaMae.Cli;
 /// <summary>How a run shows progress: a status line every few seconds, JSON lines, or nothing until the end.</summary>
 public enum OutputMode { Human, Json, Quiet }
 
-/// <summary>Starts an actor system, runs one run through the coordinator, shows progress, stops cleanly on Ctrl-C.</summary>
+/// <summary>
+/// Hosts an actor system with Akka.Hosting, runs one run through the coordinator, shows progress, and stops cleanly on
+/// Ctrl-C (a final checkpoint first).
+/// </summary>
 public static class RunHost
 {
     public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output)
     {
-        using var system = ActorSystem.Create("metamae", MetaMaeHocon.Config);
-        var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress");
-        var coordinator = system.ActorOf(RunCoordinatorActor.Props(config, runId, runDirectory, progress), "run-coordinator");
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+        builder.Services.AddAkka("metamae", akka => akka.WithRunCoordinator(config, runId, runDirectory,
+            system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress")));
+        using var host = builder.Build();
+        host.Start();
+        var coordinator = host.Services.GetRequiredService<ActorRegistry>().Get<RunCoordinatorActor>();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
@@ -32,7 +43,7 @@ public static class RunHost
         finally
         {
             Console.CancelKeyPress -= onCancel;
-            system.Terminate().Wait(TimeSpan.FromSeconds(10));
+            host.StopAsync().Wait(TimeSpan.FromSeconds(10));
         }
     }
 

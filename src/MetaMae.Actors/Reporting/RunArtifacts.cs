@@ -53,6 +53,22 @@ public sealed class RunArtifacts : IDisposable
         }
     }
 
+    /// <summary>The data pipeline's counters: throughput, bad records and how many decoded samples wait in its queues.</summary>
+    public void Data(long step, Data.Pipeline.DataMetricsSnapshot d)
+    {
+        lock (gate)
+        {
+            metrics.WriteLine(JsonSerializer.Serialize(new
+            {
+                kind = "data", step, samples_per_second = d.SamplesPerSecond, bytes_per_second = d.BytesPerSecond,
+                bad_records = d.BadRecords, records_read = d.RecordsRead, queued_samples = d.QueuedSamples,
+            }, Json));
+            tensorboard.add_scalar("data/samples_per_second", (float)d.SamplesPerSecond, (int)step);
+            tensorboard.add_scalar("data/queued_samples", d.QueuedSamples, (int)step);
+            tensorboard.add_scalar("data/bad_records", d.BadRecords, (int)step);
+        }
+    }
+
     public void Evaluation(EvaluationResult r)
     {
         lock (gate)

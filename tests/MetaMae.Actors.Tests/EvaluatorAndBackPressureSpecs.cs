@@ -1,0 +1,99 @@
+using Akka.Actor;
+using Akka.Streams;
+using Akka.Streams.Dsl;
+using Akka.TestKit.Xunit2;
+using MetaMae.Actors.Runs;
+using MetaMae.Data;
+using MetaMae.Data.Pipeline;
+using MetaMae.Data.Readers;
+using MetaMae.Model;
+using MetaMae.Model.Checkpoints;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Tests;
+
+public sealed class EvaluatorAndBackPressureSpecs : TestKit, IDisposable
+{
+    private readonly string root = Directory.CreateTempSubdirectory("metamae-eval-").FullName;
+
+    public EvaluatorAndBackPressureSpecs() : base(MetaMaeHocon.Config) { }
+
+    private static readonly DatasetRef Fashion = new() { Name = "fashion-mnist", Root = "embedded", MaxTrain = 300, MaxTest = 200 };
+
+    private string SaveCheckpoint(ModelConfig config, long step)
+    {
+        using var model = MaskedAutoencoder.Create(config, 1);
+        return Checkpoint.Save(Path.Combine(root, $"step-{step}"), model, null,
+            new CheckpointMeta { Step = step, Seed = 1, Config = ModelConfigRecord.From(config) });
+    }
+
+    [Fact]
+    public void Evaluator_probes_a_checkpoint_and_replies_with_the_data_sets_metric()
+    {
+        var config = TestRuns.Tiny(root).ToModelConfig();
+        var path = SaveCheckpoint(config, 3);
+        var evaluator = Sys.ActorOf(EvaluatorActor.Props("r", Fashion, new EvaluationConfig { Epochs = 100, Lr = 1e-2 }, config));
+        evaluator.Tell(new CheckpointSaved("r", 3, path, false));
+        var result = ExpectMsg<EvaluationResult>(TimeSpan.FromSeconds(60));
+        Assert.Equal(("fashion-mnist", "accuracy", 3L), (result.Dataset, result.Metric, result.Step));
+        Assert.Equal((300, 200), (result.TrainSamples, result.TestSamples));
+        Assert.InRange(result.Value, 0.1, 1.0); // ten classes: a random encoder's probe already beats chance
+        // Another run's checkpoint is not this evaluator's business.
+        evaluator.Tell(new CheckpointSaved("other-run", 4, path, false));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+    }
+
+    [Fact]
+    public void Evaluator_reports_a_corrupt_checkpoint_as_a_failure_and_keeps_working()
+    {
+        var config = TestRuns.Tiny(root).ToModelConfig();
+        var good = SaveCheckpoint(config, 1);
+        var bad = SaveCheckpoint(config, 2);
+        File.WriteAllText(Path.Combine(bad, Checkpoint.WeightsFile), "truncated");
+        var evaluator = Sys.ActorOf(EvaluatorActor.Props("r", Fashion, new EvaluationConfig { Epochs = 2 }, config));
+        evaluator.Tell(new CheckpointSaved("r", 2, bad, false));
+        var failed = ExpectMsg<EvaluationFailed>(TimeSpan.FromSeconds(60));
+        Assert.Contains("model.safetensors", failed.Reason);
+        evaluator.Tell(new CheckpointSaved("r", 1, good, false));
+        ExpectMsg<EvaluationResult>(TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>Counts reads, so the test can see how far the stream ran ahead of a slow learner.</summary>
+    private sealed class Counting(IDataset inner) : IDataset
+    {
+        public int Reads;
+        public DatasetSpec Spec => inner.Spec;
+        public int Count => inner.Count;
+        public string Describe(int index) => inner.Describe(index);
+        public Sample Read(int index, DecodeContext context)
+        {
+            Interlocked.Increment(ref Reads);
+            return inner.Read(index, context);
+        }
+    }
+
+    [Fact]
+    public void A_learner_slower_than_its_data_holds_the_stream_to_a_bounded_read_ahead()
+    {
+        var config = TestRuns.Tiny(root, steps: 1000, every: 1000) with { Preset = "small" }; // a slower learner
+        var parent = CreateTestProbe();
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(root, "bp")));
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        var data = new Counting(DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain)));
+        var settings = new PipelineSettings { BatchSize = 16, Parallelism = 2, BufferBatches = 2 };
+        DataFlows.Batches(data, settings, StreamPosition.Start, new DataMetrics())
+            .RunWith(LearnerActor.FeedSink(learner, 1), Sys.Materializer());
+        var reports = Enumerable.Range(0, 5).Select(_ => parent.FishForMessage<StepReport>(_ => true, TimeSpan.FromSeconds(60))).ToList();
+        var steps = reports[^1].Step;
+        // Read so far: what was trained on, plus at most the buffered batches, one being grouped, decodes in flight and stage buffers.
+        Assert.InRange(Volatile.Read(ref data.Reads), steps * 16, (steps + 5) * 16 + 2 + 32);
+        Assert.True(reports.Skip(1).All(r => r.WaitSeconds < 0.5), "a slow learner should find its next batch ready");
+    }
+
+    public new void Dispose()
+    {
+        base.Dispose();
+        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+    }
+}
