@@ -82,9 +82,9 @@ public sealed class MaskedAutoencoder : nn.Module
         decoder_embed = nn.Linear(d, e);
         mask_token = new Parameter(zeros(1, 1, e));
         decoder_pos_embed = PositionEmbedding.For(input, e);
-        // The second-order step differentiates the decoder twice: explicit attention, no dropout.
+        // No dropout in the decoder; its attention is chosen per pass (see Decode).
         decoder = new ModuleList<Block>(Enumerable.Range(0, size.DecoderDepth)
-            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: false, () => DropoutGenerator)).ToArray());
+            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: true, () => DropoutGenerator)).ToArray());
         norm_dec = nn.LayerNorm(e);
         decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
 
@@ -142,9 +142,14 @@ public sealed class MaskedAutoencoder : nn.Module
         return new EncoderOutput(latent.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope(), idsRestore.MoveToOuterDisposeScope());
     }
 
-    /// <summary>Predictions for every token: (N, L, C*p[*q]) for patches, logits (N, V, L) for token ids.</summary>
-    public Tensor Decode(Tensor latent, Tensor idsRestore)
+    /// <summary>
+    /// Predictions for every token: (N, L, C*p[*q]) for patches, logits (N, V, L) for token ids. Pass
+    /// <paramref name="differentiatedTwice"/> for the second-order inner step's decode: libtorch's fused CPU attention
+    /// has no double backward, so that pass uses explicit attention; all others use the fused kernel.
+    /// </summary>
+    public Tensor Decode(Tensor latent, Tensor idsRestore, bool differentiatedTwice = false)
     {
+        foreach (var block in decoder) block.FusedAttention = !differentiatedTwice;
         using var scope = NewDisposeScope();
         var h = decoder_embed.call(latent); // (N, 1 + K, E)
         long n = h.shape[0], e = h.shape[2], l = idsRestore.shape[1];

@@ -58,9 +58,9 @@ public static class Objectives
         var support = Masking.SupportMask(mask, nearby, draws.SupportUniform, options.SupportRatio);
 
         // Inner step: one gradient step on the latent (not the weights) on the support set.
-        var predSupport = model.Decode(latent, idsRestore);
-        var supportLoss = model.ReconLoss(predSupport, target, support);
         var secondOrder = !options.FirstOrder;
+        var predSupport = model.Decode(latent, idsRestore, differentiatedTwice: secondOrder);
+        var supportLoss = model.ReconLoss(predSupport, target, support);
         var grad = autograd.grad([supportLoss * x.shape[0]], [latent],
             retain_graph: secondOrder, create_graph: secondOrder)[0];
         var adapted = latent - options.InnerLr * grad;

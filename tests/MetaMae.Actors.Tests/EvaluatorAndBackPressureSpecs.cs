@@ -1,7 +1,6 @@
 using Akka.Actor;
 using Akka.Streams;
 using Akka.Streams.Dsl;
-using Akka.TestKit.Xunit2;
 using MetaMae.Actors.Runs;
 using MetaMae.Data;
 using MetaMae.Data.Pipeline;
@@ -12,25 +11,21 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-public sealed class EvaluatorAndBackPressureSpecs : TestKit, IDisposable
+public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
 {
-    private readonly string root = Directory.CreateTempSubdirectory("metamae-eval-").FullName;
-
-    public EvaluatorAndBackPressureSpecs() : base(MetaMaeHocon.Config) { }
-
     private static readonly DatasetRef Fashion = new() { Name = "fashion-mnist", Root = "embedded", MaxTrain = 300, MaxTest = 200 };
 
     private string SaveCheckpoint(ModelConfig config, long step)
     {
         using var model = MaskedAutoencoder.Create(config, 1);
-        return Checkpoint.Save(Path.Combine(root, $"step-{step}"), model, null,
+        return Checkpoint.Save(Path.Combine(Root, $"step-{step}"), model, null,
             new CheckpointMeta { Step = step, Seed = 1, Config = ModelConfigRecord.From(config) });
     }
 
     [Fact]
     public void Evaluator_probes_a_checkpoint_and_replies_with_the_data_sets_metric()
     {
-        var config = TestRuns.Tiny(root).ToModelConfig();
+        var config = TestRuns.Tiny(Root).ToModelConfig();
         var path = SaveCheckpoint(config, 3);
         var evaluator = Sys.ActorOf(EvaluatorActor.Props("r", Fashion, new EvaluationConfig { Epochs = 100, Lr = 1e-2 }, config));
         evaluator.Tell(new CheckpointSaved("r", 3, path, false));
@@ -46,7 +41,7 @@ public sealed class EvaluatorAndBackPressureSpecs : TestKit, IDisposable
     [Fact]
     public void Evaluator_reports_a_corrupt_checkpoint_as_a_failure_and_keeps_working()
     {
-        var config = TestRuns.Tiny(root).ToModelConfig();
+        var config = TestRuns.Tiny(Root).ToModelConfig();
         var good = SaveCheckpoint(config, 1);
         var bad = SaveCheckpoint(config, 2);
         File.WriteAllText(Path.Combine(bad, Checkpoint.WeightsFile), "truncated");
@@ -75,9 +70,9 @@ public sealed class EvaluatorAndBackPressureSpecs : TestKit, IDisposable
     [Fact]
     public void A_learner_slower_than_its_data_holds_the_stream_to_a_bounded_read_ahead()
     {
-        var config = TestRuns.Tiny(root, steps: 1000, every: 1000) with { Preset = "small" }; // a slower learner
+        var config = TestRuns.Tiny(Root, steps: 1000, every: 1000) with { Preset = "small" }; // a slower learner
         var parent = CreateTestProbe();
-        var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(root, "bp")));
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(Root, "bp")));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         var data = new Counting(DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain)));
@@ -89,11 +84,5 @@ public sealed class EvaluatorAndBackPressureSpecs : TestKit, IDisposable
         // Read so far: what was trained on, plus at most the buffered batches, one being grouped, decodes in flight and stage buffers.
         Assert.InRange(Volatile.Read(ref data.Reads), steps * 16, (steps + 5) * 16 + 2 + 32);
         Assert.True(reports.Skip(1).All(r => r.WaitSeconds < 0.5), "a slow learner should find its next batch ready");
-    }
-
-    public new void Dispose()
-    {
-        base.Dispose();
-        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
     }
 }

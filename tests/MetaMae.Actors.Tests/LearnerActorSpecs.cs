@@ -1,5 +1,4 @@
 using Akka.Actor;
-using Akka.TestKit.Xunit2;
 using MetaMae.Actors.Runs;
 using MetaMae.Data;
 using MetaMae.Data.Pipeline;
@@ -8,12 +7,8 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-public sealed class LearnerActorSpecs : TestKit, IDisposable
+public sealed class LearnerActorSpecs : MetaMaeTestKit
 {
-    private readonly string root = Directory.CreateTempSubdirectory("metamae-learner-").FullName;
-
-    public LearnerActorSpecs() : base(MetaMaeHocon.Config) { }
-
     private static readonly IDataset Data = DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain));
 
     private static Batch MakeBatch(long sequence, int size = 16)
@@ -29,14 +24,14 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config, LearnerActor.FaultInjector? fault = null)
     {
         var parent = CreateTestProbe();
-        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(root, "run-1"), fault));
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1"), fault));
         return (parent, learner);
     }
 
     [Fact]
     public void Learner_saves_the_random_init_checkpoint_and_reports_ready_at_the_start()
     {
-        var (parent, _) = Start(TestRuns.Tiny(root));
+        var (parent, _) = Start(TestRuns.Tiny(Root));
         var saved = parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         Assert.Equal(0, saved.Step);
         Assert.True(Directory.Exists(saved.Path));
@@ -48,7 +43,7 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     [Fact]
     public void Learner_acks_each_batch_reports_steps_and_checkpoints_every_K()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(root, steps: 10, every: 3));
+        var (parent, learner) = Start(TestRuns.Tiny(Root, steps: 10, every: 3));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         learner.Tell(new LearnerActor.StreamInit(1), TestActor);
@@ -69,7 +64,7 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     [Fact]
     public void Learner_ignores_batches_of_a_replaced_stream()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(root));
+        var (parent, learner) = Start(TestRuns.Tiny(Root));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         learner.Tell(new LearnerActor.StreamInit(2), TestActor);
@@ -82,7 +77,7 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     [Fact]
     public void Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(root, steps: 2, every: 100));
+        var (parent, learner) = Start(TestRuns.Tiny(Root, steps: 2, every: 100));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         learner.Tell(new LearnerActor.StreamInit(1), TestActor);
@@ -101,7 +96,7 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     [Fact]
     public void Learner_reports_how_long_it_waited_for_data()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(root));
+        var (parent, learner) = Start(TestRuns.Tiny(Root));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         learner.Tell(new LearnerActor.StreamInit(1), TestActor);
@@ -115,17 +110,11 @@ public sealed class LearnerActorSpecs : TestKit, IDisposable
     [Fact]
     public void Save_and_stop_writes_a_checkpoint_and_replies_with_it()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(root));
+        var (parent, learner) = Start(TestRuns.Tiny(Root));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         learner.Tell(LearnerActor.SaveAndStop.Instance, TestActor);
         var stopped = ExpectMsg<LearnerActor.Stopped>(TimeSpan.FromSeconds(30));
         Assert.True(File.Exists(Path.Combine(stopped.Checkpoint, "manifest.json")));
-    }
-
-    public new void Dispose()
-    {
-        base.Dispose();
-        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
     }
 }

@@ -1,5 +1,4 @@
 using Akka.Actor;
-using Akka.TestKit.Xunit2;
 using MetaMae.Actors.Reporting;
 using MetaMae.Actors.Runs;
 using MetaMae.Model.Checkpoints;
@@ -7,12 +6,8 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-public sealed class RunCoordinatorSpecs : TestKit, IDisposable
+public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 {
-    private readonly string root = Directory.CreateTempSubdirectory("metamae-coordinator-").FullName;
-
-    public RunCoordinatorSpecs() : base(MetaMaeHocon.Config) { }
-
     private RunFinished Run(RunConfig config, string runId, LearnerActor.FaultInjector? fault = null, IActorRef? progress = null)
     {
         var dir = Path.Combine(config.Out, runId);
@@ -24,7 +19,7 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
     [Fact]
     public void A_run_completes_with_probe_results_for_random_init_and_pretrained_checkpoints()
     {
-        var config = TestRuns.Tiny(root, steps: 8, every: 4, evaluate: true);
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         var progress = CreateTestProbe();
         var result = Run(config, "probe-run", progress: progress.Ref);
         Assert.Equal("completed", result.Status);
@@ -35,7 +30,7 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
         foreach (var f in new[] { "report.md", "metrics.jsonl", "config.json", "loss.png", "probe.png" })
             Assert.True(File.Exists(Path.Combine(result.RunDirectory, f)), $"{f} missing");
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(result.RunDirectory, "tensorboard")));
-        using var store = new RunStore(Path.Combine(root, "runs.db"));
+        using var store = new RunStore(Path.Combine(Root, "runs.db"));
         var row = Assert.Single(store.Runs());
         Assert.Equal(("completed", 8L), (row.Status, row.Step));
         Assert.Equal(3, store.Evaluations("probe-run").Count);
@@ -44,9 +39,9 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
     [Fact]
     public void An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
     {
-        var straight = Run(TestRuns.Tiny(Path.Combine(root, "a"), steps: 12, every: 4), "straight");
+        var straight = Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
         int failures = 0;
-        var faulty = Run(TestRuns.Tiny(Path.Combine(root, "b"), steps: 12, every: 4), "faulty",
+        var faulty = Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty",
             fault: step => step == 7 && Interlocked.Exchange(ref failures, 1) == 0);
         Assert.Equal(1, failures);
         Assert.Equal("completed", faulty.Status);
@@ -60,7 +55,7 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
     [Fact]
     public void A_learner_that_keeps_failing_fails_the_run_with_the_reason()
     {
-        var config = TestRuns.Tiny(root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
+        var config = TestRuns.Tiny(Root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
         var result = Run(config, "broken", fault: step => step == 3);
         Assert.Equal("failed", result.Status);
         Assert.Contains("fault injected at step 3", result.Error);
@@ -69,7 +64,7 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
     [Fact]
     public void A_corrupted_newest_checkpoint_is_skipped_and_the_previous_one_used()
     {
-        var config = TestRuns.Tiny(root, steps: 8, every: 4);
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4);
         var first = Run(config, "resumed");
         var newest = Path.Combine(first.RunDirectory, "checkpoints", "step-00000008", Checkpoint.WeightsFile);
         var bytes = File.ReadAllBytes(newest);
@@ -86,16 +81,16 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
         var lines = File.ReadAllLines(Path.Combine(first.RunDirectory, "metrics.jsonl"));
         Assert.Equal(2, lines.Count(l => l.Contains("\"step\":5,")));
         // Same weights as a run that went straight to 12.
-        var straight = Run(TestRuns.Tiny(Path.Combine(root, "s"), steps: 12, every: 4), "straight12");
+        var straight = Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 12, every: 4), "straight12");
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(first.RunDirectory, 12));
     }
 
     [Fact]
     public void Stop_writes_a_final_checkpoint_and_reports_stopped()
     {
-        var config = TestRuns.Tiny(root, steps: 10_000, every: 1000);
+        var config = TestRuns.Tiny(Root, steps: 10_000, every: 1000);
         var progress = CreateTestProbe();
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(root, "stopped"), progress.Ref));
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(Root, "stopped"), progress.Ref));
         coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
         progress.FishForMessage(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
         coordinator.Tell(new StopRun("test"));
@@ -105,11 +100,5 @@ public sealed class RunCoordinatorSpecs : TestKit, IDisposable
         var ckpt = Path.Combine(result.RunDirectory, "checkpoints", $"step-{result.Step:D8}");
         Checkpoint.Verify(ckpt);
         Assert.Equal(result.Step, RunArtifacts.ReadSteps(Path.Combine(result.RunDirectory, "metrics.jsonl")).Keys.Max());
-    }
-
-    public new void Dispose()
-    {
-        base.Dispose();
-        if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
     }
 }

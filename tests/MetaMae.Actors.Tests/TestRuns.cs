@@ -76,3 +76,18 @@ public abstract class TempDirTest : IDisposable
         GC.SuppressFinalize(this);
     }
 }
+
+/// <summary>A TestKit with the pipeline's dispatchers and a temporary directory removed afterwards.</summary>
+public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable
+{
+    protected string Root { get; } = Directory.CreateTempSubdirectory("metamae-spec-").FullName;
+
+    protected MetaMaeTestKit() : base(MetaMaeHocon.Config) { }
+
+    public new void Dispose()
+    {
+        base.Dispose();
+        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
+        GC.SuppressFinalize(this);
+    }
+}

@@ -5,9 +5,10 @@ using static TorchSharp.torch;
 namespace MetaMae.Model.Layers;
 
 /// <summary>
-/// Multi-head self-attention as timm's <c>Attention</c> (no qkv bias). <paramref name="fused"/> uses libtorch's
-/// scaled_dot_product_attention, which has no double backward on CPU: the decoder, differentiated twice by the
-/// second-order inner step, must use the explicit form.
+/// Multi-head self-attention as timm's <c>Attention</c> (no qkv bias). <see cref="Fused"/> uses libtorch's
+/// scaled_dot_product_attention, which has no double backward on CPU: a pass that will be differentiated twice (the
+/// second-order inner step's decode) must use the explicit form; every other pass may take the fused kernel, which
+/// never materialises the (N, heads, L, L) attention matrix.
 /// </summary>
 public sealed class Attention : nn.Module<Tensor, Tensor>
 {
@@ -15,17 +16,18 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly Linear proj;
     private readonly GeneratorDropout proj_drop;
     private readonly int heads;
-    private readonly bool fused;
 
     public Attention(string name, int dim, int heads, double dropout, bool fused, Func<Generator?> generator) : base(name)
     {
         this.heads = heads;
-        this.fused = fused;
+        Fused = fused;
         qkv = nn.Linear(dim, dim * 3, hasBias: false);
         proj = nn.Linear(dim, dim);
         proj_drop = new GeneratorDropout("proj_drop", dropout, generator);
         RegisterComponents();
     }
+
+    public bool Fused { get; set; }
 
     public override Tensor forward(Tensor x)
     {
@@ -34,7 +36,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         var parts = qkv.call(x).reshape(b, n, 3, heads, c / heads).permute(2, 0, 3, 1, 4); // (3, B, h, N, hd)
         var (q, k, v) = (parts[0], parts[1], parts[2]);
         Tensor y;
-        if (fused)
+        if (Fused)
         {
             y = nn.functional.scaled_dot_product_attention(q, k, v);
         }

@@ -45,6 +45,13 @@ public sealed class Block : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Whether attention uses the fused kernel (no double backward) or the explicit form.</summary>
+    public bool FusedAttention
+    {
+        get => attn.Fused;
+        set => attn.Fused = value;
+    }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
