@@ -18,7 +18,7 @@ export DOTNET_NOLOGO := 1
 setup:
 	$(DOTNET) restore MetaMae.Actors.sln
 	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq libjemalloc2 espeak-ng) >/dev/null || echo "optional packages not installed (jemalloc for bench, espeak-ng for synthetic speech)"; fi
+	  (apt-get update -qq && apt-get install -y -qq libjemalloc2 espeak-ng vorbis-tools) >/dev/null || echo "optional packages not installed (jemalloc for bench, espeak-ng for synthetic speech, vorbis-tools for the Ogg test)"; fi
 
 build:
 	$(DOTNET) build MetaMae.Actors.sln -c $(CONFIGURATION)

@@ -17,6 +17,8 @@ public static class MetaMaeHocon
           learner-dispatcher { type = PinnedDispatcher, executor = thread-pool-executor }
           evaluator-dispatcher { type = PinnedDispatcher, executor = thread-pool-executor }
         }
+        # The command stops the system itself after the run (and after a final checkpoint on Ctrl-C).
+        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         akka.loglevel = WARNING
         akka.stdout-loglevel = WARNING
         akka.log-dead-letters = off

@@ -24,6 +24,8 @@ public static class RunHost
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+        // Ctrl-C must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.Services.AddAkka("metamae", akka => akka.WithRunCoordinator(config, runId, runDirectory,
             system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress")));
         using var host = builder.Build();
@@ -38,7 +40,11 @@ public static class RunHost
         Console.CancelKeyPress += onCancel;
         try
         {
-            return coordinator.Ask<RunFinished>(RunCoordinatorActor.Start.Instance, Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
+            var system = host.Services.GetRequiredService<ActorSystem>();
+            var finished = coordinator.Ask<RunFinished>(RunCoordinatorActor.Start.Instance, Timeout.InfiniteTimeSpan);
+            if (Task.WhenAny(finished, system.WhenTerminated).GetAwaiter().GetResult() != finished)
+                return new RunFinished(runId, "failed", 0, Path.GetFullPath(runDirectory), [], "the actor system stopped before the run finished");
+            return finished.GetAwaiter().GetResult();
         }
         finally
         {
@@ -97,4 +103,11 @@ public sealed class ProgressActor : ReceiveActor
         });
         ReceiveAny(_ => { });
     }
+}
+
+/// <summary>The command decides when the host stops (after the run), so Ctrl-C is left to the run's own handler.</summary>
+public sealed class CommandLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

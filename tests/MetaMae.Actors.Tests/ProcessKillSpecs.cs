@@ -51,3 +51,41 @@ public sealed class ProcessKillSpecs : TempDirTest
         Assert.Contains("40/40", list);
     }
 }
+
+/// <summary>Ctrl-C (SIGINT) ends a run cleanly: a final complete checkpoint, status "stopped", and a resumable run.</summary>
+public sealed class InterruptSpecs : TempDirTest
+{
+    [Fact]
+    public async Task Sigint_stops_with_a_final_checkpoint_and_the_run_resumes_from_it()
+    {
+        var outDir = Path.Combine(Root, "int");
+        string[] args =
+        [
+            "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "preset=tiny", "--set", "steps=100000", "--set", "batch_size=16",
+            "--set", "checkpoint_every=100000", "--set", "device=cpu", "--set", "name=int", "--out", outDir, "--quiet",
+        ];
+        using var p = Process.Start(TestRuns.Cli(args))!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var clock = Stopwatch.StartNew();
+        long reached = 0;
+        while (reached < 5 && clock.Elapsed < TimeSpan.FromMinutes(2))
+        {
+            Thread.Sleep(50);
+            var dirs = Directory.Exists(outDir) ? Directory.GetDirectories(outDir) : [];
+            if (dirs.Length == 1) reached = RunArtifacts.ReadSteps(Path.Combine(dirs[0], "metrics.jsonl")).Keys.DefaultIfEmpty(0).Max();
+        }
+        Assert.True(reached >= 5, "the run did not get going");
+        using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])!) kill.WaitForExit();
+        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop after SIGINT");
+        Assert.Contains("stopped at step", await stdout);
+        var runDir = Directory.GetDirectories(outDir).Single();
+        var last = Directory.GetDirectories(Path.Combine(runDir, "checkpoints")).Max()!;
+        Assert.NotEqual("step-00000000", Path.GetFileName(last));
+        Model.Checkpoints.Checkpoint.Verify(last);
+        var (code, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", outDir);
+        Assert.Equal(0, code);
+        Assert.Contains("stopped", list);
+        Assert.Contains("writing a final checkpoint", await stderr);
+    }
+}

@@ -123,6 +123,23 @@ public class FormatAndMultimodalTests : TempDirTest
     }
 
     [Fact]
+    public void Vqa_questions_are_labelled_with_their_frequent_answers()
+    {
+        Write("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nwhat\ncolor\nis\nthe\ndog\n?\n");
+        Write("v2_mscoco_train2014_annotations.json",
+            "{\"annotations\":[{\"question_id\":1,\"multiple_choice_answer\":\"brown\"},{\"question_id\":2,\"multiple_choice_answer\":\"brown\"},{\"question_id\":3,\"multiple_choice_answer\":\"yes\"}]}");
+        Write("v2_OpenEnded_mscoco_train2014_questions.json",
+            "{\"questions\":[{\"question_id\":1,\"image_id\":9,\"question\":\"What color is the dog?\"},{\"question_id\":3,\"image_id\":9,\"question\":\"Is the dog?\"}]}");
+        Write("train2014/COCO_train2014_000000000009.jpg", Png(40, 40, 1, 0, 0));
+        var d = DatasetCatalog.Open("vqa", new ReaderOptions(Root, Split.Train));
+        Assert.Equal(2, d.Count);
+        var s = Read(d, 0);
+        Assert.Equal(0f, s.Labels[0]); // "brown" is the most frequent answer
+        Assert.Equal(new long[] { 2, 5, 6, 7, 8, 9, 10, 3 }, s.Ids![..8]);
+        Assert.Equal(1f, Read(d, 1).Labels[0]);
+    }
+
+    [Fact]
     public void Unknown_data_sets_and_mismatched_shapes_say_what_is_supported()
     {
         var e = Assert.Throws<ArgumentException>(() => DatasetCatalog.Get("imagenet-21k"));

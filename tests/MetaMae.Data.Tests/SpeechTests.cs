@@ -78,6 +78,27 @@ public class SpeechTests : TempDirTest
     }
 
     [Fact]
+    public void Ogg_vorbis_files_decode_to_the_same_tone()
+    {
+        // Ogg Vorbis written by Debian's oggenc (vorbis-tools) from a WAV of a known tone.
+        Wav("tone.wav", 440, 16000, 16000);
+        var psi = new System.Diagnostics.ProcessStartInfo("oggenc") { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { "-Q", "-q", "6", "-o", Path.Combine(Root, "tone.ogg"), Path.Combine(Root, "tone.wav") }) psi.ArgumentList.Add(a);
+        using (var p = System.Diagnostics.Process.Start(psi)!) p.WaitForExit();
+        var audio = AudioFile.Read(Path.Combine(Root, "tone.ogg"));
+        Assert.Equal(16000, audio.SampleRate);
+        Assert.InRange(audio.Samples.Length, 15_900, 16_100);
+        // Same dominant frequency: compare log-mels of the WAV and the Ogg.
+        var lm = new LogMel(16000);
+        var fromWav = lm.Compute(LogMel.Fit(AudioFile.Read(Path.Combine(Root, "tone.wav")).Samples, false), 0, 1);
+        var fromOgg = lm.Compute(LogMel.Fit(audio.Samples, false), 0, 1);
+        int Loudest(float[] m) => Enumerable.Range(0, LogMel.Mels).MaxBy(b => m[b * LogMel.Frames + 10]);
+        Assert.Equal(Loudest(fromWav), Loudest(fromOgg));
+        File.WriteAllBytes(Path.Combine(Root, "broken.ogg"), new byte[100]);
+        Assert.Throws<FormatException>(() => AudioFile.Read(Path.Combine(Root, "broken.ogg")));
+    }
+
+    [Fact]
     public void AudioMnist_layout_uses_the_speaker_split_and_digit_labels()
     {
         Wav("AudioMNIST/data/01/3_01_0.wav");

@@ -1,0 +1,40 @@
+using MetaMae.Actors.Checkpoints;
+using MetaMae.Model;
+using MetaMae.Model.Checkpoints;
+
+namespace MetaMae.Actors.Tests;
+
+public sealed class CheckpointStoreSpecs : TempDirTest
+{
+    private void Save(CheckpointStore store, long step)
+    {
+        var config = TestRuns.Tiny(Root).ToModelConfig();
+        using var model = MaskedAutoencoder.Create(config, 1);
+        Checkpoint.Save(store.PathFor(step), model, null, new CheckpointMeta { Step = step, Seed = 1, Config = ModelConfigRecord.From(config) });
+    }
+
+    [Fact]
+    public void Pruning_keeps_the_last_N_step_zero_and_the_best()
+    {
+        var store = new CheckpointStore(Root, keep: 2);
+        foreach (var s in new long[] { 0, 10, 20, 30, 40, 50 }) Save(store, s);
+        store.Prune(best: 20);
+        Assert.Equal(new long[] { 50, 40, 20, 0 }, store.List().Select(c => c.Step).ToArray());
+    }
+
+    [Fact]
+    public void The_latest_valid_checkpoint_skips_corrupt_and_half_written_ones_with_a_warning()
+    {
+        var warnings = new List<string>();
+        var store = new CheckpointStore(Root, keep: 5, warnings.Add);
+        foreach (var s in new long[] { 10, 20, 30 }) Save(store, s);
+        File.Delete(Path.Combine(store.PathFor(30), Checkpoint.ManifestFile));           // half written
+        File.AppendAllText(Path.Combine(store.PathFor(20), Checkpoint.MetaFile), " ");   // corrupted
+        Directory.CreateDirectory(Path.Combine(store.Directory, ".step-00000040.tmp-abc")); // a temporary is never a candidate
+        var latest = store.LatestValid();
+        Assert.Equal(10, latest!.Value.Step);
+        Assert.Equal(2, warnings.Count);
+        Assert.Contains(warnings, w => w.Contains("step-00000030") && w.Contains("no manifest.json"));
+        Assert.Contains(warnings, w => w.Contains("step-00000020") && w.Contains("meta.json"));
+    }
+}
