@@ -28,6 +28,17 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         return (parent, learner);
     }
 
+    /// <summary>A learner past its start-up (step-0 checkpoint, ready) with stream <paramref name="generation"/> opened by the test actor.</summary>
+    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Streaming(RunConfig config, int generation = 1)
+    {
+        var (parent, learner) = Start(config);
+        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        parent.ExpectMsg<LearnerReady>();
+        learner.Tell(new LearnerActor.StreamInit(generation), TestActor);
+        ExpectMsg<LearnerActor.Ack>();
+        return (parent, learner);
+    }
+
     [Fact]
     public void Learner_saves_the_random_init_checkpoint_and_reports_ready_at_the_start()
     {
@@ -43,11 +54,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     [Fact]
     public void Learner_acks_each_batch_reports_steps_and_checkpoints_every_K()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(Root, steps: 10, every: 3));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
-        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
-        ExpectMsg<LearnerActor.Ack>();
+        var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 10, every: 3));
         for (long s = 1; s <= 3; s++)
         {
             learner.Tell(new LearnerActor.Fed(1, MakeBatch(s - 1)), TestActor);
@@ -64,11 +71,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     [Fact]
     public void Learner_ignores_batches_of_a_replaced_stream()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(Root));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
-        learner.Tell(new LearnerActor.StreamInit(2), TestActor);
-        ExpectMsg<LearnerActor.Ack>();
+        var (parent, learner) = Streaming(TestRuns.Tiny(Root), generation: 2);
         learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor); // generation 1 is stale
         ExpectNoMsg(TimeSpan.FromMilliseconds(500));
         parent.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
@@ -77,11 +80,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     [Fact]
     public void Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(Root, steps: 2, every: 100));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
-        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
-        ExpectMsg<LearnerActor.Ack>();
+        var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 2, every: 100));
         learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
         parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
         ExpectMsg<LearnerActor.Ack>();
@@ -96,11 +95,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     [Fact]
     public void Learner_reports_how_long_it_waited_for_data()
     {
-        var (parent, learner) = Start(TestRuns.Tiny(Root));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
-        learner.Tell(new LearnerActor.StreamInit(1), TestActor);
-        ExpectMsg<LearnerActor.Ack>();
+        var (parent, learner) = Streaming(TestRuns.Tiny(Root));
         Thread.Sleep(400); // data slower than the learner: it waits, it does not fail
         learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
         var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
