@@ -31,8 +31,10 @@ public static class RunHost
         using var host = builder.Build();
         host.Start();
         var coordinator = host.Services.GetRequiredService<ActorRegistry>().Get<RunCoordinatorActor>();
+        int interrupts = 0;
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
+            if (Interlocked.Increment(ref interrupts) > 1) return; // a second Ctrl-C ends the process at once
             e.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
             Console.Error.WriteLine("stopping: writing a final checkpoint (Ctrl-C again to abort without it)");
             coordinator.Tell(new StopRun("interrupted (Ctrl-C)"));
