@@ -9,7 +9,7 @@ public sealed class ProcessKillSpecs : TempDirTest
     private string[] PretrainArgs(string outDir) =>
     [
         "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "dataset.root=embedded", "--set", "preset=tiny",
-        "--set", "steps=40", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=5", "--set", "keep_checkpoints=3",
+        "--set", "steps=300", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=20", "--set", "keep_checkpoints=3",
         "--set", "threads=1", "--set", "device=cpu", "--set", "seed=3", "--set", "data_parallelism=2", "--set", "name=kill",
         "--out", outDir, "--quiet",
     ];
@@ -23,7 +23,7 @@ public sealed class ProcessKillSpecs : TempDirTest
         var straightDir = Directory.GetDirectories(straightOut).Single();
 
         var killedOut = Path.Combine(Root, "killed");
-        int killAfter = new Random().Next(6, 34);
+        int killAfter = new Random().Next(10, 280); // a run of 300 steps takes seconds: the kill lands mid-run
         using (var p = Process.Start(TestRuns.Cli(PretrainArgs(killedOut)))!)
         {
             var clock = Stopwatch.StartNew();
@@ -39,16 +39,16 @@ public sealed class ProcessKillSpecs : TempDirTest
             p.WaitForExit();
         }
         var killedDir = Directory.GetDirectories(killedOut).Single();
-        Assert.False(File.Exists(Path.Combine(killedDir, "checkpoints", "step-00000040", "manifest.json")));
+        Assert.False(File.Exists(Path.Combine(killedDir, "checkpoints", "step-00000300", "manifest.json")));
 
         var (resumeCode, resumeOut, resumeErr) = TestRuns.RunCli(TimeSpan.FromMinutes(3), "resume", killedDir, "--quiet");
         Assert.True(resumeCode == 0, resumeOut + resumeErr);
-        Assert.Equal(TestRuns.FinalWeights(straightDir, 40), TestRuns.FinalWeights(killedDir, 40));
+        Assert.Equal(TestRuns.FinalWeights(straightDir, 300), TestRuns.FinalWeights(killedDir, 300));
         // The run record knows the run completed.
         var (listCode, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", killedOut);
         Assert.Equal(0, listCode);
         Assert.Contains("completed", list);
-        Assert.Contains("40/40", list);
+        Assert.Contains("300/300", list);
     }
 }
 
