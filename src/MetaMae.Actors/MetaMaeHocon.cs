@@ -25,5 +25,6 @@ public static class MetaMaeHocon
         akka.log-dead-letters-during-shutdown = off
         """;
 
-    public static Config Config => ConfigurationFactory.ParseString(Text);
+    /// <summary>The dispatchers plus the binary serializer for batches.</summary>
+    public static Config Config => ConfigurationFactory.ParseString(Text).WithFallback(ConfigurationFactory.ParseString(Protocol.BatchSerializer.Hocon));
 }
