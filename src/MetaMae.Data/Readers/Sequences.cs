@@ -63,9 +63,11 @@ public static class Sequences
     }
 
     /// <summary>Proteins in FASTA (label= or class= in the header), padded with X / truncated to the spec's length.</summary>
-    public static IDataset ProteinFasta(DatasetSpec spec, ReaderOptions o, string file) =>
-        FastaDataset(spec, o, Layout.File(Path.Combine(o.Root, file), $"{file}: FASTA, label=LABEL in headers"),
-            Fasta.Read(Path.Combine(o.Root, file)), AminoAcids, 'X', 0.8);
+    public static IDataset ProteinFasta(DatasetSpec spec, ReaderOptions o, string file)
+    {
+        var path = Layout.File(Path.Combine(o.Root, file), $"{file}: FASTA, label=LABEL in headers");
+        return FastaDataset(spec, o, path, Fasta.Read(path), AminoAcids, 'X', 0.8);
+    }
 
     private static IDataset FastaDataset(DatasetSpec spec, ReaderOptions o, string path, List<FastaRecord> records, string alphabet,
         char? pad, double trainFraction)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace MetaMae.Model.Training;
@@ -48,7 +49,7 @@ public static class TrainStep
         Optimizers.SetLearningRate(optimizer, lr);
         optimizer.zero_grad();
         // The forward pass updates BatchNorm's running statistics; keep a copy so a refused step leaves no trace.
-        var buffers = model.named_buffers().Select(kv => (kv.Item2, kv.Item2.clone())).ToList();
+        var buffers = model.modules().OfType<BatchNorm1d>().SelectMany(m => m.buffers()).Select(b => (b, b.clone())).ToList();
 
         var output = Objectives.Compute(model, x, draws);
         double total = output.Total.item<float>();
