@@ -74,6 +74,7 @@ public sealed class ListDataset<T>(DatasetSpec spec, IReadOnlyList<T> records, F
     public Sample Read(int index, DecodeContext context)
     {
         var record = Records[index];
+        if (record is Formats.IRecordProblem { Problem: { } problem }) throw new BadRecordException(describe(record), problem);
         try
         {
             var sample = decode(record, context);
@@ -84,10 +85,12 @@ public sealed class ListDataset<T>(DatasetSpec spec, IReadOnlyList<T> records, F
         {
             throw;
         }
-        catch (Exception e) when (e is FormatException or InvalidDataException or IOException or ArgumentException
-                                      or IndexOutOfRangeException or KeyNotFoundException or OverflowException or InvalidOperationException)
+        catch (Exception e)
         {
-            throw new BadRecordException(describe(record), e.Message, e);
+            // Whatever a decoder throws on one record (including an allocation a lying header asks for) is that
+            // record's problem: counted and skipped by the pipeline, named with file and record.
+            var reason = e is FormatException or InvalidDataException or IOException or UnauthorizedAccessException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+            throw new BadRecordException(describe(record), reason, e);
         }
     }
 }

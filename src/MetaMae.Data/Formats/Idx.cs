@@ -15,8 +15,7 @@ public static class Idx
     public static IdxArray Read(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} not found", path);
-        using var file = File.OpenRead(path);
-        using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
+        using var stream = GzipFile.OpenRead(path);
         using var buffer = new MemoryStream();
         stream.CopyTo(buffer);
         var bytes = buffer.ToArray();
@@ -24,10 +23,13 @@ public static class Idx
             throw new FormatException($"{path}: not an IDX file (bad magic)");
         if (bytes[2] != 0x08) throw new FormatException($"{path}: IDX type 0x{bytes[2]:x2} is not unsigned bytes (0x08)");
         int dims = bytes[3];
+        if (dims == 0 || bytes.Length < 4 + 4 * dims) throw new FormatException($"{path}: IDX header of {dims} dimension(s) is cut short");
         var shape = new int[dims];
         for (int i = 0; i < dims; i++)
             shape[i] = (bytes[4 + 4 * i] << 24) | (bytes[5 + 4 * i] << 16) | (bytes[6 + 4 * i] << 8) | bytes[7 + 4 * i];
         int offset = 4 + 4 * dims;
+        if (shape.Any(d => d < 0)) throw new FormatException($"{path}: IDX header has a negative dimension ({string.Join("x", shape)})");
+        if (shape[0] == 0) throw new InvalidDataException($"{path}: holds 0 records");
         long expected = shape.Aggregate(1L, (a, b) => a * b);
         if (bytes.Length - offset != expected)
             throw new FormatException($"{path}: header says {string.Join("x", shape)} = {expected} bytes, file has {bytes.Length - offset}");

@@ -1,19 +1,32 @@
-using System.IO.Compression;
 using System.Text;
 using nietras.SeparatedValues;
 
 namespace MetaMae.Data.Formats;
 
+/// <summary>A listed record that is known to be unusable before decoding (the reason), or null.</summary>
+public interface IRecordProblem
+{
+    string? Problem { get; }
+}
+
 /// <summary>A CSV row with its 1-based line number, for messages.</summary>
-public sealed record CsvRow(int Line, string[] Fields)
+public sealed record CsvRow(int Line, string[] Fields) : IRecordProblem
 {
     /// <summary>Invalid UTF-8 was decoded to U+FFFD; readers reject such rows as bad records.</summary>
     public bool HasInvalidText => Fields.Any(f => f.Contains('\uFFFD'));
+
+    /// <summary>Why this row cannot be a record (a cut over-long line, invalid UTF-8), or null.</summary>
+    public string? Problem => Fields.Any(f => f.Contains(LineLimitedReader.Marker))
+        ? $"line longer than {CsvTable.MaxLineChars:N0} characters (the reader's limit): skipped"
+        : HasInvalidText ? "invalid UTF-8 text" : null;
 }
 
 /// <summary>A CSV file read whole: header and rows. Quoting per RFC 4180 (Sep).</summary>
 public sealed record CsvTable(string Path, string[] Header, List<CsvRow> Rows)
 {
+    /// <summary>Longest line a text reader passes whole (4 Mi characters); longer ones become one bad record each.</summary>
+    public const int MaxLineChars = 4 * 1024 * 1024;
+
     public int Column(string name)
     {
         var i = Array.FindIndex(Header, h => string.Equals(h.Trim(), name, StringComparison.OrdinalIgnoreCase));
@@ -44,17 +57,20 @@ public sealed record CsvTable(string Path, string[] Header, List<CsvRow> Rows)
     /// Text reader for plain or gzipped UTF-8 files. Invalid bytes become U+FFFD rather than failing the whole file,
     /// so the one bad record can be counted and skipped.
     /// </summary>
-    public static TextReader Open(string path)
+    public static LineLimitedReader Open(string path)
     {
-        Stream s = File.OpenRead(path);
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) s = new GZipStream(s, CompressionMode.Decompress);
-        return new StreamReader(s, new UTF8Encoding(false, throwOnInvalidBytes: false), detectEncodingFromByteOrderMarks: true);
+        return new LineLimitedReader(new StreamReader(GzipFile.OpenRead(path), new UTF8Encoding(false, throwOnInvalidBytes: false),
+            detectEncodingFromByteOrderMarks: true), CsvTable.MaxLineChars);
     }
 }
 
 /// <summary>A FASTA record: header line (without '&gt;'), sequence, and the line its header is on.</summary>
-public sealed record FastaRecord(int Line, string Header, string Sequence)
+public sealed record FastaRecord(int Line, string Header, string Sequence) : IRecordProblem
 {
+    public string? Problem => Sequence.Contains(LineLimitedReader.Marker) || Header.Contains(LineLimitedReader.Marker)
+        ? $"a line of this record is longer than {CsvTable.MaxLineChars:N0} characters (the reader's limit): skipped"
+        : null;
+
     /// <summary>A key=value attribute of the header (e.g. class=ei), or null.</summary>
     public string? Attribute(string key)
     {

@@ -24,6 +24,8 @@ public sealed record PipelineSettings
     /// <summary>The run fails once more than this fraction of records read were bad (after <see cref="MinRecordsForBadCheck"/>).</summary>
     public double MaxBadFraction { get; init; } = 0.05;
     public int MinRecordsForBadCheck { get; init; } = 100;
+    /// <summary>Values beyond +-this are taken for corruption: the record is counted as bad (see <see cref="ValueBounds"/>).</summary>
+    public double MaxAbsValue { get; init; } = ValueBounds.DefaultMaxAbs;
     /// <summary>Individual bad records logged before only counting them.</summary>
     public int BadRecordsLogged { get; init; } = 20;
 
@@ -33,6 +35,7 @@ public sealed record PipelineSettings
         if (Parallelism < 1) throw new ArgumentException($"parallelism must be at least 1, got {Parallelism}");
         if (ShardCount < 1 || ShardIndex < 0 || ShardIndex >= ShardCount)
             throw new ArgumentException($"shard {ShardIndex} of {ShardCount} is not valid");
+        if (!(MaxAbsValue > 0)) throw new ArgumentException($"max abs value must be positive, got {MaxAbsValue}");
         if (MaxBadFraction is < 0 or > 1) throw new ArgumentException($"max bad fraction must be in [0, 1], got {MaxBadFraction}");
     }
 }
@@ -78,13 +81,15 @@ public static class DataFlows
         Flow.Create<OrderedRecord>().Where(r => count == 1 || r.Position.Offset % count == index).Named($"shard-{index}-of-{count}");
 
     /// <summary>Decodes records on the thread pool, <paramref name="parallelism"/> at a time, emitting in input order.</summary>
-    public static Flow<OrderedRecord, Decoded, NotUsed> Decode(IDataset dataset, long seed, bool training, int parallelism, DataMetrics metrics) =>
+    public static Flow<OrderedRecord, Decoded, NotUsed> Decode(IDataset dataset, long seed, bool training, int parallelism, DataMetrics metrics,
+        double maxAbsValue = ValueBounds.DefaultMaxAbs) =>
         Flow.Create<OrderedRecord>().SelectAsync(parallelism, r => Task.Run(() =>
         {
             metrics.Started();
             try
             {
-                var sample = dataset.Read(r.Index, new DecodeContext(seed, r.Position.Epoch, r.Index, training));
+                var sample = ValueBounds.Check(dataset.Read(r.Index, new DecodeContext(seed, r.Position.Epoch, r.Index, training)),
+                    maxAbsValue, dataset.Describe(r.Index));
                 metrics.Decoded(sample.Bytes);
                 return new Decoded(r, sample, null);
             }
@@ -116,6 +121,7 @@ public static class DataFlows
         long sequence = 0;
         return Flow.Create<Decoded>().Grouped(batchSize).Select(group =>
         {
+            FailPoints.Hit("data.batch", Interlocked.Read(ref sequence));
             var batch = CollateGroup(spec, group.ToList(), count, Interlocked.Increment(ref sequence) - 1);
             metrics.Batched(batch.Size);
             return batch;
@@ -146,10 +152,10 @@ public static class DataFlows
         Action<string>? log = null, bool training = true)
     {
         settings.Validate();
-        if (dataset.Count == 0) throw new ArgumentException($"data set {dataset.Spec.Name} has no records for this split");
+        if (dataset.Count == 0) throw new InvalidDataException($"data set {dataset.Spec.Name} has no records for this split");
         return Positions(dataset.Count, settings, start)
             .Via(Shard(settings.ShardIndex, settings.ShardCount))
-            .Via(Decode(dataset, settings.Seed, training, settings.Parallelism, metrics))
+            .Via(Decode(dataset, settings.Seed, training, settings.Parallelism, metrics, settings.MaxAbsValue))
             .Via(SkipBad(dataset.Spec.Name, settings, metrics, log))
             .Via(Collate(dataset.Spec, settings.BatchSize, dataset.Count, metrics))
             .Buffer(settings.BufferBatches, OverflowStrategy.Backpressure)

@@ -31,14 +31,44 @@ public static class ImageDecoder
         return result;
     }
 
+    /// <summary>
+    /// Decoder limit: an image whose header claims more pixels than this is refused before any pixel memory is taken
+    /// (64 Mpx, 256 MB as RGBA; the largest DABS images are a few Mpx).
+    /// </summary>
+    public const long MaxPixels = 64L * 1024 * 1024;
+
     public static SKBitmap Decode(byte[] bytes)
     {
+        if (bytes.Length == 0) throw new FormatException("the file is empty");
         if (bytes.Length >= 2 && bytes[0] == (byte)'P' && bytes[1] is >= (byte)'1' and <= (byte)'6') return DecodePnm(bytes);
-        return SKBitmap.Decode(bytes) ?? throw new FormatException("not a decodable image (JPEG, PNG, BMP, GIF, WebP or PPM expected)");
+        using var stream = new SKMemoryStream(bytes);
+        using var codec = SKCodec.Create(stream, out var result)
+                          ?? throw new FormatException($"not a decodable image ({result}); JPEG, PNG, BMP, GIF, WebP or PPM expected");
+        var info = codec.Info;
+        CheckSize(info.Width, info.Height);
+        var bitmap = new SKBitmap(new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        var decoded = codec.GetPixels(bitmap.Info, bitmap.GetPixels());
+        if (decoded != SKCodecResult.Success)
+        {
+            bitmap.Dispose();
+            throw new FormatException(decoded == SKCodecResult.IncompleteInput
+                ? $"the {info.Width}x{info.Height} image is truncated (its data ends before the last row)"
+                : $"the {info.Width}x{info.Height} image could not be decoded ({decoded})");
+        }
+        return bitmap;
+    }
+
+    private static void CheckSize(long width, long height)
+    {
+        if (width <= 0 || height <= 0) throw new FormatException($"the header claims a {width}x{height} image");
+        if (width * height > MaxPixels)
+            throw new FormatException($"the header claims {width}x{height} pixels, over the decoder limit of {MaxPixels / (1024 * 1024)} Mpx");
     }
 
     private static SKBitmap DecodePnm(byte[] bytes)
     {
+        var header = SixLabors.ImageSharp.Image.Identify(bytes) ?? throw new FormatException("not a decodable PPM/PGM image");
+        CheckSize(header.Width, header.Height);
         using var image = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgba32>(bytes);
         var bitmap = new SKBitmap(new SKImageInfo(image.Width, image.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul));
         var span = bitmap.GetPixelSpan();
