@@ -24,32 +24,37 @@ public sealed class EvaluatorActor : ReceiveActor
     private readonly DatasetRef dataset;
     private readonly EvaluationConfig settings;
     private readonly ModelConfig modelConfig;
+    private readonly double maxAbsValue;
     private readonly ILoggingAdapter log = Context.GetLogger();
     private MaskedAutoencoder? model;
     private (Split Split, float[]? Values, long[]? Ids, float[] Labels, int Count)[]? splits;
 
-    public EvaluatorActor(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig)
+    public EvaluatorActor(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue)
     {
         this.runId = runId;
         this.dataset = dataset;
         this.settings = settings;
         this.modelConfig = modelConfig;
+        this.maxAbsValue = maxAbsValue;
         Receive<CheckpointSaved>(c => c.RunId == runId, c =>
         {
             try
             {
                 Sender.Tell(Evaluate(c));
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (Exception e)
             {
-                log.Warning("evaluation of {0} on {1} failed: {2}", c.Path, dataset.Name, e.Message);
-                Sender.Tell(new EvaluationFailed(runId, c.Step, dataset.Name, e.Message));
+                // Every failure is an answer: whoever waits for this probe must not wait forever.
+                var reason = e is FailPointException or IOException or FormatException or InvalidDataException or InvalidOperationException
+                    or Model.Checkpoints.CorruptCheckpointException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                log.Warning("evaluation of {0} on {1} failed: {2}", c.Path, dataset.Name, reason);
+                Sender.Tell(new EvaluationFailed(runId, c.Step, dataset.Name, reason));
             }
         });
     }
 
-    public static Props Props(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig) =>
-        Akka.Actor.Props.Create(() => new EvaluatorActor(runId, dataset, settings, modelConfig)).WithDispatcher(MetaMaeHocon.EvaluatorDispatcher);
+    public static Props Props(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue = 1e6) =>
+        Akka.Actor.Props.Create(() => new EvaluatorActor(runId, dataset, settings, modelConfig, maxAbsValue)).WithDispatcher(MetaMaeHocon.EvaluatorDispatcher);
 
     public static string MetricName(Metric m) => m switch
     {
@@ -70,6 +75,7 @@ public sealed class EvaluatorActor : ReceiveActor
     private EvaluationResult Evaluate(CheckpointSaved c)
     {
         var clock = Stopwatch.StartNew();
+        FailPoints.Hit("evaluator.probe", c.Step);
         Checkpoint.Verify(c.Path);
         model ??= MaskedAutoencoder.CreateForLoading(modelConfig);
         Checkpoint.LoadWeights(c.Path, model, encoderOnly: true);
@@ -97,7 +103,7 @@ public sealed class EvaluatorActor : ReceiveActor
         {
             try
             {
-                samples[i] = data.Read(chosen[i], new DecodeContext(0, 0, chosen[i], false));
+                samples[i] = ValueBounds.Check(data.Read(chosen[i], new DecodeContext(0, 0, chosen[i], false)), maxAbsValue, data.Describe(chosen[i]));
             }
             catch (BadRecordException e)
             {

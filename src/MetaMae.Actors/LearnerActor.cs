@@ -43,13 +43,9 @@ public sealed class LearnerActor : ReceiveActor
     /// <summary>The data stream failed (for example too many bad records): the run fails, restarting would not help.</summary>
     public sealed record DataFailed(string Reason);
 
-    /// <summary>Test hook: throw at the given step (before it is applied), to exercise supervision.</summary>
-    public delegate bool FaultInjector(long step);
-
     private readonly RunConfig config;
     private readonly string runId;
     private readonly CheckpointStore store;
-    private readonly FaultInjector? fault;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
     private MaskedAutoencoder? model;
@@ -62,11 +58,10 @@ public sealed class LearnerActor : ReceiveActor
     private readonly Stopwatch sinceAck = new();
     private bool finished;
 
-    public LearnerActor(RunConfig config, string runId, string runDirectory, FaultInjector? fault)
+    public LearnerActor(RunConfig config, string runId, string runDirectory)
     {
         this.config = config;
         this.runId = runId;
-        this.fault = fault;
         store = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
 
         Receive<StreamInit>(init =>
@@ -99,8 +94,8 @@ public sealed class LearnerActor : ReceiveActor
             .To(Sink.ActorRefWithAck<Fed>(learner, new StreamInit(generation), LearnerActor.Ack.Instance, new StreamCompleted(generation),
                 e => new StreamFailed(generation, e)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
-    public static Props Props(RunConfig config, string runId, string runDirectory, FaultInjector? fault = null) =>
-        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, fault)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
+    public static Props Props(RunConfig config, string runId, string runDirectory) =>
+        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
 
     protected override void PreStart()
     {
@@ -121,6 +116,7 @@ public sealed class LearnerActor : ReceiveActor
             step = latest.Meta.Step;
             position = new StreamPosition(latest.Meta.Data.Epoch, latest.Meta.Data.Offset);
             log.Info("learner resumes from {0} (step {1}, data {2})", latest.Path, step, position);
+            FailPoints.Hit("learner.resume", step);
         }
         else
         {
@@ -150,7 +146,7 @@ public sealed class LearnerActor : ReceiveActor
     {
         var wait = sinceAck.Elapsed.TotalSeconds;
         long next = step + 1;
-        if (fault?.Invoke(next) == true) throw new InvalidOperationException($"fault injected at step {next}");
+        FailPoints.Hit("learner.step", next);
 
         StepMetrics metrics;
         using (var scope = NewDisposeScope())
@@ -188,7 +184,8 @@ public sealed class LearnerActor : ReceiveActor
             Step = step, Seed = config.Seed, Config = ModelConfigRecord.From(model!.Config), Data = new DataPosition(position.Epoch, position.Offset),
             RunId = runId,
         };
-        var path = Checkpoint.Save(store.PathFor(step), model, optimizer, meta, generator);
+        long at = step;
+        var path = Checkpoint.Save(store.PathFor(step), model, optimizer, meta, generator, afterFile: _ => FailPoints.Hit("checkpoint.write", at));
         Context.Parent.Tell(new CheckpointSaved(runId, step, path, final));
         return path;
     }

@@ -15,16 +15,19 @@ public static class Program
         {
             return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or Data.DataLayoutException or FileNotFoundException or DirectoryNotFoundException
+                                      or Model.Checkpoints.CorruptCheckpointException or FormatException or InvalidDataException
+                                      or Actors.Runs.RunDirectoryBusyException or Actors.Runs.RunStoreException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            return 2;
+            return ExitCodes.Refused;
         }
-        catch (Exception e) when (e is Data.DataLayoutException or FileNotFoundException or DirectoryNotFoundException
-                                      or Model.Checkpoints.CorruptCheckpointException or FormatException)
+        catch (Exception e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 2;
+            // Anything else is a bug or an environment failure: one line for the user, the stack for the report.
+            Console.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
+            Console.Error.WriteLine(e.StackTrace);
+            return ExitCodes.Failed;
         }
     }
 }

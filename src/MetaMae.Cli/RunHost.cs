@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Akka.Actor;
 using Akka.Hosting;
@@ -15,47 +16,109 @@ namespace MetaMae.Cli;
 public enum OutputMode { Human, Json, Quiet }
 
 /// <summary>
+/// What the process's exit code says about a run (README, "Reliability"): scripts and orchestrators act on it.
+/// </summary>
+public static class ExitCodes
+{
+    /// <summary>The run completed and every probe it owed reported.</summary>
+    public const int Completed = 0;
+    /// <summary>The run failed; the cause is printed, in the run record and in report.md.</summary>
+    public const int Failed = 1;
+    /// <summary>Nothing was started: bad arguments or config (the key is named), or the run directory is owned by another live process.</summary>
+    public const int Refused = 2;
+    /// <summary>Stopped by SIGINT or SIGTERM after a verified final checkpoint; `metamae resume RUN_DIR` continues it.</summary>
+    public const int Stopped = 3;
+    /// <summary>Stopped by a signal, but the final checkpoint was not written within stop_grace_seconds; resume continues from the previous one.</summary>
+    public const int StoppedWithoutCheckpoint = 4;
+
+    public static int For(RunFinished r) => r.Status switch
+    {
+        "completed" => Completed,
+        "stopped" => Stopped,
+        RunHost.AbortedStatus => StoppedWithoutCheckpoint,
+        _ => Failed,
+    };
+}
+
+/// <summary>
 /// Hosts an actor system with Akka.Hosting, runs one run through the coordinator, shows progress, and stops cleanly on
-/// Ctrl-C (a final checkpoint first).
+/// SIGINT (Ctrl-C) and SIGTERM (docker stop, Kubernetes): a final checkpoint first, within the config's grace period.
+/// A second signal ends the process at once.
 /// </summary>
 public static class RunHost
 {
-    public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output)
+    /// <summary>Status of a run whose final checkpoint did not come within the grace period.</summary>
+    public const string AbortedStatus = "aborted";
+
+    public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
-        // Ctrl-C must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
+        // Signals must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.Services.AddAkka("metamae", akka => akka.WithRunCoordinator(config, runId, runDirectory,
-            system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress")));
+            system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress"), options));
         using var host = builder.Build();
         host.Start();
         var coordinator = host.Services.GetRequiredService<ActorRegistry>().Get<RunCoordinatorActor>();
-        int interrupts = 0;
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        var stopRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int signals = 0;
+        void OnSignal(PosixSignalContext context)
         {
-            if (Interlocked.Increment(ref interrupts) > 1) return; // a second Ctrl-C ends the process at once
-            e.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
-            Console.Error.WriteLine("stopping: writing a final checkpoint (Ctrl-C again to abort without it)");
-            coordinator.Tell(new StopRun("interrupted (Ctrl-C)"));
-        };
-        Console.CancelKeyPress += onCancel;
+            if (Interlocked.Increment(ref signals) > 1) return; // a second signal ends the process at once (default action)
+            context.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
+            var name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl-C";
+            Console.Error.WriteLine($"stopping ({name}): writing a final checkpoint within {config.StopGraceSeconds:0.#} s (signal again to exit at once without it)");
+            coordinator.Tell(new StopRun($"interrupted ({name})"));
+            stopRequested.TrySetResult();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
             var finished = coordinator.Ask<RunFinished>(RunCoordinatorActor.Start.Instance, Timeout.InfiniteTimeSpan);
-            if (Task.WhenAny(finished, system.WhenTerminated).GetAwaiter().GetResult() != finished)
-                return new RunFinished(runId, "failed", 0, Path.GetFullPath(runDirectory), [], "the actor system stopped before the run finished");
-            return finished.GetAwaiter().GetResult();
+            var gone = coordinator.WatchAsync();
+            var grace = stopRequested.Task.ContinueWith(_ => Task.Delay(TimeSpan.FromSeconds(config.StopGraceSeconds)), TaskScheduler.Default).Unwrap();
+            var first = Task.WhenAny(finished, gone, system.WhenTerminated, grace).GetAwaiter().GetResult();
+            if (first != finished && first != grace) Task.WhenAny(finished, Task.Delay(TimeSpan.FromSeconds(2))).GetAwaiter().GetResult();
+            if (finished.IsCompletedSuccessfully) return finished.Result;
+            if (first == grace)
+            {
+                var reason = $"stopped without a final checkpoint: it was not written within stop_grace_seconds ({config.StopGraceSeconds:0.#} s); " +
+                             "`metamae resume` continues from the latest checkpoint";
+                RecordAbort(runId, runDirectory, reason);
+                return new RunFinished(runId, AbortedStatus, 0, Path.GetFullPath(runDirectory), [], reason);
+            }
+            return new RunFinished(runId, "failed", 0, Path.GetFullPath(runDirectory), [], "the run's coordinator stopped without reporting a result");
         }
         finally
         {
-            Console.CancelKeyPress -= onCancel;
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
         }
     }
 
-    public static string NewRunId(RunConfig config) => $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss}";
+    /// <summary>Best effort: the record says how the run ended even when its coordinator could not.</summary>
+    private static void RecordAbort(string runId, string runDirectory, string reason)
+    {
+        try
+        {
+            using var store = new RunStore(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDirectory))!, "runs.db"));
+            var row = store.Runs().FirstOrDefault(r => r.Id == runId);
+            store.FinishRun(runId, AbortedStatus, row?.Step ?? 0, reason);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"warning: could not record the abort: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// A new run's id: the readable prefix (name, model, UTC time to the millisecond) and six random hex digits, so
+    /// runs started together never share a directory.
+    /// </summary>
+    public static string NewRunId(RunConfig config) =>
+        $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{Random.Shared.Next(0x1000000):x6}";
 }
 
 /// <summary>Receives step reports, checkpoints and evaluations and prints them as asked.</summary>

@@ -52,9 +52,33 @@ public sealed class CliSpecs : TempDirTest
     {
         var missing = Path.Combine(Root, "nowhere");
         var (code, err) = Invoke("pretrain", "--set", "dataset.name=pamap2", "--set", $"dataset.root={missing}", "--set", "steps=1", "--out", Root, "--quiet");
-        Assert.NotEqual(0, code);
-        Assert.Contains(Path.Combine(missing, "Protocol"), err);
+        Assert.Equal(Cli.ExitCodes.Failed, code);
+        Assert.Contains($"opening data set pamap2 at {missing} failed: {Path.Combine(missing, "Protocol")}", err);
         Assert.Contains("subject101.dat", err);
+        using var store = new Runs.RunStore(Path.Combine(Root, "runs.db"));
+        var run = Assert.Single(store.Runs());
+        Assert.Equal("failed", run.Status);
+        Assert.Contains("subject101.dat", store.Error(run.Id));
+    }
+
+    [Theory]
+    [InlineData("../x")]
+    [InlineData("/abs")]
+    [InlineData("a/b")]
+    public void A_run_name_that_is_a_path_is_refused_before_anything_is_written(string name)
+    {
+        var (code, err) = Invoke("pretrain", "--set", "dataset.name=fashion-mnist", "--set", $"name={name}", "--out", Root, "--quiet");
+        Assert.Equal(Cli.ExitCodes.Refused, code);
+        Assert.Contains("config key 'name'", err);
+        Assert.Empty(Directory.GetFileSystemEntries(Root));
+    }
+
+    [Fact]
+    public void Evaluate_refuses_zero_epochs_naming_the_option()
+    {
+        var (code, err) = Invoke("evaluate", Root, "--dataset", "fashion-mnist", "--epochs", "0");
+        Assert.Equal(Cli.ExitCodes.Refused, code);
+        Assert.Contains("'--epochs'", err);
     }
 
     [Fact]

@@ -21,10 +21,10 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         return DataFlows.CollateGroup(Data.Spec, decoded, Data.Count, sequence);
     }
 
-    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config, LearnerActor.FaultInjector? fault = null)
+    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config)
     {
         var parent = CreateTestProbe();
-        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1"), fault));
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1")));
         return (parent, learner);
     }
 

@@ -1,91 +1,285 @@
 using System.Diagnostics;
 using MetaMae.Actors.Reporting;
+using MetaMae.Actors.Runs;
+using MetaMae.Model.Checkpoints;
+using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-/// <summary>A long run's promise: kill the process at any moment, resume, and end where an uninterrupted run ends.</summary>
-public sealed class ProcessKillSpecs : TempDirTest
+/// <summary>The uninterrupted 120-step run every interrupted one must end equal to, trained once per test class.</summary>
+public sealed class StraightRun : IDisposable
 {
-    private string[] PretrainArgs(string outDir) =>
+    public const long Steps = 120;
+    public string Root { get; } = Directory.CreateTempSubdirectory("metamae-straight-").FullName;
+    public string RunDirectory { get; }
+
+    public StraightRun()
+    {
+        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(3), ProcessRuns.PretrainArgs(Path.Combine(Root, "out")));
+        Assert.True(code == 0, output + err);
+        RunDirectory = Directory.GetDirectories(Path.Combine(Root, "out")).Single();
+    }
+
+    public byte[] FinalWeights => TestRuns.FinalWeights(RunDirectory, Steps);
+
+    public void Dispose() => Directory.Delete(Root, recursive: true);
+}
+
+/// <summary>Child processes of the metamae command: start, watch their progress, signal them.</summary>
+public static class ProcessRuns
+{
+    public static string[] PretrainArgs(string outDir, long steps = StraightRun.Steps, params string[] extra) =>
     [
         "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "dataset.root=embedded", "--set", "preset=tiny",
-        "--set", "steps=300", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=20", "--set", "keep_checkpoints=3",
+        "--set", $"steps={steps}", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=20", "--set", "keep_checkpoints=3",
         "--set", "threads=1", "--set", "device=cpu", "--set", "seed=3", "--set", "data_parallelism=2", "--set", "name=kill",
-        "--out", outDir, "--quiet",
+        "--out", outDir, "--quiet", .. extra,
     ];
 
-    [Fact]
-    public void A_run_killed_with_sigkill_at_a_random_step_resumes_to_the_same_final_weights()
+    /// <summary>Starts metamae with <paramref name="failPoints"/> in its environment (METAMAE_FAILPOINTS), output captured.</summary>
+    public static (Process Process, Task<string> Out, Task<string> Err) Start(string? failPoints, params string[] args)
     {
-        var straightOut = Path.Combine(Root, "straight");
-        var (code, _, err) = TestRuns.RunCli(TimeSpan.FromMinutes(3), PretrainArgs(straightOut));
-        Assert.True(code == 0, err);
-        var straightDir = Directory.GetDirectories(straightOut).Single();
+        var psi = TestRuns.Cli(args);
+        if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
+        var p = Process.Start(psi)!;
+        return (p, p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
+    }
 
-        var killedOut = Path.Combine(Root, "killed");
-        int killAfter = new Random().Next(10, 280); // a run of 300 steps takes seconds: the kill lands mid-run
-        using (var p = Process.Start(TestRuns.Cli(PretrainArgs(killedOut)))!)
+    public static (int Code, string Out, string Err) Run(string? failPoints, TimeSpan timeout, params string[] args)
+    {
+        var (p, output, err) = Start(failPoints, args);
+        using (p)
         {
-            var clock = Stopwatch.StartNew();
-            long reached = 0;
-            while (reached < killAfter && clock.Elapsed < TimeSpan.FromMinutes(2) && !p.HasExited)
+            if (!p.WaitForExit(timeout))
             {
-                Thread.Sleep(20);
-                var dirs = Directory.Exists(killedOut) ? Directory.GetDirectories(killedOut) : [];
-                if (dirs.Length == 1) reached = RunArtifacts.ReadSteps(Path.Combine(dirs[0], "metrics.jsonl")).Keys.DefaultIfEmpty(0).Max();
+                p.Kill(entireProcessTree: true);
+                throw new TimeoutException($"metamae {string.Join(' ', args)} did not end within {timeout}: {err.Result}");
             }
-            Assert.False(p.HasExited, "the run ended before it could be killed");
-            p.Kill(); // SIGKILL: no shutdown hooks, no final checkpoint
+            p.WaitForExit();
+            return (p.ExitCode, output.Result, err.Result);
+        }
+    }
+
+    /// <summary>The newest step in the only run directory under <paramref name="outDir"/>'s metrics, or 0.</summary>
+    public static long Reached(string outDir)
+    {
+        var dirs = Directory.Exists(outDir) ? Directory.GetDirectories(outDir) : [];
+        return dirs.Length == 1 ? RunArtifacts.ReadSteps(Path.Combine(dirs[0], "metrics.jsonl")).Keys.DefaultIfEmpty(0).Max() : 0;
+    }
+
+    /// <summary>Waits until the run has trained <paramref name="step"/> steps (bounded), failing if the process ended first.</summary>
+    public static void WaitForStep(Process p, string outDir, long step)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Reached(outDir) < step && clock.Elapsed < TimeSpan.FromMinutes(2) && !p.HasExited) Thread.Sleep(10);
+        Assert.False(p.HasExited, $"the run ended before step {step}");
+        Assert.True(Reached(outDir) >= step, $"the run did not reach step {step} in time");
+    }
+
+    public static void Signal(Process p, string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", p.Id.ToString()])!;
+        kill.WaitForExit();
+    }
+
+    public const int SigKillExit = 128 + 9;
+}
+
+/// <summary>
+/// A long run's promise: kill the process at any moment (mid-step, inside a checkpoint write, inside a resume), resume,
+/// and end where an uninterrupted run ends, bit for bit.
+/// </summary>
+public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest, IClassFixture<StraightRun>
+{
+    [Fact]
+    public void Kills_at_seeded_steps_inside_steps_checkpoint_writes_and_resume_end_with_the_uninterrupted_weights()
+    {
+        var rng = new Random(20261128);
+        var outDir = Path.Combine(Root, "killed");
+        var timeout = TimeSpan.FromMinutes(2);
+
+        // 1. An outside SIGKILL once the run has passed a seeded step.
+        long first = rng.Next(5, 40);
+        var (p, _, _) = ProcessRuns.Start(null, ProcessRuns.PretrainArgs(outDir));
+        using (p)
+        {
+            ProcessRuns.WaitForStep(p, outDir, first);
+            p.Kill();
             p.WaitForExit();
         }
-        var killedDir = Directory.GetDirectories(killedOut).Single();
-        Assert.False(File.Exists(Path.Combine(killedDir, "checkpoints", "step-00000300", "manifest.json")));
+        var runDir = Directory.GetDirectories(outDir).Single();
+        long reached = ProcessRuns.Reached(outDir);
 
-        var (resumeCode, resumeOut, resumeErr) = TestRuns.RunCli(TimeSpan.FromMinutes(3), "resume", killedDir, "--quiet");
-        Assert.True(resumeCode == 0, resumeOut + resumeErr);
-        Assert.Equal(TestRuns.FinalWeights(straightDir, 300), TestRuns.FinalWeights(killedDir, 300));
-        // The run record knows the run completed.
-        var (listCode, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", killedOut);
+        // 2. Killed inside the write of a seeded checkpoint (after its weights are on disk, before its manifest).
+        long writeAt = (reached / 20 + 1 + rng.Next(0, 2)) * 20;
+        var (code, _, err) = ProcessRuns.Run($"checkpoint.write=kill@{writeAt}", timeout, "resume", runDir, "--quiet");
+        Assert.True(code == ProcessRuns.SigKillExit, $"exit {code}: {err}");
+        Assert.Contains($"fail point 'checkpoint.write' kills the process at {writeAt}", err);
+        Assert.False(File.Exists(Path.Combine(runDir, "checkpoints", $"step-{writeAt:D8}", Checkpoint.ManifestFile)));
+        Assert.NotEmpty(Directory.GetDirectories(Path.Combine(runDir, "checkpoints"), $".step-{writeAt:D8}.tmp-*"));
+
+        // 3. Killed inside a resume: the checkpoint is loaded, nothing trained yet.
+        (code, _, err) = ProcessRuns.Run("learner.resume=kill", timeout, "resume", runDir, "--quiet");
+        Assert.True(code == ProcessRuns.SigKillExit, $"exit {code}: {err}");
+
+        // 4. Killed at a seeded step, before that step is applied.
+        long stepAt = writeAt + rng.Next(1, 20);
+        (code, _, err) = ProcessRuns.Run($"learner.step=kill@{stepAt}", timeout, "resume", runDir, "--quiet");
+        Assert.True(code == ProcessRuns.SigKillExit, $"exit {code}: {err}");
+        Assert.True(ProcessRuns.Reached(outDir) < stepAt, "the kill came after the step it was set for");
+
+        // 5. The last resume completes: the same weights as the run nobody interrupted, and a record that says so.
+        string output;
+        (code, output, err) = ProcessRuns.Run(null, timeout, "resume", runDir, "--quiet");
+        Assert.True(code == 0, output + err);
+        Assert.Equal(straight.FinalWeights, TestRuns.FinalWeights(runDir, StraightRun.Steps));
+        Assert.Empty(Directory.GetDirectories(Path.Combine(runDir, "checkpoints"), ".step-*")); // leftovers cleaned
+        var (listCode, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", outDir);
         Assert.Equal(0, listCode);
         Assert.Contains("completed", list);
-        Assert.Contains("300/300", list);
+        Assert.Contains($"{StraightRun.Steps}/{StraightRun.Steps}", list);
+    }
+
+    [Theory]
+    [InlineData("TERM")]
+    [InlineData("INT")]
+    public async Task A_signal_mid_run_stops_with_a_final_checkpoint_and_resume_ends_with_the_uninterrupted_weights(string signal)
+    {
+        var outDir = Path.Combine(Root, signal);
+        long at = new Random(signal.GetHashCode(StringComparison.Ordinal) & 0xffff).Next(10, 60);
+        var (p, stdout, stderr) = ProcessRuns.Start(null, ProcessRuns.PretrainArgs(outDir));
+        int exit;
+        using (p)
+        {
+            ProcessRuns.WaitForStep(p, outDir, at);
+            ProcessRuns.Signal(p, signal);
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), $"the run did not stop after SIG{signal}");
+            p.WaitForExit();
+            exit = p.ExitCode;
+        }
+        var (output1, error1) = (await stdout, await stderr);
+        Assert.True(exit == Cli.ExitCodes.Stopped, $"exit {exit}: {error1}");
+        Assert.Contains(signal == "TERM" ? "stopping (SIGTERM)" : "stopping (Ctrl-C)", error1);
+        Assert.Contains("stopped at step", output1);
+        var runDir = Directory.GetDirectories(outDir).Single();
+        long stoppedAt = ProcessRuns.Reached(outDir);
+        Assert.InRange(stoppedAt, at, StraightRun.Steps - 1);
+        Checkpoint.Verify(Path.Combine(runDir, "checkpoints", $"step-{stoppedAt:D8}")); // the final checkpoint is where it stopped
+        using (var store = new RunStore(Path.Combine(outDir, "runs.db")))
+            Assert.Equal(("stopped", stoppedAt), (store.Runs().Single().Status, store.Runs().Single().Step));
+
+        var (code, output, err) = ProcessRuns.Run(null, TimeSpan.FromMinutes(2), "resume", runDir, "--quiet");
+        Assert.True(code == 0, output + err);
+        Assert.Equal(straight.FinalWeights, TestRuns.FinalWeights(runDir, StraightRun.Steps));
+        // Steps after the stop were trained once: the resumed run picked up exactly at the final checkpoint.
+        var lines = File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl"));
+        Assert.Equal(1, lines.Count(l => l.Contains($"\"step\":{stoppedAt + 1},", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_final_checkpoint_that_misses_the_grace_period_ends_the_process_with_its_own_code()
+    {
+        var outDir = Path.Combine(Root, "grace");
+        // Every checkpoint write stalls for 60 s, the step-0 one included: the stop cannot be honoured in time.
+        var (p, _, stderr) = ProcessRuns.Start("checkpoint.write=sleep(60000)", ProcessRuns.PretrainArgs(outDir, 120, "--set", "stop_grace_seconds=1"));
+        int exit;
+        using (p)
+        {
+            while (!Directory.Exists(outDir) || Directory.GetDirectories(outDir).Length == 0) Thread.Sleep(20);
+            Thread.Sleep(1000);
+            ProcessRuns.Signal(p, "TERM");
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), "the process outlived its grace period");
+            p.WaitForExit();
+            exit = p.ExitCode;
+        }
+        var error = await stderr;
+        Assert.True(exit == Cli.ExitCodes.StoppedWithoutCheckpoint, $"exit {exit}: {error}");
+        Assert.Contains("not written within stop_grace_seconds (1 s)", error);
+        using var store = new RunStore(Path.Combine(outDir, "runs.db"));
+        Assert.Equal(Cli.RunHost.AbortedStatus, store.Runs().Single().Status);
+    }
+
+    [Fact]
+    public void Resume_of_a_live_run_is_refused_naming_its_owner_and_a_killed_owners_lock_is_taken_over()
+    {
+        var outDir = Path.Combine(Root, "live");
+        var (p, _, _) = ProcessRuns.Start("learner.step=sleep(100)", ProcessRuns.PretrainArgs(outDir));
+        string runDir;
+        int pid = p.Id;
+        using (p)
+        {
+            ProcessRuns.WaitForStep(p, outDir, 3);
+            runDir = Directory.GetDirectories(outDir).Single();
+            var (code, _, err) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "resume", runDir, "--quiet");
+            Assert.Equal(Cli.ExitCodes.Refused, code);
+            Assert.Contains($"is in use by pid {p.Id} on host {Environment.MachineName}", err);
+            Assert.False(p.HasExited);
+            p.Kill(); // SIGKILL: the lock file stays, naming a dead owner
+            p.WaitForExit();
+        }
+        Assert.Equal(pid, RunDirectoryLock.Owner(runDir)!.Pid);
+        var (resumed, output, error) = ProcessRuns.Run(null, TimeSpan.FromMinutes(2), "resume", runDir, "--quiet");
+        Assert.True(resumed == 0, output + error);
+        Assert.Equal(straight.FinalWeights, TestRuns.FinalWeights(runDir, StraightRun.Steps));
     }
 }
 
-/// <summary>Ctrl-C (SIGINT) ends a run cleanly: a final complete checkpoint, status "stopped", and a resumable run.</summary>
-public sealed class InterruptSpecs : TempDirTest
+/// <summary>Whatever fails in a real process, it ends within a bounded time with the cause named and the exit code of a failed run.</summary>
+public sealed class ProcessFaultSpecs : TempDirTest
 {
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
+
     [Fact]
-    public async Task Sigint_stops_with_a_final_checkpoint_and_the_run_resumes_from_it()
+    public void A_run_record_full_of_random_bytes()
     {
-        var outDir = Path.Combine(Root, "int");
-        string[] args =
-        [
-            "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "preset=tiny", "--set", "steps=100000", "--set", "batch_size=16",
-            "--set", "checkpoint_every=100000", "--set", "device=cpu", "--set", "name=int", "--out", outDir, "--quiet",
-        ];
-        using var p = Process.Start(TestRuns.Cli(args))!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var clock = Stopwatch.StartNew();
-        long reached = 0;
-        while (reached < 5 && clock.Elapsed < TimeSpan.FromMinutes(2))
-        {
-            Thread.Sleep(50);
-            var dirs = Directory.Exists(outDir) ? Directory.GetDirectories(outDir) : [];
-            if (dirs.Length == 1) reached = RunArtifacts.ReadSteps(Path.Combine(dirs[0], "metrics.jsonl")).Keys.DefaultIfEmpty(0).Max();
-        }
-        Assert.True(reached >= 5, "the run did not get going");
-        using (var kill = Process.Start("kill", ["-INT", p.Id.ToString()])!) kill.WaitForExit();
-        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop after SIGINT");
-        Assert.Contains("stopped at step", await stdout);
+        var outDir = Path.Combine(Root, "out");
+        Directory.CreateDirectory(outDir);
+        var junk = new byte[32 * 1024];
+        new Random(1).NextBytes(junk);
+        File.WriteAllBytes(Path.Combine(outDir, "runs.db"), junk);
+        var (code, output, err) = ProcessRuns.Run(null, Bound, ProcessRuns.PretrainArgs(outDir, 10));
+        Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
+        Assert.Contains(Path.Combine(outDir, "runs.db"), err);
+        Assert.Contains("not an SQLite database", err);
+        var (listCode, _, listErr) = TestRuns.RunCli(Bound, "runs", "--out", outDir);
+        Assert.Equal(Cli.ExitCodes.Refused, listCode);
+        Assert.Contains("not an SQLite database", listErr);
+        Assert.DoesNotContain("Unhandled", listErr);
+    }
+
+    [Fact]
+    public void A_data_set_file_with_zero_records()
+    {
+        var data = Path.Combine(Root, "empty-mnist");
+        Directory.CreateDirectory(data);
+        Data.Formats.Idx.Write(Path.Combine(data, "train-images-idx3-ubyte.gz"), [0, 28, 28], []);
+        Data.Formats.Idx.Write(Path.Combine(data, "train-labels-idx1-ubyte.gz"), [0], []);
+        var (code, output, err) = ProcessRuns.Run(null, Bound, ProcessRuns.PretrainArgs(Path.Combine(Root, "out"), 10, "--set", $"dataset.root={data}"));
+        Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
+        Assert.Contains("-ubyte.gz: holds 0 records", err);
+        using var store = new RunStore(Path.Combine(Root, "out", "runs.db"));
+        Assert.Equal("failed", store.Runs().Single().Status);
+    }
+
+    [Fact]
+    public void A_full_disk_while_writing_metrics()
+    {
+        if (!File.Exists("/dev/full")) return; // Linux's always-full device stands in for a full disk
+        var outDir = Path.Combine(Root, "out");
+        var (code, _, err) = ProcessRuns.Run("learner.step=kill@5", Bound, ProcessRuns.PretrainArgs(outDir, 40));
+        Assert.True(code == ProcessRuns.SigKillExit, err);
         var runDir = Directory.GetDirectories(outDir).Single();
-        var last = Directory.GetDirectories(Path.Combine(runDir, "checkpoints")).Max()!;
-        Assert.NotEqual("step-00000000", Path.GetFileName(last));
-        Model.Checkpoints.Checkpoint.Verify(last);
-        var (code, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", outDir);
-        Assert.Equal(0, code);
-        Assert.Contains("stopped", list);
-        Assert.Contains("writing a final checkpoint", await stderr);
+        var metrics = Path.Combine(runDir, "metrics.jsonl");
+        File.Delete(metrics);
+        File.CreateSymbolicLink(metrics, "/dev/full");
+        string output;
+        (code, output, err) = ProcessRuns.Run(null, Bound, "resume", runDir, "--quiet");
+        Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
+        Assert.Contains("writing metrics.jsonl", err);
+        Assert.Contains("No space left on device", err);
+        File.Delete(metrics);
+        using var store = new RunStore(Path.Combine(outDir, "runs.db"));
+        Assert.Equal("failed", store.Runs().Single().Status);
+        Assert.Contains("No space left on device", store.Error(store.Runs().Single().Id));
     }
 }

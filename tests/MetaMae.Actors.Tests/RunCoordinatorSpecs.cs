@@ -8,10 +8,10 @@ namespace MetaMae.Actors.Tests;
 
 public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 {
-    private RunFinished Run(RunConfig config, string runId, LearnerActor.FaultInjector? fault = null, IActorRef? progress = null)
+    private RunFinished Run(RunConfig config, string runId, IActorRef? progress = null)
     {
         var dir = Path.Combine(config.Out, runId);
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress, fault));
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress));
         coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
         return ExpectMsg<RunFinished>(TimeSpan.FromMinutes(3));
     }
@@ -40,10 +40,8 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     public void An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
     {
         var straight = Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
-        int failures = 0;
-        var faulty = Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty",
-            fault: step => step == 7 && Interlocked.Exchange(ref failures, 1) == 0);
-        Assert.Equal(1, failures);
+        FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1);
+        var faulty = Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
         Assert.Equal("completed", faulty.Status);
         Assert.Equal(12, faulty.Step);
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(faulty.RunDirectory, 12));
@@ -56,9 +54,11 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     public void A_learner_that_keeps_failing_fails_the_run_with_the_reason()
     {
         var config = TestRuns.Tiny(Root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
-        var result = Run(config, "broken", fault: step => step == 3);
+        FailPoints.Set("learner.step", FailAction.Throw, at: 3);
+        var result = Run(config, "broken");
         Assert.Equal("failed", result.Status);
-        Assert.Contains("fault injected at step 3", result.Error);
+        Assert.Contains("fail point 'learner.step' fired at 3", result.Error);
+        Assert.Contains("after 2 restart(s)", result.Error);
     }
 
     [Fact]

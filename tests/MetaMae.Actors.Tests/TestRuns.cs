@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MetaMae.Actors.Runs;
 using MetaMae.Model.Checkpoints;
+using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
@@ -86,6 +87,7 @@ public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable
 
     public new void Dispose()
     {
+        FailPoints.Clear();
         base.Dispose();
         if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
         GC.SuppressFinalize(this);

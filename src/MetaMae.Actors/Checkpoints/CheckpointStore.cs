@@ -46,14 +46,59 @@ public sealed class CheckpointStore(string runDirectory, int keep, Action<string
         return null;
     }
 
-    /// <summary>Deletes all but the newest <c>keep</c>, step 0, and <paramref name="best"/>.</summary>
-    public void Prune(long? best)
+    /// <summary>
+    /// Deletes all but the newest <c>keep</c>, step 0, <paramref name="best"/> and every step in
+    /// <paramref name="protect"/> (checkpoints a probe still has to read). Returns the steps deleted.
+    /// </summary>
+    public IReadOnlyList<long> Prune(long? best, IEnumerable<long>? protect = null)
+    {
+        Protocol.FailPoints.Hit("checkpoint.prune");
+        var keepAlso = protect?.ToHashSet() ?? [];
+        var deleted = new List<long>();
+        foreach (var (step, path) in List().Skip(keep))
+        {
+            if (step == 0 || step == best || keepAlso.Contains(step)) continue;
+            System.IO.Directory.Delete(path, recursive: true);
+            deleted.Add(step);
+        }
+        return deleted;
+    }
+
+    /// <summary>
+    /// Cleans what interrupted writes leave behind: temporary directories (.step-N.tmp-*) are deleted; a replaced
+    /// checkpoint moved aside (.step-N.old-*) is put back when its replacement never arrived, else deleted.
+    /// Returns a line per action, for the log.
+    /// </summary>
+    public IReadOnlyList<string> CleanLeftovers()
+    {
+        var actions = new List<string>();
+        if (!System.IO.Directory.Exists(Directory)) return actions;
+        foreach (var dir in System.IO.Directory.GetDirectories(Directory, ".step-*"))
+        {
+            var name = System.IO.Path.GetFileName(dir);
+            var target = System.IO.Path.Combine(Directory, name[1..name.IndexOf('.', 1)]);
+            if (name.Contains(".old-", StringComparison.Ordinal) && !System.IO.Directory.Exists(target))
+            {
+                System.IO.Directory.Move(dir, target);
+                actions.Add($"restored {target} from {name}, whose replacement was interrupted");
+            }
+            else
+            {
+                System.IO.Directory.Delete(dir, recursive: true);
+                actions.Add($"removed {name}, left by an interrupted checkpoint write");
+            }
+        }
+        return actions;
+    }
+
+    /// <summary>Moves every checkpoint to RUN/corrupt-checkpoints/ (kept for inspection) so a run can start over.</summary>
+    public int MoveAllAside()
     {
         var all = List();
-        foreach (var (step, path) in all.Skip(keep))
-        {
-            if (step == 0 || step == best) continue;
-            System.IO.Directory.Delete(path, recursive: true);
-        }
+        if (all.Count == 0) return 0;
+        var aside = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Directory)!, "corrupt-checkpoints", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        System.IO.Directory.CreateDirectory(aside);
+        foreach (var (_, path) in all) System.IO.Directory.Move(path, System.IO.Path.Combine(aside, System.IO.Path.GetFileName(path)));
+        return all.Count;
     }
 }

@@ -38,6 +38,7 @@ public sealed class RunArtifacts : IDisposable
     {
         lock (gate)
         {
+            FailPoints.Hit("artifacts.write", r.Step);
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
                 kind = "step", r.Step, r.Total, r.Recon, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
@@ -86,8 +87,11 @@ public sealed class RunArtifacts : IDisposable
     {
         var steps = new SortedDictionary<long, JsonElement>();
         if (!File.Exists(metricsPath)) return steps;
+        // Only the bytes the file says it has: a device in its place (a disk-full stand-in) reads zeros forever.
         using var stream = new FileStream(metricsPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        using var reader = new StreamReader(stream);
+        var bytes = new byte[new FileInfo(metricsPath).Length];
+        bytes = bytes[..stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false)];
+        using var reader = new StreamReader(new MemoryStream(bytes));
         for (var line = reader.ReadLine(); line is not null; line = reader.ReadLine())
         {
             if (line.Length == 0) continue;
@@ -173,7 +177,8 @@ public sealed class RunArtifacts : IDisposable
     }
 
     /// <summary>report.md: settings, the probe table (random initialisation at step 0 vs the final step), files.</summary>
-    public string Report(string runId, string status, long step, string configJson, IReadOnlyList<EvaluationResult> results, string? error)
+    public string Report(string runId, string status, long step, string configJson, IReadOnlyList<EvaluationResult> results, string? error,
+        IReadOnlyList<EvaluationFailed>? failedProbes = null)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Run {runId}").AppendLine();
@@ -187,6 +192,11 @@ public sealed class RunArtifacts : IDisposable
             foreach (var r in results.OrderBy(r => r.Dataset).ThenBy(r => r.Step))
                 sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {r.Dataset} | {r.Metric} | {r.Step} | {(r.Step == 0 ? "random init" : "pretrained")} | {r.Value:F4} |"));
+        }
+        if (failedProbes is { Count: > 0 })
+        {
+            sb.AppendLine().AppendLine("Probes that failed (`metamae resume` redoes them):").AppendLine();
+            foreach (var f in failedProbes.OrderBy(f => f.Step)) sb.AppendLine($"- step {f.Step}, {f.Dataset}: {f.Reason}");
         }
         sb.AppendLine().AppendLine("## Files").AppendLine();
         sb.AppendLine("- `checkpoints/step-NNNNNNNN/`: weights (model.safetensors), optimizer, RNG, meta.json, manifest.json");

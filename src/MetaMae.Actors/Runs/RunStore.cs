@@ -22,7 +22,19 @@ public sealed class RunStore : IDisposable
         Path = System.IO.Path.GetFullPath(path);
         System.IO.Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
         connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
-        connection.Open();
+        try
+        {
+            connection.Open();
+            CreateSchema();
+        }
+        catch (SqliteException e)
+        {
+            connection.Dispose();
+            throw new RunStoreException(Path, e);
+        }
+    }
+
+    private void CreateSchema() =>
         Execute("""
             PRAGMA journal_mode = WAL;
             PRAGMA busy_timeout = 5000;
@@ -37,7 +49,6 @@ public sealed class RunStore : IDisposable
               run_id TEXT NOT NULL, step INTEGER NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
               checkpoint TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (run_id, step, dataset));
             """);
-    }
 
     private static string Now => DateTimeOffset.UtcNow.ToString("O");
 
@@ -45,10 +56,18 @@ public sealed class RunStore : IDisposable
     {
         lock (gate)
         {
+            Protocol.FailPoints.Hit("record.write");
             using var cmd = connection.CreateCommand();
             cmd.CommandText = sql;
             foreach (var (name, value) in args) cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
-            cmd.ExecuteNonQuery();
+            try
+            {
+                cmd.ExecuteNonQuery();
+            }
+            catch (SqliteException e)
+            {
+                throw new RunStoreException(Path, e);
+            }
         }
     }
 
@@ -70,6 +89,17 @@ public sealed class RunStore : IDisposable
         Execute("INSERT OR REPLACE INTO checkpoints (run_id, step, path, valid, created) VALUES ($id, $step, $path, $valid, $now)",
             ("$id", id), ("$step", step), ("$path", path), ("$valid", valid ? 1 : 0), ("$now", Now));
 
+    public void RemoveCheckpoint(string id, long step) =>
+        Execute("DELETE FROM checkpoints WHERE run_id = $id AND step = $step", ("$id", id), ("$step", step));
+
+    /// <summary>Makes the checkpoints table match the disk: rows of vanished directories go, checkpoints on disk are listed.</summary>
+    public void SyncCheckpoints(string id, IEnumerable<(long Step, string Path)> onDisk)
+    {
+        var disk = onDisk.ToDictionary(c => c.Step, c => c.Path);
+        foreach (var (step, _, _) in Checkpoints(id).Where(c => !disk.ContainsKey(c.Step))) RemoveCheckpoint(id, step);
+        foreach (var (step, path) in disk) AddCheckpoint(id, step, path, valid: true);
+    }
+
     public void AddEvaluation(EvaluationResult r) =>
         Execute("INSERT OR REPLACE INTO evaluations (run_id, step, dataset, metric, value, checkpoint, created) VALUES ($id, $step, $ds, $metric, $value, $ckpt, $now)",
             ("$id", r.RunId), ("$step", r.Step), ("$ds", r.Dataset), ("$metric", r.Metric), ("$value", r.Value), ("$ckpt", r.Checkpoint), ("$now", Now));
@@ -85,6 +115,18 @@ public sealed class RunStore : IDisposable
             while (r.Read())
                 rows.Add(new RunRow(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetString(5), r.GetString(6), r.GetString(7)));
             return rows;
+        }
+    }
+
+    /// <summary>Why the run failed, as recorded (null when it did not).</summary>
+    public string? Error(string id)
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "SELECT error FROM runs WHERE id = $id";
+            cmd.Parameters.AddWithValue("$id", id);
+            return cmd.ExecuteScalar() as string;
         }
     }
 
@@ -118,3 +160,8 @@ public sealed class RunStore : IDisposable
 
     public void Dispose() => connection.Dispose();
 }
+
+/// <summary>The run record cannot be opened or written (not a database, disk full, read-only): named with its path.</summary>
+public sealed class RunStoreException(string path, SqliteException inner)
+    : IOException($"run record {path} is not usable: {inner.Message.TrimEnd('.')}" +
+                  (inner.SqliteErrorCode == 26 ? " (the file is not an SQLite database; move it aside to start a new record)" : ""), inner);

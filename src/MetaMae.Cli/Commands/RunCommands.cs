@@ -56,14 +56,14 @@ public static class RunCommands
             var config = LoadConfig(p, evaluate: true);
             var finished = new List<(string Label, RunFinished Result)>();
             var main = Execute(config, Mode(p));
-            finished.Add((config.Model == "mae" ? "MAE" : "MetaMAE", main));
+            finished.Add((Label(config), main));
             if (p.GetValue(compare) && main.Status == "completed")
             {
                 var other = config with { Model = config.Model == "mae" ? "metamae" : "mae", Evaluation = config.Evaluation with { IncludeRandomInit = false } };
-                finished.Add((other.Model == "mae" ? "MAE" : "MetaMAE", Execute(other, Mode(p))));
+                finished.Add((Label(other), Execute(other, Mode(p))));
             }
             PrintComparison(config, finished);
-            return finished.All(f => f.Result.Status == "completed") ? 0 : 1;
+            return finished.Select(f => ExitCodes.For(f.Result)).FirstOrDefault(c => c != ExitCodes.Completed);
         });
         return cmd;
     }
@@ -73,8 +73,7 @@ public static class RunCommands
         var cmd = WithRunOptions(new Command("pretrain", "Pretrain only (no probes); checkpoints go to the run directory."));
         cmd.SetAction(p =>
         {
-            var r = Execute(LoadConfig(p, evaluate: false), Mode(p));
-            return r.Status == "completed" ? 0 : 1;
+            return ExitCodes.For(Execute(LoadConfig(p, evaluate: false), Mode(p)));
         });
         return cmd;
     }
@@ -82,16 +81,20 @@ public static class RunCommands
     private static Command Resume()
     {
         var dir = new Argument<string>("RUN_DIR") { Description = "A run directory whose process stopped or was killed." };
-        var cmd = new Command("resume", "Continue a run from its latest valid checkpoint, on the same data order.") { dir, JsonOption, QuietOption };
+        var fromScratch = new Option<bool>("--from-scratch") { Description = "If every checkpoint is corrupt, move them to corrupt-checkpoints/ and start over." };
+        var cmd = new Command("resume", "Continue a run from its latest valid checkpoint, on the same data order; redo missing probes.")
+            { dir, fromScratch, JsonOption, QuietOption };
         cmd.SetAction(p =>
         {
             var runDir = Path.GetFullPath(p.GetValue(dir)!);
             var configPath = Path.Combine(runDir, "config.json");
             if (!File.Exists(configPath)) throw new ConfigException("RUN_DIR", $"{runDir} has no config.json: not a run directory");
             var config = RunConfig.Load(configPath, []);
-            var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p));
+            using var owned = RunDirectoryLock.Acquire(runDir); // refused (exit 2) while another process runs it
+            var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p), new RunStartOptions { Lock = owned, FromScratch = p.GetValue(fromScratch) });
             Summarise(r);
-            return r.Status == "completed" ? 0 : 1;
+            if (config.Evaluation.Datasets.Count > 0) PrintComparison(config, [(Label(config), r)]);
+            return ExitCodes.For(r);
         });
         return cmd;
     }
@@ -107,6 +110,9 @@ public static class RunCommands
         cmd.SetAction(p =>
         {
             var path = Path.GetFullPath(p.GetValue(checkpoint)!);
+            if (p.GetValue(epochs) < 1) throw new ConfigException("--epochs", $"must be at least 1, got {p.GetValue(epochs)}");
+            if (p.GetValue(maxTrain) is < 1) throw new ConfigException("--max-train", $"must be at least 1, got {p.GetValue(maxTrain)}");
+            if (!Directory.Exists(path)) throw new ConfigException("CHECKPOINT", $"{path} is not a directory (expected RUN/checkpoints/step-N)");
             Checkpoint.Verify(path);
             var meta = Checkpoint.ReadMeta(path);
             var settings = new EvaluationConfig { Epochs = p.GetValue(epochs) };
@@ -143,7 +149,7 @@ public static class RunCommands
                 Console.WriteLine($"no runs recorded yet ({db} does not exist)");
                 return 0;
             }
-            using var store = new RunStore(db);
+            using var store = new RunStore(db); // a corrupt file: RunStoreException, exit 2 with its path
             var table = new Spectre.Console.Table().AddColumns("run", "status", "step", "checkpoints", "latest probe", "updated", "directory");
             foreach (var r in store.Runs())
             {
@@ -158,20 +164,27 @@ public static class RunCommands
         return cmd;
     }
 
+    private static string Label(RunConfig config) => config.Model == "mae" ? "MAE" : "MetaMAE";
+
     private static RunFinished Execute(RunConfig config, OutputMode mode)
     {
-        var runId = RunHost.NewRunId(config);
-        var runDir = Path.Combine(config.Out, runId);
+        string runId, runDir;
+        do
+        {
+            runId = RunHost.NewRunId(config);
+            runDir = Path.Combine(config.Out, runId);
+        } while (Directory.Exists(runDir));
+        using var owned = RunDirectoryLock.Acquire(runDir);
         if (mode == OutputMode.Human)
             AnsiConsole.MarkupLineInterpolated($"[bold]{config.Model}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
-        var r = RunHost.Execute(config, runId, runDir, mode);
+        var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned });
         Summarise(r);
         return r;
     }
 
     private static void Summarise(RunFinished r)
     {
-        var colour = r.Status == "completed" ? "green" : r.Status == "stopped" ? "yellow" : "red";
+        var colour = r.Status == "completed" ? "green" : r.Status is "stopped" or RunHost.AbortedStatus ? "yellow" : "red";
         AnsiConsole.MarkupLineInterpolated($"[{colour}]{r.Status}[/] at step {r.Step}: {r.RunDirectory}");
         if (r.Error is not null) Console.Error.WriteLine($"error: {r.Error}");
     }

@@ -68,9 +68,10 @@ public static class Checkpoint
     /// <summary>
     /// Writes <paramref name="directory"/> atomically; replaces an existing one of that name. The state of
     /// <paramref name="rng"/> is stored, or libtorch's global generator's when it is null (dropout draws from it).
+    /// <paramref name="afterFile"/> is called with each file's name once it is on disk (progress, fault injection).
     /// </summary>
     public static string Save(string directory, MaskedAutoencoder model, optim.Optimizer? optimizer, CheckpointMeta meta,
-        Generator? rng = null)
+        Generator? rng = null, Action<string>? afterFile = null)
     {
         directory = Path.GetFullPath(directory);
         var parent = Path.GetDirectoryName(directory)!;
@@ -80,7 +81,12 @@ public static class Checkpoint
         try
         {
             SafeTensors.Write(Path.Combine(temp, WeightsFile), model.state_dict());
-            if (optimizer is OptimizerHelper helper) WriteFlushed(Path.Combine(temp, OptimizerFile), s => { using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true); helper.save_state_dict(w); });
+            afterFile?.Invoke(WeightsFile);
+            if (optimizer is OptimizerHelper helper)
+            {
+                WriteFlushed(Path.Combine(temp, OptimizerFile), s => { using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true); helper.save_state_dict(w); });
+                afterFile?.Invoke(OptimizerFile);
+            }
             using (var state = rng is null ? random.get_rng_state() : rng.get_state())
             {
                 var bytes = state.bytes.ToArray();
@@ -94,6 +100,7 @@ public static class Checkpoint
                 manifest[Path.GetFileName(file)] = new ManifestEntry(new FileInfo(file).Length, Sha256(file));
             var manifestBytes = JsonSerializer.SerializeToUtf8Bytes(manifest, Json);
             WriteFlushed(Path.Combine(temp, ManifestFile), s => s.Write(manifestBytes));
+            afterFile?.Invoke(ManifestFile);
 
             if (System.IO.Directory.Exists(directory))
             {

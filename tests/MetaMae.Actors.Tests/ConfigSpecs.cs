@@ -1,0 +1,107 @@
+using System.Text.Json.Nodes;
+using MetaMae.Actors.Runs;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>
+/// Every key of the run config, found by walking the schema (so a new key is covered without touching this file),
+/// gets a set of hostile values: each is either refused with a <see cref="ConfigException"/> naming that key, or
+/// accepted into a config that is usable end to end (serialises, round-trips, maps to a model).
+/// </summary>
+public sealed class ConfigSpecs
+{
+    private static readonly string MainConfig = Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json");
+
+    private static readonly JsonNode?[] Hostile =
+    [
+        null, JsonValue.Create(""), JsonValue.Create("../x"), JsonValue.Create("/abs"), JsonValue.Create("NaN"), JsonValue.Create("cuda"),
+        JsonValue.Create(-1), JsonValue.Create(0), JsonValue.Create(0.5), JsonValue.Create(-10), JsonValue.Create(1e308), JsonValue.Create(-1e308),
+        JsonNode.Parse("1e999"), JsonNode.Parse("-1e999"), JsonValue.Create(2147483648L), JsonNode.Parse("9223372036854775808"),
+        JsonValue.Create(true), new JsonArray(), new JsonObject(),
+    ];
+
+    /// <summary>Dotted paths of every leaf key, array elements as [0], from the main job's config with all defaults written out.</summary>
+    private static IEnumerable<string> Keys()
+    {
+        var config = RunConfig.Load(MainConfig, []);
+        var full = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(config, new System.Text.Json.JsonSerializerOptions(RunConfig.Json)
+        {
+            DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.Never,
+        }))!;
+        return Leaves(full, "");
+
+        static IEnumerable<string> Leaves(JsonNode? node, string prefix) => node switch
+        {
+            JsonObject o => o.SelectMany(kv => Leaves(kv.Value, prefix.Length == 0 ? kv.Key : $"{prefix}.{kv.Key}")).Prepend(prefix).Where(p => p.Length > 0),
+            JsonArray a => a.SelectMany((e, i) => Leaves(e, $"{prefix}[{i}]")).Prepend(prefix),
+            _ => [prefix],
+        };
+    }
+
+    private static JsonObject WithValue(string key, JsonNode? value)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(MainConfig), documentOptions: new System.Text.Json.JsonDocumentOptions
+        {
+            CommentHandling = System.Text.Json.JsonCommentHandling.Skip,
+        })!.AsObject();
+        var parts = key.Replace("[", ".[").Split('.');
+        JsonNode node = root;
+        foreach (var part in parts[..^1])
+            node = part.StartsWith('[') ? node[int.Parse(part[1..^1])]! : (node[part] ??= new JsonObject());
+        var last = parts[^1];
+        if (last.StartsWith('[')) node.AsArray()[int.Parse(last[1..^1])] = value?.DeepClone();
+        else node.AsObject()[last] = value?.DeepClone();
+        return root;
+    }
+
+    [Fact]
+    public void Every_key_refuses_hostile_values_naming_the_key_or_yields_a_usable_config()
+    {
+        var keys = Keys().ToList();
+        Assert.Contains("evaluation.datasets[0].max_train", keys); // the walk reaches nested and listed keys
+        Assert.Contains("stop_grace_seconds", keys);
+        var problems = new List<string>();
+        foreach (var key in keys)
+            foreach (var value in Hostile)
+            {
+                var text = value?.ToJsonString() ?? "null";
+                try
+                {
+                    var config = RunConfig.FromJson(WithValue(key, value));
+                    // Accepted: it must be usable as it stands.
+                    var json = config.ToJson();
+                    Assert.Equal(json, RunConfig.FromJson(JsonNode.Parse(json)!.AsObject()).ToJson());
+                    config.ToModelConfig();
+                }
+                catch (ConfigException e)
+                {
+                    var root = key.Split('.', '[')[0];
+                    if (!e.Key.StartsWith(root, StringComparison.Ordinal) && e.Key != "config")
+                        problems.Add($"{key}={text}: refused under another key '{e.Key}': {e.Message}");
+                    if (!e.Message.Contains($"'{e.Key}'", StringComparison.Ordinal)) problems.Add($"{key}={text}: message does not name the key");
+                }
+                catch (Exception e)
+                {
+                    problems.Add($"{key}={text}: {e.GetType().Name}: {e.Message}");
+                }
+            }
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
+
+    [Theory]
+    [InlineData("lr=1e999", "lr")]
+    [InlineData("dataset=null", "dataset")]
+    [InlineData("warmup_steps=-10", "warmup_steps")]
+    [InlineData("evaluation.batch_size=0", "evaluation.batch_size")]
+    [InlineData("weight_decay=-5", "weight_decay")]
+    [InlineData("device=cuda", "device")]
+    [InlineData("name=../x", "name")]
+    [InlineData("name=/abs", "name")]
+    [InlineData("max_abs_value=0", "max_abs_value")]
+    [InlineData("lr=NaN", "lr")]
+    public void Values_validation_once_let_through_are_refused_naming_the_key(string assignment, string key)
+    {
+        var e = Assert.Throws<ConfigException>(() => RunConfig.Load(MainConfig, [assignment]));
+        Assert.Equal(key, e.Key);
+    }
+}
