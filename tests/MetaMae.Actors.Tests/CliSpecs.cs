@@ -108,5 +108,11 @@ public sealed class CliSpecs : TempDirTest
         Assert.Contains("random init", output);
         Assert.Contains("MetaMAE", output);
         Assert.Contains("completed at step 20", output);
+        // Resuming a finished run has nothing to train or probe, and prints the same comparison table.
+        var runDir = Directory.GetDirectories(Root).Single();
+        var (again, table, againErr) = TestRuns.RunCli(TimeSpan.FromMinutes(2), "resume", runDir);
+        Assert.True(again == 0, table + againErr);
+        Assert.Contains("random init", table);
+        Assert.Contains("completed at step 20", table);
     }
 }

@@ -32,7 +32,9 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
         var result = ExpectMsg<EvaluationResult>(TimeSpan.FromSeconds(60));
         Assert.Equal(("fashion-mnist", "accuracy", 3L), (result.Dataset, result.Metric, result.Step));
         Assert.Equal((300, 200), (result.TrainSamples, result.TestSamples));
-        Assert.InRange(result.Value, 0.1, 1.0); // ten classes: a random encoder's probe already beats chance
+        // Ten classes, chance 0.1: a linear probe on this random encoder's features of 300 images scores 0.325 here, so the
+        // bound fails a probe that does not learn (a broken feature path or labels scores about 0.1).
+        Assert.InRange(result.Value, 0.25, 1.0);
         // Another run's checkpoint is not this evaluator's business.
         evaluator.Tell(new CheckpointSaved("other-run", 4, path, false));
         ExpectNoMsg(TimeSpan.FromMilliseconds(300));
