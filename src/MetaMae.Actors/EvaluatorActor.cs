@@ -38,6 +38,7 @@ public sealed class EvaluatorActor : ReceiveActor
         this.maxAbsValue = maxAbsValue;
         Receive<CheckpointSaved>(c => c.RunId == runId, c =>
         {
+            FailPoints.Hit("evaluator.crash", c.Step); // an error outside the probe's own handling: the actor fails
             try
             {
                 Sender.Tell(Evaluate(c));

@@ -53,7 +53,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
     private readonly List<EvaluationResult> results = [];
     private readonly List<EvaluationFailed> failedProbes = [];
     private readonly HashSet<(long Step, string Dataset)> pending = [];
-    private readonly List<IActorRef> evaluators = [];
+    private IActorRef? probes;
     private readonly DataMetrics dataMetrics = new();
     private RunDirectoryLock? directoryLock;
     private bool ownsLock;
@@ -158,14 +158,6 @@ public sealed class RunCoordinatorActor : ReceiveActor
         Receive<LearnerActor.DataFailed>(f => Fail($"data stream failed: {f.Reason}"));
         Receive<Terminated>(t => t.ActorRef.Equals(learner) && !learnerDone, _ =>
             Fail(error ?? $"learner stopped after {restarts} restart(s)"));
-        Receive<Terminated>(t => evaluators.Contains(t.ActorRef), t =>
-        {
-            // An evaluator that died (it reports its own errors, so this is a crash) cannot answer: fail what it owed.
-            var i = evaluators.IndexOf(t.ActorRef);
-            var name = config.Evaluation.Datasets[i].Name;
-            foreach (var (s, d) in pending.Where(p => p.Dataset == name).ToList())
-                Self.Tell(new EvaluationFailed(runId, s, d, "the evaluator stopped unexpectedly"));
-        });
         Receive<Terminated>(_ => { });
     }
 
@@ -197,7 +189,8 @@ public sealed class RunCoordinatorActor : ReceiveActor
 
     /// <summary>
     /// Restart the learner (it reloads the latest valid checkpoint) on any failure, up to max_learner_restarts;
-    /// a non-finite loss or a broken configuration would only repeat, so those stop it.
+    /// a non-finite loss or a broken configuration would only repeat, so those stop it. The learner is the only child
+    /// that can fail: the probe scheduler handles its evaluators' crashes itself and never throws.
     /// </summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
@@ -256,14 +249,9 @@ public sealed class RunCoordinatorActor : ReceiveActor
         dataset = DatasetCatalog.Open(config.Dataset.Name, new ReaderOptions(EmbeddedData.Resolve(config.Dataset.Root), Split.Pretrain, config.Seed));
         if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
 
-        stage = "starting evaluators and the learner";
-        var modelConfig = config.ToModelConfig();
-        foreach (var (ds, i) in config.Evaluation.Datasets.Select((d, i) => (d, i)))
-        {
-            var evaluator = Context.ActorOf(EvaluatorActor.Props(runId, ds, config.Evaluation, modelConfig, config.MaxAbsValue), $"evaluator-{i}-{ds.Name}");
-            Context.Watch(evaluator);
-            evaluators.Add(evaluator);
-        }
+        stage = "starting the probe scheduler and the learner";
+        if (config.Evaluation.Datasets.Count > 0)
+            probes = Context.ActorOf(ProbeSchedulerActor.Props(runId, config.Evaluation, config.ToModelConfig(), config.MaxAbsValue), "probes");
         learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory), "learner");
         Context.Watch(learner);
         // Probes a kill interrupted (or that failed before) are redone on the checkpoints still on disk.
@@ -287,17 +275,17 @@ public sealed class RunCoordinatorActor : ReceiveActor
     }
 
     private bool ShouldEvaluate(long checkpointStep, bool final) =>
-        evaluators.Count > 0 && status == "running"
+        probes is not null && status == "running"
         && (config.Evaluation.When == "every" || final || (checkpointStep == 0 && config.Evaluation.IncludeRandomInit));
 
     /// <summary>Sends the checkpoint to every evaluator that has no result for it yet.</summary>
     private void Probe(CheckpointSaved c)
     {
-        foreach (var (evaluator, ds) in evaluators.Zip(config.Evaluation.Datasets))
+        foreach (var ds in config.Evaluation.Datasets)
         {
             if (results.Any(r => r.Step == c.Step && r.Dataset == ds.Name) || !pending.Add((c.Step, ds.Name))) continue;
             failedProbes.RemoveAll(f => f.Step == c.Step && f.Dataset == ds.Name);
-            evaluator.Tell(c);
+            probes!.Tell(new ProbeCheckpoint(c, ds.Name));
         }
     }
 
@@ -398,7 +386,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
         var done = new RunFinished(runId, status, step, Path.GetFullPath(runDirectory), ordered, message);
         // Files closed and the directory released before anyone hears the run ended, so they can resume it at once.
         if (learner is not null) Context.Stop(learner);
-        foreach (var evaluator in evaluators) Context.Stop(evaluator);
+        if (probes is not null) Context.Stop(probes);
         Release();
         foreach (var w in waiting) w.Tell(done);
         progress?.Tell(done);

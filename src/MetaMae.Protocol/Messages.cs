@@ -27,3 +27,6 @@ public sealed record RunFinished(string RunId, string Status, long Step, string 
 
 /// <summary>Asks the coordinator to stop cleanly: a final checkpoint, then <see cref="RunFinished"/> with status "stopped".</summary>
 public sealed record StopRun(string Reason);
+
+/// <summary>Probe <see cref="Checkpoint"/> on every transfer set of its run, or only on <see cref="Dataset"/>.</summary>
+public sealed record ProbeCheckpoint(CheckpointSaved Checkpoint, string? Dataset = null);

@@ -74,6 +74,21 @@ public sealed class FaultSpecs : MetaMaeTestKit
     }
 
     [Fact]
+    public void An_evaluator_that_crashes_neither_stops_the_stream_nor_hangs_the_run_and_its_probe_is_recorded_failed()
+    {
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
+        FailPoints.Set("evaluator.crash", FailAction.Throw, at: 0, times: 1);
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "crash", Path.Combine(Root, "crash")));
+        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
+        Assert.Equal(8, result.Step); // training went on to the end: the stream was not stopped
+        Assert.Equal("failed", result.Status);
+        Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 0 on fashion-mnist: the evaluator crashed: fail point 'evaluator.crash' fired at 0", result.Error);
+        Assert.Equal(new long[] { 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray()); // a fresh evaluator took the rest
+    }
+
+    [Fact]
     public void A_learner_that_always_fails_is_restarted_at_most_the_configured_times()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4) with { MaxLearnerRestarts = 3 };

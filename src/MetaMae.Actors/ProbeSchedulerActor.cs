@@ -1,0 +1,113 @@
+using Akka.Actor;
+using Akka.Event;
+using MetaMae.Actors.Runs;
+using MetaMae.Model;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors;
+
+/// <summary>
+/// Schedules the linear probes of one run: an <see cref="EvaluatorActor"/> per transfer set, each given one checkpoint
+/// at a time from its own queue. Results and failures go to the parent (the run coordinator). An evaluator that
+/// crashes (its own errors it reports itself) is replaced, the probe it was running is reported failed with the
+/// cause, and its queue goes on: a crash never reaches the coordinator's supervision of the learner and the stream.
+/// </summary>
+public sealed class ProbeSchedulerActor : ReceiveActor
+{
+    private sealed record Slot(DatasetRef Dataset, Queue<CheckpointSaved> Queue)
+    {
+        public IActorRef? Evaluator;
+        public CheckpointSaved? Running;
+        public int Generation;
+    }
+
+    private readonly string runId;
+    private readonly EvaluationConfig settings;
+    private readonly ModelConfig modelConfig;
+    private readonly double maxAbsValue;
+    private readonly List<Slot> slots;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private string? lastCrash;
+
+    public ProbeSchedulerActor(string runId, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue)
+    {
+        this.runId = runId;
+        this.settings = settings;
+        this.modelConfig = modelConfig;
+        this.maxAbsValue = maxAbsValue;
+        slots = settings.Datasets.Select(d => new Slot(d, new Queue<CheckpointSaved>())).ToList();
+
+        // A checkpoint to probe on every transfer set (or on the one named).
+        Receive<ProbeCheckpoint>(p =>
+        {
+            foreach (var slot in slots.Where(s => p.Dataset is null || s.Dataset.Name == p.Dataset))
+            {
+                slot.Queue.Enqueue(p.Checkpoint);
+                Next(slot);
+            }
+        });
+        Receive<EvaluationResult>(r => Done(r.Dataset, r.Step, r));
+        Receive<EvaluationFailed>(f => Done(f.Dataset, f.Step, f));
+        Receive<Terminated>(t =>
+        {
+            var slot = slots.FirstOrDefault(s => t.ActorRef.Equals(s.Evaluator));
+            if (slot is null) return;
+            slot.Evaluator = null;
+            if (slot.Running is { } c)
+            {
+                slot.Running = null;
+                var reason = $"the evaluator crashed: {lastCrash ?? "it stopped"}";
+                log.Warning("probe of step {0} on {1} failed: {2}", c.Step, slot.Dataset.Name, reason);
+                Context.Parent.Tell(new EvaluationFailed(runId, c.Step, slot.Dataset.Name, reason));
+            }
+            Next(slot);
+        });
+    }
+
+    public static Props Props(string runId, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue) =>
+        Akka.Actor.Props.Create(() => new ProbeSchedulerActor(runId, settings, modelConfig, maxAbsValue));
+
+    /// <summary>Never fails: a fault here would reach the coordinator's supervision of the learner.</summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "probe scheduler: {0} while handling {1}", e.Message, message.GetType().Name);
+            return true;
+        }
+    }
+
+    /// <summary>A crashed evaluator is stopped (and replaced on demand), never restarted with its probe lost.</summary>
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+    {
+        lastCrash = e is ActorInitializationException { InnerException: { } inner } ? inner.Message : e.Message;
+        return Directive.Stop;
+    });
+
+    private void Done(string dataset, long step, object reply)
+    {
+        var slot = slots.FirstOrDefault(s => s.Dataset.Name == dataset && s.Running?.Step == step);
+        if (slot is null) return; // from an evaluator that was replaced
+        slot.Running = null;
+        Context.Parent.Tell(reply);
+        Next(slot);
+    }
+
+    private void Next(Slot slot)
+    {
+        if (slot.Running is not null || slot.Queue.Count == 0) return;
+        if (slot.Evaluator is null)
+        {
+            var i = slots.IndexOf(slot);
+            slot.Evaluator = Context.ActorOf(EvaluatorActor.Props(runId, slot.Dataset, settings, modelConfig, maxAbsValue),
+                $"evaluator-{i}-{slot.Dataset.Name}-{++slot.Generation}");
+            Context.Watch(slot.Evaluator);
+        }
+        slot.Running = slot.Queue.Dequeue();
+        slot.Evaluator.Tell(slot.Running);
+    }
+}
