@@ -11,18 +11,14 @@ public static class MetaMaeHocon
     /// <summary>
     /// The learner and each evaluator get a thread of their own: a TorchSharp step runs start to finish on one thread
     /// (dispose scopes are per thread) and blocks it for seconds, which must not starve the default dispatcher.
+    /// A PinnedDispatcher always runs a dedicated thread per actor; it takes no executor setting.
+    /// Logging levels and shutdown hooks are the host's policy (the command sets them), not the library's.
     /// </summary>
     public const string Text = """
         metamae {
-          learner-dispatcher { type = PinnedDispatcher, executor = thread-pool-executor }
-          evaluator-dispatcher { type = PinnedDispatcher, executor = thread-pool-executor }
+          learner-dispatcher { type = PinnedDispatcher }
+          evaluator-dispatcher { type = PinnedDispatcher }
         }
-        # The command stops the system itself after the run (and after a final checkpoint on Ctrl-C).
-        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
-        akka.loglevel = WARNING
-        akka.stdout-loglevel = WARNING
-        akka.log-dead-letters = off
-        akka.log-dead-letters-during-shutdown = off
         """;
 
     /// <summary>The dispatchers plus the binary serializer for batches.</summary>

@@ -56,7 +56,7 @@ public static class RunHost
         builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
         // Signals must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka("metamae", akka => akka.WithRunCoordinator(config, runId, runDirectory,
+        builder.Services.AddAkka("metamae", akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithRunCoordinator(config, runId, runDirectory,
             system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress"), options));
         using var host = builder.Build();
         host.Start();

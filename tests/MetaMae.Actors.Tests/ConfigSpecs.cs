@@ -89,6 +89,18 @@ public sealed class ConfigSpecs
     }
 
     [Theory]
+    [InlineData("pamap2", 0.85)]
+    [InlineData("higgs", 0.5)]
+    [InlineData("pfam", 0.5)]
+    [InlineData("fashion-mnist", 0.75)]
+    public void The_default_mask_ratio_has_one_definition_that_runs_use(string dataset, double expected)
+    {
+        Assert.Equal(expected, Data.DatasetCatalog.Get(dataset).Spec.DefaultMaskRatio);
+        var config = TestRuns.Tiny("runs") with { Dataset = new DatasetRef { Name = dataset }, Preset = "tiny", BatchSize = 4 };
+        Assert.Equal(expected, config.ToModelConfig().Options.MaskRatio);
+    }
+
+    [Theory]
     [InlineData("lr=1e999", "lr")]
     [InlineData("dataset=null", "dataset")]
     [InlineData("warmup_steps=-10", "warmup_steps")]

@@ -119,20 +119,11 @@ public sealed record RunConfig
         var options = new ObjectiveOptions
         {
             Objective = Model == "mae" ? Objective.Mae : Objective.MetaMae,
-            MaskRatio = MaskRatio ?? DefaultMaskRatio(spec),
+            MaskRatio = MaskRatio ?? spec.DefaultMaskRatio,
             SupportRatio = SupportRatio, InnerLr = InnerLr, ContrastiveWeight = ContrastiveWeight, FirstOrder = FirstOrder,
         };
         return new ModelConfig(input, Presets.Get(Preset), options);
     }
-
-    /// <summary>The paper gives r = 0.85 for PAMAP2; MAE's 0.75 for images; 0.5 for tokens and tabular rows.</summary>
-    public static double DefaultMaskRatio(DatasetSpec spec) => spec.Kind switch
-    {
-        InputKind.Tokens => 0.5,
-        InputKind.Series1d when spec.Shape[0] == 1 => 0.5,
-        InputKind.Series1d => 0.85,
-        _ => 0.75,
-    };
 
     /// <summary>A run name becomes a directory name: letters, digits, '.', '_' and '-', starting with a letter or digit.</summary>
     public static readonly System.Text.RegularExpressions.Regex NamePattern = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");

@@ -42,7 +42,7 @@ public static class DataBench
                 var (dataset, input, batch) = Prepare(kind, root, records);
                 var perCore = PerCore(dataset);
                 var pipeline = Pipeline(dataset);
-                var learner = LearnerRate(input, batch, preset, learnerSteps, threads);
+                var learner = LearnerRate(input, dataset.Spec.DefaultMaskRatio, batch, preset, learnerSteps, threads);
                 var row = new DataBenchRow(kind, dataset.Spec.Name, perCore, pipeline, Environment.ProcessorCount, learner, preset);
                 progress($"  {kind,-8} {dataset.Spec.Name,-14} tokenize {perCore,9:F0}/s per core, {pipeline,9:F0}/s pipeline; learner {learner,7:F1}/s");
                 rows.Add(row);
@@ -149,10 +149,9 @@ public static class DataBench
         return samples / clock.Elapsed.TotalSeconds;
     }
 
-    private static double LearnerRate(InputSpec input, int batch, string preset, int steps, int threads)
+    private static double LearnerRate(InputSpec input, double mask, int batch, string preset, int steps, int threads)
     {
         TorchRuntime.SetThreads(threads);
-        var mask = input.Kind == TokenizerKind.Tokens ? 0.5 : input.Kind == TokenizerKind.Patches1d && input.Channels > 1 ? 0.85 : 0.75;
         var config = new ModelConfig(input, Presets.Get(preset), new ObjectiveOptions { MaskRatio = mask });
         using var model = new MaskedAutoencoder(config);
         using var optimizer = Model.Training.Optimizers.AdamW(model);

@@ -23,9 +23,10 @@ public static class ModelBench
 {
     public static readonly BenchShape[] Shapes =
     [
-        new("image", InputSpec.Image(3, 32, 32, 4, 4), 0.75, 64),
-        new("sensor", InputSpec.Series(52, 320, 5), 0.85, 256),
-        new("protein", InputSpec.TokenIds(26, 128), 0.5, 128),
+        // Mask ratios from the data sets these shapes stand for (DatasetSpec.DefaultMaskRatio, the one definition).
+        new("image", InputSpec.Image(3, 32, 32, 4, 4), Data.DatasetCatalog.Get("cifar10").Spec.DefaultMaskRatio, 64),
+        new("sensor", InputSpec.Series(52, 320, 5), Data.DatasetCatalog.Get("pamap2").Spec.DefaultMaskRatio, 256),
+        new("protein", InputSpec.TokenIds(26, 128), Data.DatasetCatalog.Get("pfam").Spec.DefaultMaskRatio, 128),
     ];
 
     public static readonly string[] Objectives = ["mae", "metamae", "metamae-fo"];

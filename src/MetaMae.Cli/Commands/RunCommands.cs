@@ -118,7 +118,7 @@ public static class RunCommands
             var settings = new EvaluationConfig { Epochs = p.GetValue(epochs) };
             var ds = new DatasetRef { Name = p.GetValue(dataset)!, Root = p.GetValue(root)!, MaxTrain = p.GetValue(maxTrain) };
             DatasetCatalog.Get(ds.Name);
-            using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", MetaMaeHocon.Config);
+            using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", CommandHocon.Config.WithFallback(MetaMaeHocon.Config));
             var evaluator = system.ActorOf(EvaluatorActor.Props(meta.RunId ?? "evaluate", ds, settings, meta.Config.ToConfig()), "evaluator");
             var reply = evaluator.Ask<object>(new CheckpointSaved(meta.RunId ?? "evaluate", meta.Step, path, true), Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
             system.Terminate().Wait();

@@ -39,6 +39,18 @@ public sealed record DatasetSpec(
 
     public bool IsRegression => Metric is Metric.Spearman or Metric.Pearson;
 
+    /// <summary>
+    /// The masking ratio r pretraining uses unless told otherwise, the one definition of it: 0.85 for multichannel
+    /// sensor series (the paper's PAMAP2 setting), 0.5 for tokens and single-row tabular data, MAE's 0.75 otherwise.
+    /// </summary>
+    public double DefaultMaskRatio => Kind switch
+    {
+        InputKind.Tokens => 0.5,
+        InputKind.Series1d when Shape[0] == 1 => 0.5,
+        InputKind.Series1d => 0.85,
+        _ => 0.75,
+    };
+
     public void CheckShape(Sample sample, string where)
     {
         if (Kind == InputKind.ImageText && sample.Ids?.Length != TextLength)
