@@ -23,26 +23,6 @@ namespace MetaMae.Actors;
 /// </summary>
 public sealed class LearnerActor : ReceiveActor
 {
-    /// <summary>Messages of the ack-based stream sink; <c>Generation</c> tells a restarted stream from a stale one.</summary>
-    public sealed record StreamInit(int Generation);
-    public sealed record Fed(int Generation, Batch Batch);
-    public sealed record StreamCompleted(int Generation);
-    public sealed record StreamFailed(int Generation, Exception Cause);
-    public sealed record Ack
-    {
-        public static readonly Ack Instance = new();
-    }
-
-    /// <summary>Write a final checkpoint now and stop taking batches (Ctrl-C); answered with <see cref="Stopped"/>.</summary>
-    public sealed record SaveAndStop
-    {
-        public static readonly SaveAndStop Instance = new();
-    }
-    public sealed record Stopped(long Step, string Checkpoint);
-
-    /// <summary>The data stream failed (for example too many bad records): the run fails, restarting would not help.</summary>
-    public sealed record DataFailed(string Reason);
-
     private readonly RunConfig config;
     private readonly string runId;
     private readonly CheckpointStore store;
@@ -64,24 +44,24 @@ public sealed class LearnerActor : ReceiveActor
         this.runId = runId;
         store = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
 
-        Receive<StreamInit>(init =>
+        Receive<FeedInit>(init =>
         {
             generation = init.Generation;
             AckTo(Sender);
         });
-        Receive<Fed>(f => f.Generation == generation && !finished, f => Train(f.Batch));
-        Receive<Fed>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
-        Receive<StreamCompleted>(c => c.Generation == generation, _ =>
+        Receive<FeedBatch>(f => f.Generation == generation && !finished, f => Train(f.Batch));
+        Receive<FeedBatch>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
+        Receive<FeedCompleted>(c => c.Generation == generation, _ =>
         {
             log.Warning("data stream ended at step {0} before the {1} steps asked for", step, config.Steps);
             Finish();
         });
-        Receive<StreamFailed>(f => f.Generation == generation, f => Context.Parent.Tell(new DataFailed(f.Cause.Message)));
-        Receive<SaveAndStop>(_ =>
+        Receive<FeedFailed>(f => f.Generation == generation, f => Context.Parent.Tell(new DataStreamFailed(runId, f.Reason)));
+        Receive<StopLearner>(_ =>
         {
             finished = true;
             var path = Save(final: true);
-            Sender.Tell(new Stopped(step, path));
+            Sender.Tell(new LearnerStopped(runId, step, path));
         });
     }
 
@@ -90,9 +70,9 @@ public sealed class LearnerActor : ReceiveActor
     /// otherwise hold 16 batches ahead of the learner).
     /// </summary>
     public static Sink<Batch, NotUsed> FeedSink(IActorRef learner, int generation) =>
-        Flow.Create<Batch>().Select(b => new Fed(generation, b))
-            .To(Sink.ActorRefWithAck<Fed>(learner, new StreamInit(generation), LearnerActor.Ack.Instance, new StreamCompleted(generation),
-                e => new StreamFailed(generation, e)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
+        Flow.Create<Batch>().Select(b => new FeedBatch(generation, b))
+            .To(Sink.ActorRefWithAck<FeedBatch>(learner, new FeedInit(generation), FeedAck.Instance, new FeedCompleted(generation),
+                e => new FeedFailed(generation, e.Message)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
     public static Props Props(RunConfig config, string runId, string runDirectory) =>
         Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
@@ -139,7 +119,7 @@ public sealed class LearnerActor : ReceiveActor
     private void AckTo(IActorRef stream)
     {
         sinceAck.Restart();
-        stream.Tell(LearnerActor.Ack.Instance);
+        stream.Tell(FeedAck.Instance);
     }
 
     private void Train(Batch batch)

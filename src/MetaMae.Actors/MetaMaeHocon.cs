@@ -21,6 +21,8 @@ public static class MetaMaeHocon
         }
         """;
 
-    /// <summary>The dispatchers plus the binary serializer for batches.</summary>
-    public static Config Config => ConfigurationFactory.ParseString(Text).WithFallback(ConfigurationFactory.ParseString(Protocol.BatchSerializer.Hocon));
+    public static Config Dispatchers => ConfigurationFactory.ParseString(Text);
+
+    /// <summary>For an ActorSystem made without Akka.Hosting: the dispatchers plus the serializer of every message.</summary>
+    public static Config Config => Dispatchers.WithFallback(ConfigurationFactory.ParseString(Protocol.MetaMaeSerializer.Hocon));
 }

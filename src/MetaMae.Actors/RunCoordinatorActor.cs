@@ -27,7 +27,7 @@ public sealed record RunStartOptions
 /// <summary>
 /// Owns one run: its directory (locked for this process) and durable record, the data stream, the learner (restarted
 /// from the latest valid checkpoint when it fails) and the evaluators. Replies <see cref="RunFinished"/> to whoever
-/// sent <see cref="Start"/> once the learner is done and every expected evaluation has reported; step reports go to
+/// sent <see cref="StartRun"/> once the learner is done and every expected evaluation has reported; step reports go to
 /// the optional progress listener.
 /// <para>
 /// Whatever fails, the run ends: an exception in any handler (opening the record or the data, starting the stream,
@@ -37,12 +37,6 @@ public sealed record RunStartOptions
 /// </summary>
 public sealed class RunCoordinatorActor : ReceiveActor
 {
-    /// <summary>Starts the run; the sender receives <see cref="RunFinished"/>.</summary>
-    public sealed record Start
-    {
-        public static readonly Start Instance = new();
-    }
-
     private readonly RunConfig config;
     private readonly string runId;
     private readonly string runDirectory;
@@ -68,7 +62,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
     private long step;
     private bool learnerDone;
     private bool finished;
-    private string status = "running";
+    private RunStatus status = RunStatus.Running;
     private string? error;
     /// <summary>What the coordinator is doing, named in the error when it fails there.</summary>
     private string stage = "starting";
@@ -81,14 +75,14 @@ public sealed class RunCoordinatorActor : ReceiveActor
         this.progress = progress;
         this.options = options ?? RunStartOptions.Default;
 
-        Receive<Start>(_ =>
+        Receive<StartRun>(_ =>
         {
             waiting.Add(Sender);
             if (learner is null && !finished) Begin();
         });
         Receive<LearnerReady>(r => r.RunId == runId, r =>
         {
-            if (status == "stopped") learner?.Tell(LearnerActor.SaveAndStop.Instance); // restarted while stopping
+            if (status == RunStatus.Stopped) learner?.Tell(StopLearner.Instance); // restarted while stopping
             else StartStream(r);
         });
         Receive<StepReport>(r =>
@@ -136,7 +130,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
             step = f.Step;
             learnerDone = true;
             StopStream();
-            if (status == "running") status = "completed";
+            if (status == RunStatus.Running) status = RunStatus.Completed;
             TryFinish();
         });
         Receive<StopRun>(s =>
@@ -145,17 +139,17 @@ public sealed class RunCoordinatorActor : ReceiveActor
             log.Info("stopping run {0}: {1}", runId, s.Reason);
             StopStream();
             pending.Clear(); // probes in flight are redone by `resume`
-            status = "stopped";
-            if (learner is not null && !learnerDone) learner.Tell(LearnerActor.SaveAndStop.Instance);
+            status = RunStatus.Stopped;
+            if (learner is not null && !learnerDone) learner.Tell(StopLearner.Instance);
             else Finish();
         });
-        Receive<LearnerActor.Stopped>(s =>
+        Receive<LearnerStopped>(s =>
         {
             step = s.Step;
             learnerDone = true;
             Finish();
         });
-        Receive<LearnerActor.DataFailed>(f => Fail($"data stream failed: {f.Reason}"));
+        Receive<DataStreamFailed>(f => Fail($"data stream failed: {f.Reason}"));
         Receive<Terminated>(t => t.ActorRef.Equals(learner) && !learnerDone, _ =>
             Fail(error ?? $"learner stopped after {restarts} restart(s)"));
         Receive<Terminated>(_ => { });
@@ -275,7 +269,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
     }
 
     private bool ShouldEvaluate(long checkpointStep, bool final) =>
-        probes is not null && status == "running"
+        probes is not null && status == RunStatus.Running
         && (config.Evaluation.When == "every" || final || (checkpointStep == 0 && config.Evaluation.IncludeRandomInit));
 
     /// <summary>Sends the checkpoint to every evaluator that has no result for it yet.</summary>
@@ -341,8 +335,8 @@ public sealed class RunCoordinatorActor : ReceiveActor
     private void Fail(string reason)
     {
         if (finished) return;
-        if (status == "failed") return;
-        status = "failed";
+        if (status == RunStatus.Failed) return;
+        status = RunStatus.Failed;
         error = reason;
         log.Error("run {0} failed: {1}", runId, reason);
         StopStream();
@@ -358,9 +352,9 @@ public sealed class RunCoordinatorActor : ReceiveActor
         if (finished) return;
         finished = true;
         StopStream();
-        if (status == "completed" && failedProbes.Count > 0)
+        if (status == RunStatus.Completed && failedProbes.Count > 0)
         {
-            status = "failed";
+            status = RunStatus.Failed;
             error = $"pretraining completed at step {step}, but {failedProbes.Count} probe(s) failed: " +
                     string.Join("; ", failedProbes.OrderBy(f => f.Step).Take(5).Select(f => $"step {f.Step} on {f.Dataset}: {f.Reason}")) +
                     (failedProbes.Count > 5 ? "; ..." : "") + ". `metamae resume` redoes them";
@@ -422,14 +416,18 @@ public sealed class RunCoordinatorActor : ReceiveActor
 /// <summary>Akka.Hosting wiring: the pipeline's dispatchers and one run's coordinator, registered for lookup.</summary>
 public static class RunCoordinatorHosting
 {
-    /// <summary>Adds the HOCON Akka.Hosting has no API for (the learner's and evaluators' pinned dispatchers).</summary>
+    /// <summary>
+    /// The pipeline's dispatchers (HOCON: Akka.Hosting has no API for them) and the serializer of every
+    /// <see cref="IMetaMaeMessage"/>, bound through the marker interface.
+    /// </summary>
     public static AkkaConfigurationBuilder WithMetaMaeDispatchers(this AkkaConfigurationBuilder builder) =>
-        builder.AddHocon(MetaMaeHocon.Config, HoconAddMode.Prepend);
+        builder.AddHocon(MetaMaeHocon.Dispatchers, HoconAddMode.Prepend)
+            .WithCustomSerializer("metamae", [typeof(IMetaMaeMessage)], system => new MetaMaeSerializer(system));
 
     /// <summary>
     /// Starts a <see cref="RunCoordinatorActor"/> named "run-coordinator" for <paramref name="config"/> and registers it
     /// in the <see cref="ActorRegistry"/>; <paramref name="progress"/> (optional) makes the actor that receives step
-    /// reports and results. Send it <see cref="RunCoordinatorActor.Start"/> to begin.
+    /// reports and results. Send it <see cref="StartRun"/> to begin.
     /// </summary>
     public static AkkaConfigurationBuilder WithRunCoordinator(this AkkaConfigurationBuilder builder, RunConfig config, string runId,
         string runDirectory, Func<ActorSystem, IActorRef>? progress = null, RunStartOptions? options = null) =>

@@ -33,9 +33,9 @@ public static class ExitCodes
 
     public static int For(RunFinished r) => r.Status switch
     {
-        "completed" => Completed,
-        "stopped" => Stopped,
-        RunHost.AbortedStatus => StoppedWithoutCheckpoint,
+        RunStatus.Completed => Completed,
+        RunStatus.Stopped => Stopped,
+        RunStatus.Aborted => StoppedWithoutCheckpoint,
         _ => Failed,
     };
 }
@@ -47,9 +47,6 @@ public static class ExitCodes
 /// </summary>
 public static class RunHost
 {
-    /// <summary>Status of a run whose final checkpoint did not come within the grace period.</summary>
-    public const string AbortedStatus = "aborted";
-
     public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -77,7 +74,7 @@ public static class RunHost
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
-            var finished = coordinator.Ask<RunFinished>(RunCoordinatorActor.Start.Instance, Timeout.InfiniteTimeSpan);
+            var finished = coordinator.Ask<RunFinished>(StartRun.Instance, Timeout.InfiniteTimeSpan);
             var gone = coordinator.WatchAsync();
             var grace = stopRequested.Task.ContinueWith(_ => Task.Delay(TimeSpan.FromSeconds(config.StopGraceSeconds)), TaskScheduler.Default).Unwrap();
             var first = Task.WhenAny(finished, gone, system.WhenTerminated, grace).GetAwaiter().GetResult();
@@ -88,9 +85,9 @@ public static class RunHost
                 var reason = $"stopped without a final checkpoint: it was not written within stop_grace_seconds ({config.StopGraceSeconds:0.#} s); " +
                              "`metamae resume` continues from the latest checkpoint";
                 RecordAbort(runId, runDirectory, reason);
-                return new RunFinished(runId, AbortedStatus, 0, Path.GetFullPath(runDirectory), [], reason);
+                return new RunFinished(runId, RunStatus.Aborted, 0, Path.GetFullPath(runDirectory), [], reason);
             }
-            return new RunFinished(runId, "failed", 0, Path.GetFullPath(runDirectory), [], "the run's coordinator stopped without reporting a result");
+            return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [], "the run's coordinator stopped without reporting a result");
         }
         finally
         {
@@ -105,7 +102,7 @@ public static class RunHost
         {
             using var store = new RunStore(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDirectory))!, "runs.db"));
             var row = store.Runs().FirstOrDefault(r => r.Id == runId);
-            store.FinishRun(runId, AbortedStatus, row?.Step ?? 0, reason);
+            store.FinishRun(runId, RunStatus.Aborted, row?.Step ?? 0, reason);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException)
         {

@@ -1,7 +1,7 @@
 namespace MetaMae.Protocol;
 
 /// <summary>A position in a data stream's order: record <see cref="Offset"/> of epoch <see cref="Epoch"/>.</summary>
-public sealed record StreamPosition(long Epoch, long Offset)
+public sealed record StreamPosition(long Epoch, long Offset) : IMetaMaeMessage
 {
     public static readonly StreamPosition Start = new(0, 0);
 
@@ -23,7 +23,7 @@ public sealed record Batch(
     float[] Labels,
     int LabelsPerSample,
     StreamPosition End,
-    long Sequence)
+    long Sequence) : IMetaMaeMessage
 {
     public long SampleLength => SampleShape.Aggregate(1L, (a, b) => a * b);
 

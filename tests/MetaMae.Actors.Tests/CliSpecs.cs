@@ -1,3 +1,5 @@
+using MetaMae.Protocol;
+
 namespace MetaMae.Actors.Tests;
 
 /// <summary>What a user sees for bad input: exit code 2 and a message naming the key and what is allowed.</summary>
@@ -57,7 +59,7 @@ public sealed class CliSpecs : TempDirTest
         Assert.Contains("subject101.dat", err);
         using var store = new Runs.RunStore(Path.Combine(Root, "runs.db"));
         var run = Assert.Single(store.Runs());
-        Assert.Equal("failed", run.Status);
+        Assert.Equal(RunStatus.Failed, run.Status);
         Assert.Contains("subject101.dat", store.Error(run.Id));
     }
 

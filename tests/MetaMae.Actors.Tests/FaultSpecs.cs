@@ -33,12 +33,12 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var dir = Path.Combine(Root, "run");
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "run", dir));
         Watch(coordinator);
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
         ExpectTerminated(coordinator, TimeSpan.FromSeconds(10));
         FailPoints.Clear();
 
-        Assert.Equal("failed", result.Status);
+        Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains(cause, result.Error);
         Assert.Contains(stage, result.Error);
         Assert.Contains(cause, File.ReadAllText(Path.Combine(dir, "report.md")));
@@ -50,7 +50,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
         else
         {
             var row = Assert.Single(store.Runs());
-            Assert.Equal(("failed", result.Error), (row.Status, store.Error(row.Id)));
+            Assert.Equal((RunStatus.Failed, result.Error), (row.Status, store.Error(row.Id)));
         }
         // The directory is free again: the next process can take it.
         using var again = RunDirectoryLock.Acquire(dir);
@@ -64,9 +64,9 @@ public sealed class FaultSpecs : MetaMaeTestKit
         new Random(5).NextBytes(junk);
         File.WriteAllBytes(db, junk);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(TestRuns.Tiny(Root), "junk", Path.Combine(Root, "junk")));
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         var result = ExpectMsg<RunFinished>(TimeSpan.FromSeconds(60));
-        Assert.Equal("failed", result.Status);
+        Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains(db, result.Error);
         Assert.Contains("not an SQLite database", result.Error);
         Assert.Equal(junk, File.ReadAllBytes(db)); // the user's file is left as it was
@@ -80,10 +80,10 @@ public sealed class FaultSpecs : MetaMaeTestKit
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.crash", FailAction.Throw, at: 0, times: 1);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "crash", Path.Combine(Root, "crash")));
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
         Assert.Equal(8, result.Step); // training went on to the end: the stream was not stopped
-        Assert.Equal("failed", result.Status);
+        Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 0 on fashion-mnist: the evaluator crashed: fail point 'evaluator.crash' fired at 0", result.Error);
         Assert.Equal(new long[] { 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray()); // a fresh evaluator took the rest
     }
@@ -96,9 +96,9 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "r", Path.Combine(Root, "r")));
         EventFilter.Warning(contains: "restart 4 of").Expect(0, () =>
         {
-            coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+            coordinator.Tell(StartRun.Instance, TestActor);
             var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
-            Assert.Equal("failed", result.Status);
+            Assert.Equal(RunStatus.Failed, result.Status);
             Assert.Contains("after 3 restart(s)", result.Error);
         });
     }

@@ -34,8 +34,8 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         var (parent, learner) = Start(config);
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
-        learner.Tell(new LearnerActor.StreamInit(generation), TestActor);
-        ExpectMsg<LearnerActor.Ack>();
+        learner.Tell(new FeedInit(generation), TestActor);
+        ExpectMsg<FeedAck>();
         return (parent, learner);
     }
 
@@ -57,13 +57,13 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 10, every: 3));
         for (long s = 1; s <= 3; s++)
         {
-            learner.Tell(new LearnerActor.Fed(1, MakeBatch(s - 1)), TestActor);
+            learner.Tell(new FeedBatch(1, MakeBatch(s - 1)), TestActor);
             var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
             Assert.Equal(s, report.Step);
             Assert.True(double.IsFinite(report.Total) && report.Contrastive is not null);
             Assert.Equal(new StreamPosition(0, s * 16), report.DataPosition);
             if (s == 3) Assert.Equal(3, parent.ExpectMsg<CheckpointSaved>().Step);
-            ExpectMsg<LearnerActor.Ack>(); // the next batch is asked for only after the step (and its checkpoint)
+            ExpectMsg<FeedAck>(); // the next batch is asked for only after the step (and its checkpoint)
         }
         parent.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
     }
@@ -72,7 +72,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     public void Learner_ignores_batches_of_a_replaced_stream()
     {
         var (parent, learner) = Streaming(TestRuns.Tiny(Root), generation: 2);
-        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor); // generation 1 is stale
+        learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor); // generation 1 is stale
         ExpectNoMsg(TimeSpan.FromMilliseconds(500));
         parent.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
     }
@@ -81,10 +81,10 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     public void Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
     {
         var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 2, every: 100));
-        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
+        learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor);
         parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
-        ExpectMsg<LearnerActor.Ack>();
-        learner.Tell(new LearnerActor.Fed(1, MakeBatch(1)), TestActor);
+        ExpectMsg<FeedAck>();
+        learner.Tell(new FeedBatch(1, MakeBatch(1)), TestActor);
         parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
         var final = parent.ExpectMsg<CheckpointSaved>();
         Assert.True(final.Final);
@@ -97,7 +97,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     {
         var (parent, learner) = Streaming(TestRuns.Tiny(Root));
         Thread.Sleep(400); // data slower than the learner: it waits, it does not fail
-        learner.Tell(new LearnerActor.Fed(1, MakeBatch(0)), TestActor);
+        learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor);
         var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
         Assert.InRange(report.WaitSeconds, 0.35, 30);
     }
@@ -108,8 +108,8 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         var (parent, learner) = Start(TestRuns.Tiny(Root));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
-        learner.Tell(LearnerActor.SaveAndStop.Instance, TestActor);
-        var stopped = ExpectMsg<LearnerActor.Stopped>(TimeSpan.FromSeconds(30));
+        learner.Tell(StopLearner.Instance, TestActor);
+        var stopped = ExpectMsg<LearnerStopped>(TimeSpan.FromSeconds(30));
         Assert.True(File.Exists(Path.Combine(stopped.Checkpoint, "manifest.json")));
     }
 }

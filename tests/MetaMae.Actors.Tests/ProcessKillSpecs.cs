@@ -166,7 +166,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest, IClass
         Assert.InRange(stoppedAt, at, StraightRun.Steps - 1);
         Checkpoint.Verify(Path.Combine(runDir, "checkpoints", $"step-{stoppedAt:D8}")); // the final checkpoint is where it stopped
         using (var store = new RunStore(Path.Combine(outDir, "runs.db")))
-            Assert.Equal(("stopped", stoppedAt), (store.Runs().Single().Status, store.Runs().Single().Step));
+            Assert.Equal((RunStatus.Stopped, stoppedAt), (store.Runs().Single().Status, store.Runs().Single().Step));
 
         var (code, output, err) = ProcessRuns.Run(null, TimeSpan.FromMinutes(2), "resume", runDir, "--quiet");
         Assert.True(code == 0, output + err);
@@ -196,7 +196,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest, IClass
         Assert.True(exit == Cli.ExitCodes.StoppedWithoutCheckpoint, $"exit {exit}: {error}");
         Assert.Contains("not written within stop_grace_seconds (1 s)", error);
         using var store = new RunStore(Path.Combine(outDir, "runs.db"));
-        Assert.Equal(Cli.RunHost.AbortedStatus, store.Runs().Single().Status);
+        Assert.Equal(RunStatusText.Parse("aborted"), store.Runs().Single().Status);
     }
 
     [Fact]
@@ -258,7 +258,7 @@ public sealed class ProcessFaultSpecs : TempDirTest
         Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
         Assert.Contains("-ubyte.gz: holds 0 records", err);
         using var store = new RunStore(Path.Combine(Root, "out", "runs.db"));
-        Assert.Equal("failed", store.Runs().Single().Status);
+        Assert.Equal(RunStatusText.Parse("failed"), store.Runs().Single().Status);
     }
 
     [Fact]
@@ -279,7 +279,7 @@ public sealed class ProcessFaultSpecs : TempDirTest
         Assert.Contains("No space left on device", err);
         File.Delete(metrics);
         using var store = new RunStore(Path.Combine(outDir, "runs.db"));
-        Assert.Equal("failed", store.Runs().Single().Status);
+        Assert.Equal(RunStatusText.Parse("failed"), store.Runs().Single().Status);
         Assert.Contains("No space left on device", store.Error(store.Runs().Single().Id));
     }
 }

@@ -12,7 +12,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     {
         var dir = Path.Combine(config.Out, runId);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress));
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         return ExpectMsg<RunFinished>(TimeSpan.FromMinutes(3));
     }
 
@@ -22,7 +22,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         var progress = CreateTestProbe();
         var result = Run(config, "probe-run", progress: progress.Ref);
-        Assert.Equal("completed", result.Status);
+        Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Equal(8, result.Step);
         Assert.Equal(new long[] { 0, 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());
         Assert.All(result.Results, r => Assert.InRange(r.Value, 0.05, 1.0));
@@ -32,7 +32,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(result.RunDirectory, "tensorboard")));
         using var store = new RunStore(Path.Combine(Root, "runs.db"));
         var row = Assert.Single(store.Runs());
-        Assert.Equal(("completed", 8L), (row.Status, row.Step));
+        Assert.Equal((RunStatus.Completed, 8L), (row.Status, row.Step));
         Assert.Equal(3, store.Evaluations("probe-run").Count);
     }
 
@@ -42,7 +42,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var straight = Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
         FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1);
         var faulty = Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
-        Assert.Equal("completed", faulty.Status);
+        Assert.Equal(RunStatus.Completed, faulty.Status);
         Assert.Equal(12, faulty.Step);
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(faulty.RunDirectory, 12));
         // Steps 5 and 6 were trained twice: once before the fault, again after resuming from step 4.
@@ -56,7 +56,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
         FailPoints.Set("learner.step", FailAction.Throw, at: 3);
         var result = Run(config, "broken");
-        Assert.Equal("failed", result.Status);
+        Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("fail point 'learner.step' fired at 3", result.Error);
         Assert.Contains("after 2 restart(s)", result.Error);
     }
@@ -74,7 +74,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         EventFilter.Warning(contains: "step-00000008").ExpectOne(() =>
         {
             var again = Run(config with { Steps = 12 }, "resumed");
-            Assert.Equal("completed", again.Status);
+            Assert.Equal(RunStatus.Completed, again.Status);
             Assert.Equal(12, again.Step);
         });
         // Training resumed after step 4: step 5 appears twice in the metrics.
@@ -91,11 +91,11 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 10_000, every: 1000);
         var progress = CreateTestProbe();
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(Root, "stopped"), progress.Ref));
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         progress.FishForMessage(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
         coordinator.Tell(new StopRun("test"));
         var result = ExpectMsg<RunFinished>(TimeSpan.FromSeconds(60));
-        Assert.Equal("stopped", result.Status);
+        Assert.Equal(RunStatus.Stopped, result.Status);
         Assert.InRange(result.Step, 5, 9000);
         var ckpt = Path.Combine(result.RunDirectory, "checkpoints", $"step-{result.Step:D8}");
         Checkpoint.Verify(ckpt);

@@ -12,7 +12,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     private RunFinished Run(RunConfig config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
     {
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), options: options));
-        coordinator.Tell(RunCoordinatorActor.Start.Instance, TestActor);
+        coordinator.Tell(StartRun.Instance, TestActor);
         return ExpectMsg<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
     }
 
@@ -28,7 +28,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
             Assert.Contains($"pid {Environment.ProcessId}", busy.Message);
             Assert.Contains(Environment.MachineName, busy.Message);
             var refused = Run(TestRuns.Tiny(Root), "owned");
-            Assert.Equal("failed", refused.Status);
+            Assert.Equal(RunStatus.Failed, refused.Status);
             Assert.Contains("is in use by pid", refused.Error);
             Assert.False(File.Exists(Path.Combine(dir, "config.json")));
             Assert.False(File.Exists(Path.Combine(dir, "report.md")));
@@ -55,7 +55,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.probe", FailAction.Sleep, millis: 400);
         var result = Run(config, "pruned");
-        Assert.Equal("completed", result.Status);
+        Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Null(result.Error);
         Assert.Equal(new long[] { 0, 2, 4, 6, 8, 10 }, result.Results.Select(r => r.Step).Order().ToArray());
         using var store = new RunStore(Path.Combine(Root, "runs.db"));
@@ -74,7 +74,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         FailPoints.Set("evaluator.probe", FailAction.Throw, at: 8);
         var first = Run(config, "probes");
         FailPoints.Clear();
-        Assert.Equal("failed", first.Status);
+        Assert.Equal(RunStatus.Failed, first.Status);
         Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 8", first.Error);
         Assert.DoesNotContain(first.Results, r => r.Step == 8);
 
@@ -85,14 +85,14 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         Directory.Move(Path.Combine(ckpts, "step-00000004"), Path.Combine(ckpts, ".step-00000004.old-4567"));
 
         var again = Run(config, "probes");
-        Assert.Equal("completed", again.Status);
+        Assert.Equal(RunStatus.Completed, again.Status);
         Assert.Equal(new long[] { 0, 4, 8 }, again.Results.Select(r => r.Step).Order().ToArray());
         Assert.Equal(new[] { "step-00000000", "step-00000004", "step-00000008" },
             Directory.GetDirectories(ckpts).Select(Path.GetFileName).Order().ToArray());
         Checkpoint.Verify(Path.Combine(ckpts, "step-00000004"));
         using var store = new RunStore(Path.Combine(Root, "runs.db"));
         Assert.Equal(3, store.Evaluations("probes").Count);
-        Assert.Equal("completed", store.Runs().Single().Status);
+        Assert.Equal(RunStatusText.Parse("completed"), store.Runs().Single().Status);
     }
 
     [Fact]
@@ -103,12 +103,12 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         foreach (var dir in Directory.GetDirectories(Path.Combine(first.RunDirectory, "checkpoints")))
             File.WriteAllText(Path.Combine(dir, Checkpoint.WeightsFile), "garbage");
         var refused = Run(config with { Steps = 6 }, "corrupt");
-        Assert.Equal("failed", refused.Status);
+        Assert.Equal(RunStatus.Failed, refused.Status);
         Assert.Contains("all 3 checkpoint(s)", refused.Error);
         Assert.Contains("--from-scratch", refused.Error);
 
         var over = Run(config with { Steps = 6 }, "corrupt", new RunStartOptions { FromScratch = true });
-        Assert.Equal("completed", over.Status);
+        Assert.Equal(RunStatus.Completed, over.Status);
         Assert.Equal(6, over.Step);
         var aside = Directory.GetDirectories(Path.Combine(first.RunDirectory, "corrupt-checkpoints")).Single();
         Assert.Equal(3, Directory.GetDirectories(aside).Length); // kept for inspection, not deleted

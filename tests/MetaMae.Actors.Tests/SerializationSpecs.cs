@@ -1,10 +1,80 @@
+using System.Reflection;
+using System.Text.Json;
 using Akka.Serialization;
 using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
+/// <summary>Every message that may cross nodes goes through the one serializer and comes back equal.</summary>
 public sealed class SerializationSpecs : MetaMaeTestKit
 {
+    private static readonly Batch SmallBatch = new(2, [1, 2, 2], [0.5f, -1f, 3f, 4f, 5f, 6f, 7f, float.MaxValue], null, [1f, 0f], 1, new StreamPosition(1, 8), 4);
+
+    private static readonly EvaluationResult Result = new("run-1", 40, "fashion-mnist", "accuracy", 0.7605, 12.5, 4000, 2000, "/runs/r/checkpoints/step-00000040");
+
+    /// <summary>One instance of every message type; a new message without a sample fails the spec below.</summary>
+    private static readonly Dictionary<Type, object> Samples = new object[]
+    {
+        StartRun.Instance,
+        new StepReport("run-1", 7, 100, 1.25, 1.0, 0.2, 0.05, 3.5, 1e-3, 0.12, 0.01, 64, new StreamPosition(0, 448)),
+        new StepReport("run-1", 7, 100, 1.25, 1.0, null, null, double.NaN, 1e-3, 0.12, 0.01, 64, StreamPosition.Start),
+        new CheckpointSaved("run-1", 40, "/runs/r/checkpoints/step-00000040", true),
+        Result,
+        new EvaluationFailed("run-1", 40, "fashion-mnist", "no manifest.json"),
+        new ProbeCheckpoint(new CheckpointSaved("run-1", 40, "/x", false), "fashion-mnist"),
+        new LearnerFinished("run-1", 100, "/x"),
+        new LearnerReady("run-1", 20, new StreamPosition(2, 64)),
+        StopLearner.Instance,
+        new LearnerStopped("run-1", 33, "/x"),
+        new DataStreamFailed("run-1", "too many bad records"),
+        new RunFinished("run-1", RunStatus.Failed, 40, "/runs/r", [Result], "pruning checkpoints failed: disk full"),
+        new StopRun("interrupted (SIGTERM)"),
+        new FeedInit(3),
+        new FeedBatch(3, SmallBatch),
+        FeedAck.Instance,
+        new FeedCompleted(3),
+        new FeedFailed(3, "fail point 'data.batch' fired at 3"),
+        SmallBatch,
+        new StreamPosition(5, 77),
+    }.GroupBy(m => m.GetType()).ToDictionary(g => g.Key, g => g.First());
+
+    private static readonly JsonSerializerOptions Compare = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    [Fact]
+    public void Every_message_type_has_a_sample_and_round_trips_through_the_one_serializer()
+    {
+        var missing = MetaMaeSerializer.MessageTypes.Where(t => !Samples.ContainsKey(t)).Select(t => t.Name).ToList();
+        Assert.True(missing.Count == 0, "no sample for: " + string.Join(", ", missing));
+        foreach (var sample in Samples.Values)
+        {
+            var serializer = Sys.Serialization.FindSerializerFor(sample);
+            Assert.IsType<MetaMaeSerializer>(serializer);
+            var manifest = Serialization.ManifestFor(serializer, sample);
+            var back = Sys.Serialization.Deserialize(serializer.ToBinary(sample), serializer.Identifier, manifest);
+            Assert.IsType(sample.GetType(), back);
+            Assert.Equal(JsonSerializer.Serialize(sample, sample.GetType(), Compare), JsonSerializer.Serialize(back, back.GetType(), Compare));
+        }
+    }
+
+    [Fact]
+    public void No_message_carries_an_exception()
+    {
+        static IEnumerable<Type> Reachable(Type t, HashSet<Type> seen)
+        {
+            if (!seen.Add(t)) yield break;
+            yield return t;
+            foreach (var p in t.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            {
+                var type = p.PropertyType.IsGenericType ? p.PropertyType.GetGenericArguments()[0] : p.PropertyType;
+                if (type.Assembly == t.Assembly || typeof(Exception).IsAssignableFrom(type))
+                    foreach (var r in Reachable(type, seen)) yield return r;
+            }
+        }
+        var seen = new HashSet<Type>();
+        var all = MetaMaeSerializer.MessageTypes.SelectMany(t => Reachable(t, seen)).ToList();
+        Assert.DoesNotContain(all, t => typeof(Exception).IsAssignableFrom(t));
+    }
+
     [Fact]
     public void Batches_serialize_to_their_payload_size_and_back()
     {
@@ -12,7 +82,7 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         var batch = new Batch(64, [1, 64, 64], values, null, Enumerable.Range(0, 64).Select(i => (float)(i % 10)).ToArray(), 1,
             new StreamPosition(3, 1024), 17);
         var serializer = Sys.Serialization.FindSerializerFor(batch);
-        Assert.IsType<BatchSerializer>(serializer);
+        Assert.IsType<MetaMaeSerializer>(serializer);
         var bytes = serializer.ToBinary(batch);
         Assert.InRange(bytes.Length, batch.PayloadBytes, batch.PayloadBytes + 128);
         var back = (Batch)Sys.Serialization.Deserialize(bytes, serializer.Identifier, Serialization.ManifestFor(serializer, batch));
@@ -25,5 +95,25 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         var tokens = batch with { Values = null, Ids = Enumerable.Range(0, 64 * 128).Select(i => (long)(i % 26)).ToArray(), SampleShape = [128] };
         var tokenBack = (Batch)Sys.Serialization.Deserialize(serializer.ToBinary(tokens), serializer.Identifier, "B1");
         Assert.Equal(tokens.Ids, tokenBack.Ids);
+        // In a feed message the batch keeps its binary form: the payload plus a few bytes.
+        Assert.InRange(serializer.ToBinary(new FeedBatch(1, batch)).Length, batch.PayloadBytes, batch.PayloadBytes + 132);
+    }
+}
+
+/// <summary>The production wiring (Akka.Hosting) binds the same serializer through the marker interface.</summary>
+public sealed class HostedSerializationSpecs
+{
+    [Fact]
+    public async Task The_hosted_actor_system_serializes_every_message_with_the_one_serializer()
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new Microsoft.Extensions.Hosting.HostApplicationBuilderSettings { DisableDefaults = true });
+        Akka.Hosting.AkkaHostingExtensions.AddAkka(builder.Services, "hosted", akka => akka.WithMetaMaeDispatchers());
+        using var host = builder.Build();
+        await host.StartAsync();
+        var system = (Akka.Actor.ExtendedActorSystem)Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions
+            .GetRequiredService<Akka.Actor.ActorSystem>(host.Services);
+        foreach (var message in new object[] { StartRun.Instance, new FeedAck(), new StreamPosition(1, 2) })
+            Assert.IsType<MetaMaeSerializer>(system.Serialization.FindSerializerFor(message));
+        await host.StopAsync();
     }
 }

@@ -177,12 +177,12 @@ public sealed class RunArtifacts : IDisposable
     }
 
     /// <summary>report.md: settings, the probe table (random initialisation at step 0 vs the final step), files.</summary>
-    public string Report(string runId, string status, long step, string configJson, IReadOnlyList<EvaluationResult> results, string? error,
+    public string Report(string runId, RunStatus status, long step, string configJson, IReadOnlyList<EvaluationResult> results, string? error,
         IReadOnlyList<EvaluationFailed>? failedProbes = null)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Run {runId}").AppendLine();
-        sb.AppendLine($"Status: **{status}** at step {step}.").AppendLine();
+        sb.AppendLine($"Status: **{status.Text()}** at step {step}.").AppendLine();
         if (error is not null) sb.AppendLine($"Error: {error}").AppendLine();
         sb.AppendLine("## Linear probe").AppendLine();
         if (results.Count == 0) sb.AppendLine("No evaluation results.");

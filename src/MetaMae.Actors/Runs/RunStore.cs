@@ -4,7 +4,7 @@ using MetaMae.Protocol;
 namespace MetaMae.Actors.Runs;
 
 /// <summary>One row of the runs table.</summary>
-public sealed record RunRow(string Id, string Name, string Status, long Step, long TotalSteps, string Directory, string Created, string Updated);
+public sealed record RunRow(string Id, string Name, RunStatus Status, long Step, long TotalSteps, string Directory, string Created, string Updated);
 
 /// <summary>
 /// The durable run record in SQLite (RUNS_ROOT/runs.db): runs, checkpoints (path, step, checksum state, valid) and
@@ -81,9 +81,9 @@ public sealed class RunStore : IDisposable
     public void UpdateStep(string id, long step) =>
         Execute("UPDATE runs SET step = $step, updated = $now WHERE id = $id", ("$id", id), ("$step", step), ("$now", Now));
 
-    public void FinishRun(string id, string status, long step, string? error) =>
+    public void FinishRun(string id, RunStatus status, long step, string? error) =>
         Execute("UPDATE runs SET status = $status, step = $step, error = $error, updated = $now WHERE id = $id",
-            ("$id", id), ("$status", status), ("$step", step), ("$error", error), ("$now", Now));
+            ("$id", id), ("$status", status.Text()), ("$step", step), ("$error", error), ("$now", Now));
 
     public void AddCheckpoint(string id, long step, string path, bool valid) =>
         Execute("INSERT OR REPLACE INTO checkpoints (run_id, step, path, valid, created) VALUES ($id, $step, $path, $valid, $now)",
@@ -113,7 +113,7 @@ public sealed class RunStore : IDisposable
             using var r = cmd.ExecuteReader();
             var rows = new List<RunRow>();
             while (r.Read())
-                rows.Add(new RunRow(r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt64(3), r.GetInt64(4), r.GetString(5), r.GetString(6), r.GetString(7)));
+                rows.Add(new RunRow(r.GetString(0), r.GetString(1), RunStatusText.Parse(r.GetString(2)), r.GetInt64(3), r.GetInt64(4), r.GetString(5), r.GetString(6), r.GetString(7)));
             return rows;
         }
     }

@@ -57,7 +57,7 @@ public static class RunCommands
             var finished = new List<(string Label, RunFinished Result)>();
             var main = Execute(config, Mode(p));
             finished.Add((Label(config), main));
-            if (p.GetValue(compare) && main.Status == "completed")
+            if (p.GetValue(compare) && main.Status == RunStatus.Completed)
             {
                 var other = config with { Model = config.Model == "mae" ? "metamae" : "mae", Evaluation = config.Evaluation with { IncludeRandomInit = false } };
                 finished.Add((Label(other), Execute(other, Mode(p))));
@@ -155,7 +155,7 @@ public static class RunCommands
             {
                 var evals = store.Evaluations(r.Id);
                 var latest = evals.GroupBy(e => e.Dataset).Select(g => g.MaxBy(e => e.Step)!).Select(e => $"{e.Dataset} {e.Metric} {e.Value:F3} @{e.Step}");
-                table.AddRow(Markup.Escape(r.Id), r.Status, $"{r.Step}/{r.TotalSteps}", store.Checkpoints(r.Id).Count.ToString(CultureInfo.InvariantCulture),
+                table.AddRow(Markup.Escape(r.Id), r.Status.Text(), $"{r.Step}/{r.TotalSteps}", store.Checkpoints(r.Id).Count.ToString(CultureInfo.InvariantCulture),
                     Markup.Escape(string.Join("; ", latest)), r.Updated[..19], Markup.Escape(r.Directory));
             }
             AnsiConsole.Write(table);
@@ -184,8 +184,8 @@ public static class RunCommands
 
     private static void Summarise(RunFinished r)
     {
-        var colour = r.Status == "completed" ? "green" : r.Status is "stopped" or RunHost.AbortedStatus ? "yellow" : "red";
-        AnsiConsole.MarkupLineInterpolated($"[{colour}]{r.Status}[/] at step {r.Step}: {r.RunDirectory}");
+        var colour = r.Status == RunStatus.Completed ? "green" : r.Status is RunStatus.Stopped or RunStatus.Aborted ? "yellow" : "red";
+        AnsiConsole.MarkupLineInterpolated($"[{colour}]{r.Status.Text()}[/] at step {r.Step}: {r.RunDirectory}");
         if (r.Error is not null) Console.Error.WriteLine($"error: {r.Error}");
     }
 

@@ -1,0 +1,134 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Serialization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Akka.Actor;
+using Akka.Serialization;
+
+namespace MetaMae.Protocol;
+
+/// <summary>
+/// The one serializer of every <see cref="IMetaMaeMessage"/>. A <see cref="Batch"/> (alone or inside a
+/// <see cref="FeedBatch"/>) is a fixed header then its raw little-endian arrays, so it costs its payload on the wire
+/// (Akka's default JSON serializer makes a 1 MB float[] about 4.7 MB). Control messages are UTF-8 JSON named by a
+/// manifest of their type name, small and readable in a capture. Bound through the marker interface in
+/// <see cref="Hocon"/> (or Akka.Hosting's WithCustomSerializer); batches crossing nodes also need Akka.Remote's
+/// maximum-frame-size above their size.
+/// </summary>
+public sealed class MetaMaeSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+{
+    public const int SerializerId = 731_001;
+    private const string BatchManifest = "B1";
+    private const string FeedBatchManifest = "FB1";
+
+    /// <summary>HOCON that registers the serializer and binds the marker interface to it.</summary>
+    public static readonly string Hocon = $$"""
+        akka.actor {
+          serializers.metamae = "{{typeof(MetaMaeSerializer).AssemblyQualifiedName}}"
+          serialization-bindings { "{{typeof(IMetaMaeMessage).FullName}}, {{typeof(IMetaMaeMessage).Assembly.GetName().Name}}" = metamae }
+          serialization-identifiers { "{{typeof(MetaMaeSerializer).FullName}}, {{typeof(MetaMaeSerializer).Assembly.GetName().Name}}" = {{SerializerId}} }
+        }
+        """;
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        Converters = { new JsonStringEnumConverter() },
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>Control messages by manifest: every concrete message type of this assembly.</summary>
+    private static readonly Dictionary<string, Type> Types = typeof(IMetaMaeMessage).Assembly.GetTypes()
+        .Where(t => typeof(IMetaMaeMessage).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
+        .ToDictionary(t => t.Name, t => t);
+
+    /// <summary>The message types this serializer knows (for specs).</summary>
+    public static IReadOnlyCollection<Type> MessageTypes => Types.Values;
+
+    public override int Identifier => SerializerId;
+
+    public override string Manifest(object o) => o switch
+    {
+        Batch => BatchManifest,
+        FeedBatch => FeedBatchManifest,
+        IMetaMaeMessage m when Types.ContainsKey(m.GetType().Name) => m.GetType().Name,
+        _ => throw new ArgumentException($"{nameof(MetaMaeSerializer)} cannot serialize {o.GetType()}"),
+    };
+
+    public override byte[] ToBinary(object obj)
+    {
+        switch (obj)
+        {
+            case Batch b:
+                return WriteBatch(b, null);
+            case FeedBatch f:
+                return WriteBatch(f.Batch, f.Generation);
+            default:
+                Manifest(obj);
+                return JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), Json);
+        }
+    }
+
+    public override object FromBinary(byte[] bytes, string manifest)
+    {
+        if (manifest == BatchManifest) return ReadBatch(bytes, withGeneration: false).Batch;
+        if (manifest == FeedBatchManifest)
+        {
+            var (generation, batch) = ReadBatch(bytes, withGeneration: true);
+            return new FeedBatch(generation, batch);
+        }
+        if (!Types.TryGetValue(manifest, out var type)) throw new SerializationException($"unknown manifest '{manifest}' for {nameof(MetaMaeSerializer)}");
+        return JsonSerializer.Deserialize(bytes, type, Json) ?? throw new SerializationException($"empty {manifest}");
+    }
+
+    private static byte[] WriteBatch(Batch b, int? generation)
+    {
+        using var stream = new MemoryStream((int)Math.Min(int.MaxValue, b.PayloadBytes + 128));
+        using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+        if (generation is { } g) w.Write(g);
+        w.Write(b.Size);
+        w.Write(b.SampleShape.Length);
+        foreach (var d in b.SampleShape) w.Write(d);
+        w.Write(b.LabelsPerSample);
+        w.Write(b.End.Epoch);
+        w.Write(b.End.Offset);
+        w.Write(b.Sequence);
+        WriteArray(w, b.Values);
+        WriteArray(w, b.Ids);
+        WriteArray(w, b.Labels);
+        w.Flush();
+        return stream.ToArray();
+    }
+
+    private static (int Generation, Batch Batch) ReadBatch(byte[] bytes, bool withGeneration)
+    {
+        using var r = new BinaryReader(new MemoryStream(bytes));
+        int generation = withGeneration ? r.ReadInt32() : 0;
+        int size = r.ReadInt32();
+        var shape = new int[r.ReadInt32()];
+        for (int i = 0; i < shape.Length; i++) shape[i] = r.ReadInt32();
+        int labelsPer = r.ReadInt32();
+        var end = new StreamPosition(r.ReadInt64(), r.ReadInt64());
+        long sequence = r.ReadInt64();
+        var values = ReadArray<float>(r);
+        var ids = ReadArray<long>(r);
+        var labels = ReadArray<float>(r) ?? throw new SerializationException("batch without labels");
+        return (generation, new Batch(size, shape, values, ids, labels, labelsPer, end, sequence));
+    }
+
+    private static void WriteArray<T>(BinaryWriter w, T[]? array) where T : unmanaged
+    {
+        w.Write(array?.Length ?? -1);
+        if (array is not null) w.Write(MemoryMarshal.AsBytes(array.AsSpan()));
+    }
+
+    private static T[]? ReadArray<T>(BinaryReader r) where T : unmanaged
+    {
+        int n = r.ReadInt32();
+        if (n < 0) return null;
+        var result = new T[n];
+        var bytes = MemoryMarshal.AsBytes(result.AsSpan());
+        if (r.Read(bytes) != bytes.Length) throw new SerializationException("truncated batch");
+        return result;
+    }
+}
