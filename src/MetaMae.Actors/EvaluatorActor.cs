@@ -6,10 +6,8 @@ using MetaMae.Data;
 using MetaMae.Data.Pipeline;
 using MetaMae.Data.Readers;
 using MetaMae.Model;
-using MetaMae.Model.Checkpoints;
 using MetaMae.Model.Evaluation;
 using MetaMae.Protocol;
-using static TorchSharp.torch;
 
 namespace MetaMae.Actors;
 
@@ -26,8 +24,8 @@ public sealed class EvaluatorActor : ReceiveActor
     private readonly ModelConfig modelConfig;
     private readonly double maxAbsValue;
     private readonly ILoggingAdapter log = Context.GetLogger();
-    private MaskedAutoencoder? model;
-    private (Split Split, float[]? Values, long[]? Ids, float[] Labels, int Count)[]? splits;
+    private ProbeEncoder? encoder;
+    private ProbeSplit[]? splits;
 
     public EvaluatorActor(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue)
     {
@@ -71,20 +69,19 @@ public sealed class EvaluatorActor : ReceiveActor
         _ => ProbeTask.MultiClass,
     };
 
-    protected override void PostStop() => model?.Dispose();
+    protected override void PostStop() => encoder?.Dispose();
 
     private EvaluationResult Evaluate(CheckpointSaved c)
     {
         var clock = Stopwatch.StartNew();
         FailPoints.Hit("evaluator.probe", c.Step);
-        Checkpoint.Verify(c.Path);
-        model ??= MaskedAutoencoder.CreateForLoading(modelConfig);
-        Checkpoint.LoadWeights(c.Path, model, encoderOnly: true);
+        encoder ??= new ProbeEncoder(modelConfig);
+        encoder.Load(c.Path);
         splits ??= [Load(Split.Train, dataset.MaxTrain), Load(Split.Test, dataset.MaxTest)];
         var spec = DatasetCatalog.Get(dataset.Name).Spec;
         var task = TaskFor(spec.Metric);
-        var train = Features(splits[0], task);
-        var test = Features(splits[1], task);
+        var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
+        var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric),
             new ProbeOptions(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, Seed: c.Step));
         log.Info("checkpoint step {0}: {1} {2} = {3:F4} ({4:F1} s)", c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds);
@@ -93,7 +90,7 @@ public sealed class EvaluatorActor : ReceiveActor
     }
 
     /// <summary>Decodes a split once (in parallel, bad records skipped) and keeps it for every later checkpoint.</summary>
-    private (Split, float[]?, long[]?, float[], int) Load(Split split, int? max)
+    private ProbeSplit Load(Split split, int? max)
     {
         var data = DatasetCatalog.Open(dataset.Name, new ReaderOptions(EmbeddedData.Resolve(dataset.Root), split));
         var order = DataFlows.EpochOrder(data.Count, 0, 0, shuffle: true);
@@ -115,31 +112,6 @@ public sealed class EvaluatorActor : ReceiveActor
         if (ok.Count == 0) throw new InvalidOperationException($"{dataset.Name} {split}: no readable records");
         var values = ok[0].Values is null ? null : ok.SelectMany(s => s.Values!).ToArray();
         var ids = ok[0].Ids is null ? null : ok.SelectMany(s => s.Ids!).ToArray();
-        return (split, values, ids, ok.SelectMany(s => s.Labels).ToArray(), ok.Count);
-    }
-
-    private ProbeData Features((Split Split, float[]? Values, long[]? Ids, float[] Labels, int Count) s, ProbeTask task)
-    {
-        var sampleShape = modelConfig.Input.SampleShape;
-        long sampleLength = modelConfig.Input.SampleLength;
-        bool perToken = task == ProbeTask.PerToken;
-        int dim = modelConfig.Size.EncoderDim, tokens = modelConfig.Input.NumTokens;
-        var features = new float[(long)s.Count * (perToken ? tokens : 1) * dim];
-        model!.eval();
-        using (no_grad())
-        {
-            for (int start = 0; start < s.Count; start += settings.FeatureBatchSize)
-            {
-                using var scope = NewDisposeScope();
-                int n = Math.Min(settings.FeatureBatchSize, s.Count - start);
-                long[] shape = [n, .. sampleShape];
-                var x = s.Ids is not null
-                    ? tensor(s.Ids.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape)
-                    : tensor(s.Values!.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape);
-                var f = model.Features(x, perToken).contiguous().data<float>().ToArray();
-                f.CopyTo(features, (long)start * (perToken ? tokens : 1) * dim);
-            }
-        }
-        return new ProbeData(features, s.Count, perToken ? tokens : 1, dim, s.Labels);
+        return new ProbeSplit(values, ids, ok.SelectMany(s => s.Labels).ToArray(), ok.Count);
     }
 }

