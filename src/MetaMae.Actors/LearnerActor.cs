@@ -124,6 +124,14 @@ public sealed class LearnerActor : ReceiveActor
 
     private void Train(Batch batch)
     {
+        if (batch.Size < 2)
+        {
+            // Its records were (nearly) all bad: BatchNorm and NT-Xent need pairs, so the batch is passed over, not trained.
+            log.Warning("batch {0} has {1} readable record(s): skipped", batch.Sequence, batch.Size);
+            position = batch.End;
+            AckTo(Sender);
+            return;
+        }
         var wait = sinceAck.Elapsed.TotalSeconds;
         long next = step + 1;
         FailPoints.Hit("learner.step", next);

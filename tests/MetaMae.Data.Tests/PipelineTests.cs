@@ -43,7 +43,7 @@ public class PipelineTests : Akka.TestKit.Xunit2.TestKit
     [Fact]
     public void Order_is_a_pure_function_of_seed_and_epoch_whatever_the_parallelism()
     {
-        var settings = new PipelineSettings { BatchSize = 8, Seed = 5, Epochs = 2, Parallelism = 1 };
+        var settings = new PipelineSettings { BatchSize = 10, Seed = 5, Epochs = 2, Parallelism = 1 };
         var serial = FirstValues(Run(new Numbers(50), settings)).ToList();
         var parallel = FirstValues(Run(new Numbers(50, delayMs: 2), settings with { Parallelism = 4 })).ToList();
         Assert.Equal(serial, parallel);
@@ -65,16 +65,21 @@ public class PipelineTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(full.Select(b => b.End).Skip(6), resumed.Select(b => b.End));
     }
 
-    [Fact]
-    public void Shards_split_the_order_between_nodes_without_overlap()
+    [Theory]
+    [InlineData(2, 0)]
+    [InlineData(3, 0)]
+    [InlineData(3, 2)]
+    public void Shards_split_batches_by_global_index_and_merged_by_sequence_equal_one_stream(int shards, long startBatch)
     {
-        var settings = new PipelineSettings { BatchSize = 5, Seed = 2, Epochs = 1 };
-        var whole = FirstValues(Run(new Numbers(40), settings)).ToHashSet();
-        var a = FirstValues(Run(new Numbers(40), settings with { ShardIndex = 0, ShardCount = 2 })).ToList();
-        var b = FirstValues(Run(new Numbers(40), settings with { ShardIndex = 1, ShardCount = 2 })).ToList();
-        Assert.Equal(20, a.Count);
-        Assert.Empty(a.Intersect(b));
-        Assert.True(whole.SetEquals(a.Concat(b)));
+        var settings = new PipelineSettings { BatchSize = 5, Seed = 2, Epochs = 2 };
+        var start = new StreamPosition(0, startBatch * 5);
+        var whole = Run(new Numbers(40), settings, start);
+        var parts = Enumerable.Range(0, shards).Select(k => Run(new Numbers(40), settings with { ShardIndex = k, ShardCount = shards }, start)).ToList();
+        Assert.All(parts, (p, k) => Assert.All(p, b => Assert.Equal(k, b.Sequence % shards)));
+        var merged = parts.SelectMany(p => p).OrderBy(b => b.Sequence).ToList();
+        Assert.Equal(whole.Select(b => b.Sequence), merged.Select(b => b.Sequence));
+        Assert.Equal(FirstValues(whole), FirstValues(merged));
+        Assert.Equal(whole.Select(b => b.End), merged.Select(b => b.End));
     }
 
     [Fact]
@@ -103,15 +108,27 @@ public class PipelineTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Fact]
-    public void Collated_batches_are_plain_arrays_with_labels_and_end_positions()
+    public void Collated_batches_are_fixed_ranges_of_the_order_with_labels_end_positions_and_global_indices()
     {
-        var batches = Run(new Numbers(10), new PipelineSettings { BatchSize = 4, Epochs = 1, Shuffle = false });
-        Assert.Equal(new[] { 4, 4, 2 }, batches.Select(b => b.Size));
+        var batches = Run(new Numbers(10), new PipelineSettings { BatchSize = 4, Epochs = 2, Shuffle = false });
+        Assert.Equal(new[] { 4, 4, 4, 4 }, batches.Select(b => b.Size)); // the partial range of each epoch is dropped
+        Assert.Equal(new long[] { 0, 1, 2, 3 }, batches.Select(b => b.Sequence));
         Assert.Equal(new[] { 1, 4 }, batches[0].SampleShape);
         Assert.Equal(new float[] { 0, 0, 0, 0, 1, 1, 1, 1 }, batches[0].Values![..8]);
         Assert.Equal(new float[] { 0, 1, 0, 1 }, batches[0].Labels);
         Assert.Equal(new StreamPosition(0, 4), batches[0].End);
-        Assert.Equal(new StreamPosition(1, 0), batches[2].End);
+        Assert.Equal(new StreamPosition(1, 0), batches[1].End);
+        Assert.Equal(new StreamPosition(2, 0), batches[3].End);
+    }
+
+    [Fact]
+    public void Bad_records_make_their_batch_smaller_and_never_shift_later_batches()
+    {
+        var clean = Run(new Numbers(40), new PipelineSettings { BatchSize = 8, Epochs = 1, Seed = 3 });
+        var dirty = Run(new Numbers(40, new HashSet<int> { (int)clean[1].Values![0] }), new PipelineSettings { BatchSize = 8, Epochs = 1, Seed = 3 });
+        Assert.Equal(new[] { 8, 7, 8, 8, 8 }, dirty.Select(b => b.Size));
+        Assert.Equal(FirstValues([clean[2], clean[3], clean[4]]), FirstValues([dirty[2], dirty[3], dirty[4]]));
+        Assert.Equal(clean.Select(b => b.End), dirty.Select(b => b.End));
     }
 
     [Fact]

@@ -12,7 +12,7 @@ public sealed record PipelineSettings
     public long Seed { get; init; }
     /// <summary>Records decoded at once; default one per core.</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
-    /// <summary>This stream reads positions p with p mod ShardCount == ShardIndex.</summary>
+    /// <summary>This stream makes the batches whose global index i has i mod ShardCount == ShardIndex.</summary>
     public int ShardIndex { get; init; }
     public int ShardCount { get; init; } = 1;
     /// <summary>Shuffle each epoch (a seeded permutation per epoch); false reads in listing order.</summary>
@@ -40,8 +40,8 @@ public sealed record PipelineSettings
     }
 }
 
-/// <summary>A record scheduled for reading: its place in the stream's order and its index in the data set.</summary>
-public readonly record struct OrderedRecord(StreamPosition Position, int Index);
+/// <summary>A record scheduled for reading: its place in the stream's order, its index in the data set, and its batch.</summary>
+public readonly record struct OrderedRecord(StreamPosition Position, int Index, long BatchIndex = 0);
 
 /// <summary>A record after decoding: the sample, or why it could not be read.</summary>
 public readonly record struct Decoded(OrderedRecord Record, Sample? Sample, BadRecordException? Error);
@@ -53,8 +53,14 @@ public sealed class TooManyBadRecordsException(string dataset, long bad, long re
 
 /// <summary>
 /// Reusable Akka.Streams pieces that turn a data set into batches: positions (a pure function of seed, epoch and
-/// offset) -> shard -> parallel decode (order kept) -> skip bad records -> collate into plain arrays -> bounded buffer.
-/// Back-pressure runs end to end: nothing is decoded faster than batches are taken.
+/// offset) -> shard -> parallel decode (order kept) -> group a batch's positions -> drop its bad records -> collate
+/// into plain arrays -> bounded buffer. Back-pressure runs end to end: nothing is decoded faster than batches are taken.
+/// <para>
+/// Batches are fixed ranges of the epoch's order: batch b of an epoch holds positions [b*B, (b+1)*B), and a last
+/// partial range is dropped (drop_last), so batch i of the whole stream (i = epoch * batchesPerEpoch + b) is the same
+/// whichever node makes it. That is what lets shards split work by batch index and a learner merging them by
+/// <see cref="Batch.Sequence"/> see exactly the batches one stream makes; bad records only make their batch smaller.
+/// </para>
 /// </summary>
 public static class DataFlows
 {
@@ -62,23 +68,31 @@ public static class DataFlows
     public static int[] EpochOrder(int count, long seed, long epoch, bool shuffle) =>
         shuffle ? Readers.Layout.Shuffled(count, unchecked((long)DecodeContext.Mix(seed, epoch, 0x0dde))) : Enumerable.Range(0, count).ToArray();
 
-    /// <summary>(epoch, offset) -> record index, from <paramref name="start"/> onwards.</summary>
+    /// <summary>Full batches per epoch (the partial remainder is dropped).</summary>
+    public static long BatchesPerEpoch(int count, int batchSize) => count / batchSize;
+
+    /// <summary>(epoch, offset) -> record index and batch, from <paramref name="start"/> (a batch boundary) onwards.</summary>
     public static IEnumerable<OrderedRecord> Order(int count, PipelineSettings settings, StreamPosition start)
     {
-        if (count == 0) yield break;
+        int size = settings.BatchSize;
+        long perEpoch = BatchesPerEpoch(count, size);
+        if (perEpoch == 0) yield break;
+        if (start.Offset % size != 0)
+            throw new ArgumentException($"stream start {start} is not a batch boundary (offsets are multiples of the batch size {size})");
         for (long epoch = start.Epoch; settings.Epochs is not { } n || epoch < n; epoch++)
         {
             var order = EpochOrder(count, settings.Seed, epoch, settings.Shuffle);
-            for (long offset = epoch == start.Epoch ? start.Offset : 0; offset < count; offset++)
-                yield return new OrderedRecord(new StreamPosition(epoch, offset), order[offset]);
+            for (long offset = epoch == start.Epoch ? start.Offset : 0; offset < perEpoch * size; offset++)
+                yield return new OrderedRecord(new StreamPosition(epoch, offset), order[offset], epoch * perEpoch + offset / size);
         }
     }
 
     public static Source<OrderedRecord, NotUsed> Positions(int count, PipelineSettings settings, StreamPosition start) =>
         Source.FromEnumerator(() => Order(count, settings, start).GetEnumerator()).Named("positions");
 
+    /// <summary>Keeps the records of batches i with i mod <paramref name="count"/> == <paramref name="index"/>.</summary>
     public static Flow<OrderedRecord, OrderedRecord, NotUsed> Shard(int index, int count) =>
-        Flow.Create<OrderedRecord>().Where(r => count == 1 || r.Position.Offset % count == index).Named($"shard-{index}-of-{count}");
+        Flow.Create<OrderedRecord>().Where(r => count == 1 || r.BatchIndex % count == index).Named($"shard-{index}-of-{count}");
 
     /// <summary>Decodes records on the thread pool, <paramref name="parallelism"/> at a time, emitting in input order.</summary>
     public static Flow<OrderedRecord, Decoded, NotUsed> Decode(IDataset dataset, long seed, bool training, int parallelism, DataMetrics metrics,
@@ -99,41 +113,52 @@ public static class DataFlows
             }
         })).Named("decode");
 
-    /// <summary>Counts, logs and drops bad records; fails the stream once they exceed the configured fraction.</summary>
-    public static Flow<Decoded, Decoded, NotUsed> SkipBad(string dataset, PipelineSettings settings, DataMetrics metrics, Action<string>? log) =>
-        Flow.Create<Decoded>().Where(d =>
-        {
-            if (d.Error is null) return true;
-            var bad = metrics.Bad();
-            if (bad <= settings.BadRecordsLogged)
-                log?.Invoke($"skipped bad record {d.Error.Where}: {d.Error.Reason}");
-            else if (bad % 1000 == 0)
-                log?.Invoke($"{bad} bad records skipped so far in {dataset}");
-            var snap = metrics.Snapshot();
-            if (snap.RecordsRead >= settings.MinRecordsForBadCheck && snap.BadFraction > settings.MaxBadFraction)
-                throw new TooManyBadRecordsException(dataset, snap.BadRecords, snap.RecordsRead, settings.MaxBadFraction);
-            return false;
-        }).Named("skip-bad");
-
-    /// <summary>Groups samples into batches of plain arrays; the last partial batch of a finite stream is kept.</summary>
-    public static Flow<Decoded, Batch, NotUsed> Collate(DatasetSpec spec, int batchSize, long count, DataMetrics metrics)
+    /// <summary>Counts and logs one bad record; fails the stream once bad records exceed the configured fraction.</summary>
+    private static void CountBad(string dataset, Decoded d, PipelineSettings settings, DataMetrics metrics, Action<string>? log)
     {
-        long sequence = 0;
-        return Flow.Create<Decoded>().Grouped(batchSize).Select(group =>
-        {
-            FailPoints.Hit("data.batch", Interlocked.Read(ref sequence));
-            var batch = CollateGroup(spec, group.ToList(), count, Interlocked.Increment(ref sequence) - 1);
-            metrics.Batched(batch.Size);
-            return batch;
-        }).Named("collate");
+        var bad = metrics.Bad();
+        if (bad <= settings.BadRecordsLogged)
+            log?.Invoke($"skipped bad record {d.Error!.Where}: {d.Error.Reason}");
+        else if (bad % 1000 == 0)
+            log?.Invoke($"{bad} bad records skipped so far in {dataset}");
+        var snap = metrics.Snapshot();
+        if (snap.RecordsRead >= settings.MinRecordsForBadCheck && snap.BadFraction > settings.MaxBadFraction)
+            throw new TooManyBadRecordsException(dataset, snap.BadRecords, snap.RecordsRead, settings.MaxBadFraction);
     }
 
-    public static Batch CollateGroup(DatasetSpec spec, IReadOnlyList<Decoded> group, long count, long sequence)
+    /// <summary>
+    /// Groups each batch's decoded positions (a batch's positions arrive together and in order), drops and counts
+    /// its bad records and collates the rest into a <see cref="Batch"/> numbered by its global index.
+    /// </summary>
+    public static Flow<Decoded, Batch, NotUsed> Collate(DatasetSpec spec, PipelineSettings settings, int count, DataMetrics metrics,
+        Action<string>? log = null) =>
+        Flow.Create<Decoded>().Grouped(settings.BatchSize).Select(grouped =>
+        {
+            var group = grouped.ToList();
+            var index = group[0].Record.BatchIndex;
+            FailPoints.Hit("data.batch", index);
+            var good = new List<Decoded>(group.Count);
+            foreach (var d in group)
+            {
+                if (d.Error is null) good.Add(d);
+                else CountBad(spec.Name, d, settings, metrics, log);
+            }
+            var batch = CollateGroup(spec, good, group[^1].Record.Position, settings.BatchSize, count, index);
+            metrics.Batched(group.Count);
+            return batch;
+        }).Named("collate");
+
+    /// <summary>
+    /// One batch of plain arrays from its good records; <paramref name="last"/> is the position of the batch's last
+    /// record (good or bad), so <see cref="Batch.End"/> is where the next batch starts. A batch whose records were
+    /// all bad has size 0 and still carries its end, so consumers advance past it.
+    /// </summary>
+    public static Batch CollateGroup(DatasetSpec spec, IReadOnlyList<Decoded> group, StreamPosition last, int batchSize, int count, long sequence)
     {
         int n = group.Count, labelsPer = spec.LabelsPerSample;
-        var first = group[0].Sample!;
-        float[]? values = first.Values is null ? null : new float[(long)n * first.Values.Length];
-        long[]? ids = first.Ids is null ? null : new long[(long)n * first.Ids.Length];
+        var first = n > 0 ? group[0].Sample : null;
+        float[]? values = first is null ? (spec.IsTokens ? null : []) : first.Values is null ? null : new float[(long)n * first.Values.Length];
+        long[]? ids = first is null ? (spec.IsTokens ? [] : null) : first.Ids is null ? null : new long[(long)n * first.Ids.Length];
         var labels = new float[n * labelsPer];
         for (int i = 0; i < n; i++)
         {
@@ -142,8 +167,7 @@ public static class DataFlows
             if (ids is not null) s.Ids!.CopyTo(ids, (long)i * s.Ids!.Length);
             s.Labels.CopyTo(labels, i * labelsPer);
         }
-        var last = group[^1].Record.Position;
-        var end = last.Offset + 1 >= count ? new StreamPosition(last.Epoch + 1, 0) : last with { Offset = last.Offset + 1 };
+        var end = last.Offset + 1 >= BatchesPerEpoch(count, batchSize) * batchSize ? new StreamPosition(last.Epoch + 1, 0) : last with { Offset = last.Offset + 1 };
         return new Batch(n, spec.Shape, values, ids, labels, labelsPer, end, sequence);
     }
 
@@ -153,11 +177,12 @@ public static class DataFlows
     {
         settings.Validate();
         if (dataset.Count == 0) throw new InvalidDataException($"data set {dataset.Spec.Name} has no records for this split");
+        if (dataset.Count < settings.BatchSize)
+            throw new InvalidDataException($"data set {dataset.Spec.Name} has {dataset.Count} records, fewer than one batch of {settings.BatchSize}");
         return Positions(dataset.Count, settings, start)
             .Via(Shard(settings.ShardIndex, settings.ShardCount))
             .Via(Decode(dataset, settings.Seed, training, settings.Parallelism, metrics, settings.MaxAbsValue))
-            .Via(SkipBad(dataset.Spec.Name, settings, metrics, log))
-            .Via(Collate(dataset.Spec, settings.BatchSize, dataset.Count, metrics))
+            .Via(Collate(dataset.Spec, settings, dataset.Count, metrics, log))
             .Buffer(settings.BufferBatches, OverflowStrategy.Backpressure)
             .Named($"batches-{dataset.Spec.Name}");
     }
