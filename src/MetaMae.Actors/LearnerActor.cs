@@ -19,7 +19,8 @@ namespace MetaMae.Actors;
 /// Owns the model and optimizer of one run and performs one MetaMAE step per batch, start to finish in one handler on
 /// its pinned dispatcher (TorchSharp dispose scopes are per thread). It asks for the next batch only when ready
 /// (ack-based sink), checkpoints every K steps and at the end, and on (re)start resumes from the latest valid
-/// checkpoint, telling its parent where the data must resume.
+/// checkpoint, telling the run's coordinator (wherever it is) where the data must resume. Batches come from data
+/// hosts as stream references, one per shard, merged by global batch index into the one-stream order.
 /// </summary>
 public sealed class LearnerActor : ReceiveActor
 {
@@ -27,6 +28,9 @@ public sealed class LearnerActor : ReceiveActor
     private readonly string runId;
     private readonly CheckpointStore store;
     private readonly ILoggingAdapter log = Context.GetLogger();
+    private readonly IActorRef coordinator;
+    private readonly Dictionary<int, FeedOffered[]> offers = [];
+    private UniqueKillSwitch? feed;
 
     private MaskedAutoencoder? model;
     private optim.Optimizer? optimizer;
@@ -38,17 +42,21 @@ public sealed class LearnerActor : ReceiveActor
     private readonly Stopwatch sinceAck = new();
     private bool finished;
 
-    public LearnerActor(RunConfig config, string runId, string runDirectory)
+    public LearnerActor(RunConfig config, string runId, string runDirectory, IActorRef coordinator)
     {
         this.config = config;
         this.runId = runId;
+        this.coordinator = coordinator;
         store = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
 
-        Receive<FeedInit>(init =>
+        Receive<FeedInit>(init => init.Generation >= generation, init =>
         {
             generation = init.Generation;
             AckTo(Sender);
         });
+        Receive<FeedInit>(_ => { }); // an older feed: never acked, so it sends nothing
+        Receive<FeedOffered>(OnOffer);
+        Receive<ReportPosition>(_ => coordinator.Tell(new LearnerReady(runId, step, position)));
         Receive<FeedBatch>(f => f.Generation == generation && !finished, f => Train(f.Batch));
         Receive<FeedBatch>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
         Receive<FeedCompleted>(c => c.Generation == generation, _ =>
@@ -56,7 +64,7 @@ public sealed class LearnerActor : ReceiveActor
             log.Warning("data stream ended at step {0} before the {1} steps asked for", step, config.Steps);
             Finish();
         });
-        Receive<FeedFailed>(f => f.Generation == generation, f => Context.Parent.Tell(new DataStreamFailed(runId, f.Reason)));
+        Receive<FeedFailed>(f => f.Generation == generation, f => coordinator.Tell(new FeedInterrupted(runId, f.Generation, f.Reason)));
         Receive<StopLearner>(_ =>
         {
             finished = true;
@@ -74,8 +82,8 @@ public sealed class LearnerActor : ReceiveActor
             .To(Sink.ActorRefWithAck<FeedBatch>(learner, new FeedInit(generation), FeedAck.Instance, new FeedCompleted(generation),
                 e => new FeedFailed(generation, e.Message)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
-    public static Props Props(RunConfig config, string runId, string runDirectory) =>
-        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
+    public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef coordinator) =>
+        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, coordinator)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
 
     protected override void PreStart()
     {
@@ -105,12 +113,33 @@ public sealed class LearnerActor : ReceiveActor
             Save(final: false); // step 0: the randomly initialised encoder, the baseline evaluators probe
         }
         finished = step >= config.Steps;
-        Context.Parent.Tell(new LearnerReady(runId, step, position));
-        if (finished) Context.Parent.Tell(new LearnerFinished(runId, step, store.PathFor(step)));
+        coordinator.Tell(new LearnerReady(runId, step, position));
+        if (finished) coordinator.Tell(new LearnerFinished(runId, step, store.PathFor(step)));
+    }
+
+    /// <summary>
+    /// Collects the shards of one feed generation; when all are in, pulls them as one stream in global batch order
+    /// (shard k holds batches i with i mod N == k, so each round of N, sorted by index, is the next N batches).
+    /// </summary>
+    private void OnOffer(FeedOffered offer)
+    {
+        if (offer.Generation < generation || offer.ShardCount < 1 || offer.Shard >= offer.ShardCount) return;
+        if (!offers.TryGetValue(offer.Generation, out var shards)) offers[offer.Generation] = shards = new FeedOffered[offer.ShardCount];
+        shards[offer.Shard] = offer;
+        if (shards.Any(o => o is null)) return;
+        foreach (var old in offers.Keys.Where(g => g <= offer.Generation).ToList()) offers.Remove(old);
+        feed?.Shutdown();
+        var sources = shards.Select(o => o.Source.Source).ToList();
+        var merged = sources.Count == 1
+            ? sources[0]
+            : Source.ZipN(sources).SelectMany(round => round.OrderBy(b => b.Sequence));
+        feed = merged.ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
+            .To(FeedSink(Self, offer.Generation)).Run(Context.Materializer());
     }
 
     protected override void PostStop()
     {
+        feed?.Shutdown();
         optimizer?.Dispose();
         model?.Dispose();
         generator?.Dispose();
@@ -147,7 +176,7 @@ public sealed class LearnerActor : ReceiveActor
         position = batch.End;
         var report = new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
             metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, batch.Size, position);
-        Context.Parent.Tell(report);
+        coordinator.Tell(report);
 
         if (step >= config.Steps)
         {
@@ -162,7 +191,7 @@ public sealed class LearnerActor : ReceiveActor
     {
         finished = true;
         var path = Save(final: true);
-        Context.Parent.Tell(new LearnerFinished(runId, step, path));
+        coordinator.Tell(new LearnerFinished(runId, step, path));
     }
 
     private string Save(bool final)
@@ -174,7 +203,7 @@ public sealed class LearnerActor : ReceiveActor
         };
         long at = step;
         var path = Checkpoint.Save(store.PathFor(step), model, optimizer, meta, generator, afterFile: _ => FailPoints.Hit("checkpoint.write", at));
-        Context.Parent.Tell(new CheckpointSaved(runId, step, path, final));
+        coordinator.Tell(new CheckpointSaved(runId, step, path, final));
         return path;
     }
 

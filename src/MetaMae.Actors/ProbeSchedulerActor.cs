@@ -7,17 +7,17 @@ using MetaMae.Protocol;
 namespace MetaMae.Actors;
 
 /// <summary>
-/// Schedules the linear probes of one run: an <see cref="EvaluatorActor"/> per transfer set, each given one checkpoint
-/// at a time from its own queue. Results and failures go to the parent (the run coordinator). An evaluator that
+/// Schedules the linear probes of one run on an evaluator node: an <see cref="EvaluatorActor"/> per transfer set, each
+/// given one checkpoint at a time from its own queue. Results and failures go to the coordinator that asked. An evaluator that
 /// crashes (its own errors it reports itself) is replaced, the probe it was running is reported failed with the
 /// cause, and its queue goes on: a crash never reaches the coordinator's supervision of the learner and the stream.
 /// </summary>
 public sealed class ProbeSchedulerActor : ReceiveActor
 {
-    private sealed record Slot(DatasetRef Dataset, Queue<CheckpointSaved> Queue)
+    private sealed record Slot(DatasetRef Dataset, Queue<ProbeRequest> Queue)
     {
         public IActorRef? Evaluator;
-        public CheckpointSaved? Running;
+        public ProbeRequest? Running;
         public int Generation;
     }
 
@@ -35,16 +35,20 @@ public sealed class ProbeSchedulerActor : ReceiveActor
         this.settings = settings;
         this.modelConfig = modelConfig;
         this.maxAbsValue = maxAbsValue;
-        slots = settings.Datasets.Select(d => new Slot(d, new Queue<CheckpointSaved>())).ToList();
+        slots = settings.Datasets.Select(d => new Slot(d, new Queue<ProbeRequest>())).ToList();
 
-        // A checkpoint to probe on every transfer set (or on the one named).
-        Receive<ProbeCheckpoint>(p =>
+        Receive<ProbeRequest>(p =>
         {
-            foreach (var slot in slots.Where(s => p.Dataset is null || s.Dataset.Name == p.Dataset))
+            var slot = slots.FirstOrDefault(s => s.Dataset.Name == p.Dataset);
+            if (slot is null)
             {
-                slot.Queue.Enqueue(p.Checkpoint);
-                Next(slot);
+                p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"'{p.Dataset}' is not a transfer set of this run"));
+                return;
             }
+            if (slot.Running is { } r && r.Checkpoint.Step == p.Checkpoint.Step || slot.Queue.Any(q => q.Checkpoint.Step == p.Checkpoint.Step))
+                return; // asked again (a coordinator that moved): already on its way
+            slot.Queue.Enqueue(p);
+            Next(slot);
         });
         Receive<EvaluationResult>(r => Done(r.Dataset, r.Step, r));
         Receive<EvaluationFailed>(f => Done(f.Dataset, f.Step, f));
@@ -57,8 +61,8 @@ public sealed class ProbeSchedulerActor : ReceiveActor
             {
                 slot.Running = null;
                 var reason = $"the evaluator crashed: {lastCrash ?? "it stopped"}";
-                log.Warning("probe of step {0} on {1} failed: {2}", c.Step, slot.Dataset.Name, reason);
-                Context.Parent.Tell(new EvaluationFailed(runId, c.Step, slot.Dataset.Name, reason));
+                log.Warning("probe of step {0} on {1} failed: {2}", c.Checkpoint.Step, slot.Dataset.Name, reason);
+                c.Coordinator.Tell(new EvaluationFailed(runId, c.Checkpoint.Step, slot.Dataset.Name, reason));
             }
             Next(slot);
         });
@@ -90,10 +94,11 @@ public sealed class ProbeSchedulerActor : ReceiveActor
 
     private void Done(string dataset, long step, object reply)
     {
-        var slot = slots.FirstOrDefault(s => s.Dataset.Name == dataset && s.Running?.Step == step);
+        var slot = slots.FirstOrDefault(s => s.Dataset.Name == dataset && s.Running?.Checkpoint.Step == step);
         if (slot is null) return; // from an evaluator that was replaced
+        var coordinator = slot.Running!.Coordinator;
         slot.Running = null;
-        Context.Parent.Tell(reply);
+        coordinator.Tell(reply);
         Next(slot);
     }
 
@@ -108,6 +113,6 @@ public sealed class ProbeSchedulerActor : ReceiveActor
             Context.Watch(slot.Evaluator);
         }
         slot.Running = slot.Queue.Dequeue();
-        slot.Evaluator.Tell(slot.Running);
+        slot.Evaluator.Tell(slot.Running.Checkpoint);
     }
 }

@@ -1,43 +1,62 @@
+using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Event;
 using Akka.Hosting;
-using Akka.Streams;
-using Akka.Streams.Dsl;
 using MetaMae.Actors.Checkpoints;
 using MetaMae.Actors.Reporting;
 using MetaMae.Actors.Runs;
-using MetaMae.Data;
-using MetaMae.Data.Pipeline;
-using MetaMae.Data.Readers;
 using MetaMae.Protocol;
 
 namespace MetaMae.Actors;
 
-/// <summary>How a run starts: a directory lock the caller already holds, and whether corrupt checkpoints may be set aside.</summary>
+/// <summary>The hosts a run may use, by role; a cluster's run manager keeps them current with <see cref="HostsChanged"/>.</summary>
+public sealed record RunHosts(IReadOnlyList<IActorRef> Learners, IReadOnlyList<IActorRef> Data, IReadOnlyList<IActorRef> Evaluators)
+{
+    public static readonly RunHosts None = new([], [], []);
+}
+
+/// <summary>The set of hosts changed (a node joined or left).</summary>
+public sealed record HostsChanged(RunHosts Hosts);
+
+/// <summary>How a run starts: the directory lock, corrupt checkpoints, and where its learner, data and probes run.</summary>
 public sealed record RunStartOptions
 {
     /// <summary>The run directory's lock, taken by the caller (the command takes it before printing anything).</summary>
     public RunDirectoryLock? Lock { get; init; }
+    /// <summary>The token of a lock this process already holds for the directory (handed over through a message).</summary>
+    public string? LockToken { get; init; }
     /// <summary>When every checkpoint of the directory is corrupt: move them aside and start over instead of failing.</summary>
     public bool FromScratch { get; init; }
+    /// <summary>
+    /// Learner, data and evaluator hosts (a cluster's, kept current by the run manager). Null: the coordinator starts
+    /// one of each as its own children, the same actors on one node.
+    /// </summary>
+    public RunHosts? Hosts { get; init; }
 
     public static readonly RunStartOptions Default = new();
 }
 
 /// <summary>
-/// Owns one run: its directory (locked for this process) and durable record, the data stream, the learner (restarted
-/// from the latest valid checkpoint when it fails) and the evaluators. Replies <see cref="RunFinished"/> to whoever
-/// sent <see cref="StartRun"/> once the learner is done and every expected evaluation has reported; step reports go to
-/// the optional progress listener.
+/// Owns one run: its directory (locked for this process) and durable record; it places the learner on a learner host,
+/// asks the data hosts for the learner's feed (one shard each) and the evaluator hosts for probes, and records what
+/// they report. Replies <see cref="RunFinished"/> to whoever sent <see cref="StartRun"/> once the learner is done and
+/// every expected evaluation has reported (or timed out); step reports go to the optional progress listener.
 /// <para>
-/// Whatever fails, the run ends: an exception in any handler (opening the record or the data, starting the stream,
-/// writing metrics, pruning) fails the run with the stage and cause in <see cref="RunFinished.Error"/>, in the record
-/// and in report.md, and the coordinator stops. It is never restarted (a restarted coordinator would forget who waits).
+/// Whatever fails, the run ends: an exception in any handler (opening the record, writing metrics, pruning), a data
+/// host's failure, a learner host giving up, or a probe that fails ends the run with the stage and cause in
+/// <see cref="RunFinished.Error"/>, in the record and in report.md, and the coordinator stops. It is never restarted
+/// (a restarted coordinator would forget who waits). A host that dies is replaced: the learner resumes elsewhere from
+/// the latest checkpoint, the feed restarts from the learner's position, probes go to another evaluator.
 /// </para>
 /// </summary>
-public sealed class RunCoordinatorActor : ReceiveActor
+public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
 {
+    private sealed record Refeed(int Generation);
+    private sealed record LearnerLost(IActorRef Learner);
+    private sealed record ProbeDeadline;
+
     private readonly RunConfig config;
+    private readonly string configJson;
     private readonly string runId;
     private readonly string runDirectory;
     private readonly IActorRef? progress;
@@ -46,20 +65,25 @@ public sealed class RunCoordinatorActor : ReceiveActor
     private readonly List<IActorRef> waiting = [];
     private readonly List<EvaluationResult> results = [];
     private readonly List<EvaluationFailed> failedProbes = [];
-    private readonly HashSet<(long Step, string Dataset)> pending = [];
-    private IActorRef? probes;
-    private readonly DataMetrics dataMetrics = new();
+    /// <summary>Probes owed, each with the evaluator host that took it (null: not yet taken).</summary>
+    private readonly Dictionary<(long Step, string Dataset), IActorRef?> pending = [];
+    private readonly Dictionary<(long Step, string Dataset), CheckpointSaved> probeCheckpoints = [];
+    private readonly Dictionary<string, DataReport> dataReports = [];
+    private RunHosts hosts;
     private RunDirectoryLock? directoryLock;
     private bool ownsLock;
     private RunStore? store;
     private RunArtifacts? artifacts;
     private CheckpointStore? checkpoints;
     private IActorRef? learner;
-    private IDataset? dataset;
-    private UniqueKillSwitch? stream;
+    private IActorRef? learnerHost;
+    private readonly HashSet<IActorRef> deadHosts = [];
     private int generation;
-    private int restarts;
+    private int refeeds;
+    private int placements;
+    private int nextEvaluator;
     private long step;
+    private bool started;
     private bool learnerDone;
     private bool finished;
     private RunStatus status = RunStatus.Running;
@@ -67,35 +91,48 @@ public sealed class RunCoordinatorActor : ReceiveActor
     /// <summary>What the coordinator is doing, named in the error when it fails there.</summary>
     private string stage = "starting";
 
+    public ITimerScheduler Timers { get; set; } = null!;
+
     public RunCoordinatorActor(RunConfig config, string runId, string runDirectory, IActorRef? progress, RunStartOptions? options)
     {
         this.config = config;
+        configJson = config.ToJson();
         this.runId = runId;
         this.runDirectory = runDirectory;
         this.progress = progress;
         this.options = options ?? RunStartOptions.Default;
+        hosts = this.options.Hosts ?? RunHosts.None;
 
         Receive<StartRun>(_ =>
         {
             waiting.Add(Sender);
-            if (learner is null && !finished) Begin();
+            if (!started && !finished) Begin();
         });
+        Receive<HostsChanged>(h => UpdateHosts(h.Hosts));
         Receive<LearnerReady>(r => r.RunId == runId, r =>
         {
-            if (status == RunStatus.Stopped) learner?.Tell(StopLearner.Instance); // restarted while stopping
+            if (learner is null || !learner.Equals(Sender))
+            {
+                learner = Sender;
+                Context.Watch(learner);
+            }
+            if (status == RunStatus.Stopped) learner.Tell(StopLearner.Instance); // restarted while stopping
             else StartStream(r);
         });
         Receive<StepReport>(r =>
         {
             step = r.Step;
+            refeeds = 0;
             stage = "writing metrics.jsonl and TensorBoard events";
             artifacts!.Step(r);
             stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
             stage = "writing data metrics";
-            if (r.Step % 50 == 0 || r.Step == r.TotalSteps) artifacts.Data(r.Step, dataMetrics.Snapshot());
+            if (r.Step % 50 == 0 || r.Step == r.TotalSteps) WriteDataMetrics(r.Step);
+            stage = "running";
             progress?.Tell(r);
         });
+        Receive<DataReport>(d => d.RunId == runId, d => dataReports[d.Node] = d);
         Receive<CheckpointSaved>(c =>
         {
             stage = $"recording checkpoint {c.Path}";
@@ -104,9 +141,15 @@ public sealed class RunCoordinatorActor : ReceiveActor
             if (ShouldEvaluate(c.Step, c.Final)) Probe(c);
             Prune();
         });
+        Receive<ProbeAccepted>(a =>
+        {
+            if (!pending.ContainsKey((a.Step, a.Dataset))) return;
+            pending[(a.Step, a.Dataset)] = a.Host;
+            Context.Watch(a.Host);
+        });
         Receive<EvaluationResult>(r =>
         {
-            if (!pending.Remove((r.Step, r.Dataset))) return; // abandoned by a stop
+            if (!pending.Remove((r.Step, r.Dataset))) return; // abandoned by a stop, or answered twice
             results.RemoveAll(x => x.Step == r.Step && x.Dataset == r.Dataset);
             results.Add(r);
             stage = "recording an evaluation";
@@ -125,23 +168,28 @@ public sealed class RunCoordinatorActor : ReceiveActor
             Prune();
             TryFinish();
         });
+        Receive<ProbeDeadline>(_ =>
+        {
+            foreach (var (key, _) in pending.ToList())
+                Self.Tell(new EvaluationFailed(runId, key.Step, key.Dataset,
+                    $"no evaluator reported within probe_timeout_seconds ({config.ProbeTimeoutSeconds:0} s) after training ended"));
+        });
         Receive<LearnerFinished>(f =>
         {
             step = f.Step;
             learnerDone = true;
-            StopStream();
             if (status == RunStatus.Running) status = RunStatus.Completed;
+            if (pending.Count > 0) Timers.StartSingleTimer("probe-deadline", new ProbeDeadline(), TimeSpan.FromSeconds(config.ProbeTimeoutSeconds));
             TryFinish();
         });
         Receive<StopRun>(s =>
         {
             if (finished) return;
             log.Info("stopping run {0}: {1}", runId, s.Reason);
-            StopStream();
             pending.Clear(); // probes in flight are redone by `resume`
             status = RunStatus.Stopped;
-            if (learner is not null && !learnerDone) learner.Tell(StopLearner.Instance);
-            else Finish();
+            if (learnerDone || (learner is null && learnerHost is null)) Finish();
+            else learner?.Tell(StopLearner.Instance); // a learner still starting is told when it reports ready
         });
         Receive<LearnerStopped>(s =>
         {
@@ -149,10 +197,32 @@ public sealed class RunCoordinatorActor : ReceiveActor
             learnerDone = true;
             Finish();
         });
-        Receive<DataStreamFailed>(f => Fail($"data stream failed: {f.Reason}"));
-        Receive<Terminated>(t => t.ActorRef.Equals(learner) && !learnerDone, _ =>
-            Fail(error ?? $"learner stopped after {restarts} restart(s)"));
-        Receive<Terminated>(_ => { });
+        Receive<LearnerGaveUp>(g => g.RunId == runId, g => Fail(g.Reason));
+        Receive<DataStreamFailed>(f => f.RunId == runId, f => Fail($"data stream failed: {f.Reason}"));
+        Receive<FeedInterrupted>(f => f.RunId == runId && f.Generation == generation, f =>
+        {
+            // A data node left or the transport broke: the data hosts say so themselves if the data is at fault;
+            // otherwise the feed is opened again from where the learner stands, a bounded number of times in a row.
+            if (++refeeds > 10) Fail($"data stream keeps breaking off without progress: {f.Reason}");
+            else Timers.StartSingleTimer("refeed", new Refeed(generation), TimeSpan.FromSeconds(1));
+        });
+        Receive<Refeed>(r =>
+        {
+            if (r.Generation == generation && !learnerDone && status == RunStatus.Running) learner?.Tell(new ReportPosition(runId));
+        });
+        Receive<Terminated>(t => t.ActorRef.Equals(learner), t =>
+        {
+            if (!learnerDone) Timers.StartSingleTimer("learner-lost", new LearnerLost(t.ActorRef), TimeSpan.FromSeconds(1));
+        });
+        Receive<LearnerLost>(l =>
+        {
+            // No word from its host (which reports a learner it gave up on): the learner's node is gone.
+            if (finished || learnerDone || !l.Learner.Equals(learner)) return;
+            log.Warning("the learner of run {0} is gone with its node; placing it again", runId);
+            learner = null;
+            PlaceLearner();
+        });
+        Receive<Terminated>(t => HostGone(t.ActorRef));
     }
 
     public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef? progress = null, RunStartOptions? options = null) =>
@@ -161,51 +231,23 @@ public sealed class RunCoordinatorActor : ReceiveActor
     /// <summary>Any exception in a handler ends the run, failed, with the stage it happened in.</summary>
     protected override bool AroundReceive(Receive receive, object message)
     {
-        if (finished) return true; // the run has ended: late reports of children are of no use
+        if (finished) return true; // the run has ended: late reports are of no use
         try
         {
             return base.AroundReceive(receive, message);
         }
         catch (Exception e)
         {
-            Fail($"{stage} failed: {Describe(e)}");
+            Fail($"{stage} failed: {LearnerSupervisorActor.Describe(e)}");
             return true;
         }
     }
 
-    private static string Describe(Exception e) => e switch
-    {
-        AggregateException { InnerExceptions.Count: 1 } a => Describe(a.InnerExceptions[0]),
-        IOException or UnauthorizedAccessException or ArgumentException or FormatException or InvalidDataException
-            or DataLayoutException or FailPointException or InvalidOperationException => e.Message,
-        _ => $"{e.GetType().Name}: {e.Message}",
-    };
-
-    /// <summary>
-    /// Restart the learner (it reloads the latest valid checkpoint) on any failure, up to max_learner_restarts;
-    /// a non-finite loss or a broken configuration would only repeat, so those stop it. The learner is the only child
-    /// that can fail: the probe scheduler handles its evaluators' crashes itself and never throws.
-    /// </summary>
-    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
-    {
-        error = $"learner failed: {Describe(e is ActorInitializationException { InnerException: { } inner } ? inner : e)}";
-        if (e is Model.Training.NonFiniteLossException or ConfigException or ActorInitializationException { InnerException: ConfigException })
-            return Directive.Stop;
-        if (restarts >= config.MaxLearnerRestarts)
-        {
-            error += $" (after {restarts} restart(s), the most max_learner_restarts allows)";
-            return Directive.Stop;
-        }
-        restarts++;
-        log.Warning("learner failed ({0}); restart {1} of at most {2} from the latest valid checkpoint", e.Message, restarts, config.MaxLearnerRestarts);
-        StopStream();
-        return Directive.Restart;
-    });
-
     private void Begin()
     {
+        started = true;
         stage = $"locking run directory {runDirectory}";
-        directoryLock = options.Lock;
+        directoryLock = options.Lock ?? (options.LockToken is { } token ? RunDirectoryLock.Adopt(token, runDirectory) : null);
         if (directoryLock is null)
         {
             directoryLock = RunDirectoryLock.Acquire(runDirectory);
@@ -215,12 +257,12 @@ public sealed class RunCoordinatorActor : ReceiveActor
             log.Warning("run directory {0} was held by {1}, which is no longer running; taking it over", runDirectory, dead);
         // From here on the directory is ours: a failure may write its report and record.
         stage = "writing config.json";
-        File.WriteAllText(Path.Combine(runDirectory, "config.json"), config.ToJson());
+        File.WriteAllText(Path.Combine(runDirectory, "config.json"), configJson);
         artifacts = new RunArtifacts(runDirectory);
         var runsDb = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDirectory))!, "runs.db");
         stage = $"opening the run record {runsDb}";
         store = new RunStore(runsDb);
-        store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), config.ToJson());
+        store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
 
         stage = "checking checkpoints";
         checkpoints = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
@@ -238,20 +280,63 @@ public sealed class RunCoordinatorActor : ReceiveActor
         store.SyncCheckpoints(runId, valid);
         foreach (var r in store.Evaluations(runId)) results.Add(r); // a resumed run keeps what was measured before
 
-        stage = $"opening data set {config.Dataset.Name} at {config.Dataset.Root}";
-        FailPoints.Hit("data.open");
-        dataset = DatasetCatalog.Open(config.Dataset.Name, new ReaderOptions(EmbeddedData.Resolve(config.Dataset.Root), Split.Pretrain, config.Seed));
-        if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
-
-        stage = "starting the probe scheduler and the learner";
-        if (config.Evaluation.Datasets.Count > 0)
-            probes = Context.ActorOf(ProbeSchedulerActor.Props(runId, config.Evaluation, config.ToModelConfig(), config.MaxAbsValue), "probes");
-        learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory), "learner");
-        Context.Watch(learner);
+        stage = "placing the learner";
+        if (options.Hosts is null)
+        {
+            // One node, no cluster: the same hosts, as children.
+            hosts = new RunHosts(
+                [Context.ActorOf(Akka.Actor.Props.Create<LearnerHostActor>(), LearnerHostActor.Name)],
+                [Context.ActorOf(Akka.Actor.Props.Create<DataHostActor>(), DataHostActor.Name)],
+                config.Evaluation.Datasets.Count > 0 ? [Context.ActorOf(Akka.Actor.Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)] : []);
+        }
+        foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) Context.Watch(h);
+        PlaceLearner();
         // Probes a kill interrupted (or that failed before) are redone on the checkpoints still on disk.
         foreach (var (s, path) in valid.OrderBy(c => c.Step))
             if (ShouldEvaluate(s, final: s >= config.Steps)) Probe(new CheckpointSaved(runId, s, path, s >= config.Steps));
         stage = "running";
+    }
+
+    /// <summary>Asks a learner host (one that is alive, in turn) to run the learner; with none, waits for one to join.</summary>
+    private void PlaceLearner()
+    {
+        var candidates = hosts.Learners.Where(h => !deadHosts.Contains(h)).ToList();
+        if (candidates.Count == 0)
+        {
+            log.Warning("run {0}: no learner node yet; the learner starts when one joins", runId);
+            learnerHost = null;
+            return;
+        }
+        learnerHost = candidates[placements++ % candidates.Count];
+        learnerHost.Tell(new StartLearner(runId, Path.GetFullPath(runDirectory), configJson, Self));
+    }
+
+    private void UpdateHosts(RunHosts updated)
+    {
+        var added = updated.Learners.Concat(updated.Data).Concat(updated.Evaluators).Except(hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)).ToList();
+        bool dataChanged = !updated.Data.SequenceEqual(hosts.Data);
+        hosts = updated;
+        foreach (var h in added) Context.Watch(h);
+        if (!started || finished) return;
+        if (learner is null && learnerHost is null && !learnerDone) PlaceLearner();
+        if (dataChanged && learner is not null && !learnerDone && status == RunStatus.Running) learner.Tell(new ReportPosition(runId));
+        foreach (var (key, owner) in pending.Where(p => p.Value is null).ToList()) SendProbe(key.Step, key.Dataset);
+    }
+
+    /// <summary>A host died: its learner is placed again, its shard reassigned, its probes asked elsewhere.</summary>
+    private void HostGone(IActorRef host)
+    {
+        deadHosts.Add(host);
+        hosts = new RunHosts(hosts.Learners.Where(h => !h.Equals(host)).ToList(), hosts.Data.Where(h => !h.Equals(host)).ToList(),
+            hosts.Evaluators.Where(h => !h.Equals(host)).ToList());
+        if (!started || finished) return;
+        if (host.Equals(learnerHost) && !learnerDone && learner is null) PlaceLearner();
+        if (learner is not null && !learnerDone && status == RunStatus.Running) learner.Tell(new ReportPosition(runId)); // refeed without it
+        foreach (var (key, owner) in pending.Where(p => host.Equals(p.Value)).ToList())
+        {
+            log.Warning("the evaluator taking step {0} on {1} is gone; asking another", key.Step, key.Dataset);
+            SendProbe(key.Step, key.Dataset);
+        }
     }
 
     /// <summary>Silent: the learner warns about each corrupt checkpoint it skips; here only the count matters.</summary>
@@ -269,25 +354,35 @@ public sealed class RunCoordinatorActor : ReceiveActor
     }
 
     private bool ShouldEvaluate(long checkpointStep, bool final) =>
-        probes is not null && status == RunStatus.Running
+        config.Evaluation.Datasets.Count > 0 && status == RunStatus.Running
         && (config.Evaluation.When == "every" || final || (checkpointStep == 0 && config.Evaluation.IncludeRandomInit));
 
-    /// <summary>Sends the checkpoint to every evaluator that has no result for it yet.</summary>
+    /// <summary>Asks for a probe of the checkpoint on every transfer set that has no result for it yet.</summary>
     private void Probe(CheckpointSaved c)
     {
         foreach (var ds in config.Evaluation.Datasets)
         {
-            if (results.Any(r => r.Step == c.Step && r.Dataset == ds.Name) || !pending.Add((c.Step, ds.Name))) continue;
+            if (results.Any(r => r.Step == c.Step && r.Dataset == ds.Name) || pending.ContainsKey((c.Step, ds.Name))) continue;
             failedProbes.RemoveAll(f => f.Step == c.Step && f.Dataset == ds.Name);
-            probes!.Tell(new ProbeCheckpoint(c, ds.Name));
+            pending[(c.Step, ds.Name)] = null;
+            probeCheckpoints[(c.Step, ds.Name)] = c;
+            SendProbe(c.Step, ds.Name);
         }
+    }
+
+    private void SendProbe(long checkpointStep, string dataset)
+    {
+        pending[(checkpointStep, dataset)] = null;
+        var candidates = hosts.Evaluators.Where(h => !deadHosts.Contains(h)).ToList();
+        if (candidates.Count == 0) return; // asked when an evaluator joins; bounded by probe_timeout_seconds at the end
+        candidates[nextEvaluator++ % candidates.Count].Tell(new ProbeRequest(configJson, probeCheckpoints[(checkpointStep, dataset)], dataset, Self));
     }
 
     /// <summary>Prunes old checkpoints, never one a probe still has to read, and keeps the record in step with the disk.</summary>
     private void Prune()
     {
         stage = "pruning checkpoints";
-        foreach (var deleted in checkpoints!.Prune(BestStep(), pending.Select(p => p.Step)))
+        foreach (var deleted in checkpoints!.Prune(BestStep(), pending.Keys.Select(p => p.Step)))
             store!.RemoveCheckpoint(runId, deleted);
         stage = "running";
     }
@@ -298,33 +393,31 @@ public sealed class RunCoordinatorActor : ReceiveActor
         return results.Where(r => r.Dataset == first && r.Step > 0).OrderByDescending(r => r.Value).Select(r => (long?)r.Step).FirstOrDefault();
     }
 
-    /// <summary>(Re)starts the data stream at the learner's position; a stream from before a restart is killed first.</summary>
+    /// <summary>The data pipelines' counters, summed over the data nodes, into metrics.jsonl and TensorBoard.</summary>
+    private void WriteDataMetrics(long atStep)
+    {
+        if (dataReports.Count == 0) return;
+        var d = dataReports.Values;
+        artifacts!.Data(atStep, d.Sum(x => x.SamplesPerSecond), d.Sum(x => x.BytesPerSecond), d.Sum(x => x.BadRecords), d.Sum(x => x.RecordsRead),
+            d.Sum(x => x.QueuedSamples));
+    }
+
+    /// <summary>
+    /// Opens feed generation g from the learner's position: data host k of N makes the batches whose global index is
+    /// k mod N. An older generation's batches are dropped by the learner, so none is trained twice or skipped.
+    /// </summary>
     private void StartStream(LearnerReady ready)
     {
-        StopStream();
         step = ready.Step;
         if (step >= config.Steps) return;
         stage = "starting the data stream";
-        FailPoints.Hit("data.stream-start");
         int gen = ++generation;
-        var settings = new PipelineSettings
-        {
-            BatchSize = config.EffectiveBatchSize, Seed = config.Seed, Parallelism = config.DataParallelism, MaxBadFraction = config.MaxBadFraction,
-            MaxAbsValue = config.MaxAbsValue,
-        };
-        var learnerRef = learner!;
-        stream = DataFlows.Batches(dataset!, settings, ready.Position, dataMetrics, m => log.Warning(m))
-            .ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
-            .To(LearnerActor.FeedSink(learnerRef, gen))
-            .Run(Context.Materializer());
-        log.Info("data stream {0} starts at {1} for learner step {2}", gen, ready.Position, ready.Step);
+        var data = hosts.Data.Where(h => !deadHosts.Contains(h)).ToList();
+        if (data.Count == 0) log.Warning("run {0}: no data node; the learner waits until one joins", runId);
+        for (int k = 0; k < data.Count; k++)
+            data[k].Tell(new OpenFeed(runId, configJson, ready.Position, gen, k, data.Count, learner!, Self));
+        log.Info("feed {0} of {1} data node(s) starts at {2} for learner step {3}", gen, data.Count, ready.Position, ready.Step);
         stage = "running";
-    }
-
-    private void StopStream()
-    {
-        stream?.Shutdown();
-        stream = null;
     }
 
     private void TryFinish()
@@ -339,19 +432,18 @@ public sealed class RunCoordinatorActor : ReceiveActor
         status = RunStatus.Failed;
         error = reason;
         log.Error("run {0} failed: {1}", runId, reason);
-        StopStream();
         Finish();
     }
 
     /// <summary>
     /// Ends the run whatever else fails: the report, plots and record are written as far as they can be (a failure
-    /// there is added to the error), then every waiter is answered and the coordinator stops.
+    /// there is added to the error), the hosts are told to let go of the run, then every waiter is answered and the
+    /// coordinator stops.
     /// </summary>
     private void Finish()
     {
         if (finished) return;
         finished = true;
-        StopStream();
         if (status == RunStatus.Completed && failedProbes.Count > 0)
         {
             status = RunStatus.Failed;
@@ -370,17 +462,16 @@ public sealed class RunCoordinatorActor : ReceiveActor
             catch (Exception e)
             {
                 log.Error("could not {0}: {1}", what, e.Message);
-                problems.Add($"could not {what}: {Describe(e)}");
+                problems.Add($"could not {what}: {LearnerSupervisorActor.Describe(e)}");
             }
         }
         Try("write the plots", () => artifacts?.Plots(ordered));
-        Try("write report.md", () => artifacts?.Report(runId, status, step, config.ToJson(), ordered, error, failedProbes));
+        Try("write report.md", () => artifacts?.Report(runId, status, step, configJson, ordered, error, failedProbes));
         Try("update the run record", () => store?.FinishRun(runId, status, step, error));
         var message = problems.Count == 0 ? error : string.Join("; ", new[] { error }.Concat(problems).Where(m => m is not null));
         var done = new RunFinished(runId, status, step, Path.GetFullPath(runDirectory), ordered, message);
-        // Files closed and the directory released before anyone hears the run ended, so they can resume it at once.
-        if (learner is not null) Context.Stop(learner);
-        if (probes is not null) Context.Stop(probes);
+        // Hosts let go of the run, files are closed and the directory released before anyone hears the run ended.
+        foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) h.Tell(new RunEnded(runId));
         Release();
         foreach (var w in waiting) w.Tell(done);
         progress?.Tell(done);
@@ -389,7 +480,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
 
     protected override void PostStop() => Release();
 
-    /// <summary>Stops the stream, closes files and frees the directory; never throws (a full disk fails the flush of a close).</summary>
+    /// <summary>Closes files and frees the directory; never throws (a full disk fails the flush of a close).</summary>
     private void Release()
     {
         void Quietly(Action action)
@@ -403,7 +494,6 @@ public sealed class RunCoordinatorActor : ReceiveActor
                 log.Warning("while closing the run: {0}", e.Message);
             }
         }
-        Quietly(StopStream);
         Quietly(() => artifacts?.Dispose());
         artifacts = null;
         Quietly(() => store?.Dispose());

@@ -50,9 +50,6 @@ public sealed record EvaluationResult(
 /// <summary>An evaluator could not evaluate a checkpoint (the run continues; the reason is recorded).</summary>
 public sealed record EvaluationFailed(string RunId, long Step, string Dataset, string Reason) : IMetaMaeMessage;
 
-/// <summary>Probe <see cref="Checkpoint"/> on every transfer set of its run, or only on <see cref="Dataset"/>.</summary>
-public sealed record ProbeCheckpoint(CheckpointSaved Checkpoint, string? Dataset = null) : IMetaMaeMessage;
-
 /// <summary>The learner reached the run's last step and wrote its final checkpoint.</summary>
 public sealed record LearnerFinished(string RunId, long Step, string FinalCheckpoint) : IMetaMaeMessage;
 

@@ -16,7 +16,7 @@ namespace MetaMae.Protocol;
 /// <see cref="Hocon"/> (or Akka.Hosting's WithCustomSerializer); batches crossing nodes also need Akka.Remote's
 /// maximum-frame-size above their size.
 /// </summary>
-public sealed class MetaMaeSerializer(ExtendedActorSystem system) : SerializerWithStringManifest(system)
+public sealed class MetaMaeSerializer : SerializerWithStringManifest
 {
     public const int SerializerId = 731_001;
     private const string BatchManifest = "B1";
@@ -31,11 +31,17 @@ public sealed class MetaMaeSerializer(ExtendedActorSystem system) : SerializerWi
         }
         """;
 
-    private static readonly JsonSerializerOptions Json = new()
+    /// <summary>Per system: actor references travel as their paths, stream references through Akka's own serializer.</summary>
+    private readonly JsonSerializerOptions json;
+
+    public MetaMaeSerializer(ExtendedActorSystem system) : base(system)
     {
-        Converters = { new JsonStringEnumConverter() },
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
+        json = new JsonSerializerOptions
+        {
+            Converters = { new JsonStringEnumConverter(), new ActorRefConverter(system), new SourceRefConverter(system) },
+            NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        };
+    }
 
     /// <summary>Control messages by manifest: every concrete message type of this assembly.</summary>
     private static readonly Dictionary<string, Type> Types = typeof(IMetaMaeMessage).Assembly.GetTypes()
@@ -65,7 +71,7 @@ public sealed class MetaMaeSerializer(ExtendedActorSystem system) : SerializerWi
                 return WriteBatch(f.Batch, f.Generation);
             default:
                 Manifest(obj);
-                return JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), Json);
+                return JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), json);
         }
     }
 
@@ -78,7 +84,38 @@ public sealed class MetaMaeSerializer(ExtendedActorSystem system) : SerializerWi
             return new FeedBatch(generation, batch);
         }
         if (!Types.TryGetValue(manifest, out var type)) throw new SerializationException($"unknown manifest '{manifest}' for {nameof(MetaMaeSerializer)}");
-        return JsonSerializer.Deserialize(bytes, type, Json) ?? throw new SerializationException($"empty {manifest}");
+        return JsonSerializer.Deserialize(bytes, type, json) ?? throw new SerializationException($"empty {manifest}");
+    }
+
+    private sealed class ActorRefConverter(ExtendedActorSystem system) : JsonConverter<IActorRef>
+    {
+        public override IActorRef Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            var path = reader.GetString();
+            return string.IsNullOrEmpty(path) ? ActorRefs.Nobody : system.Provider.ResolveActorRef(path);
+        }
+
+        public override void Write(Utf8JsonWriter writer, IActorRef value, JsonSerializerOptions options) =>
+            writer.WriteStringValue(Akka.Serialization.Serialization.SerializedActorPath(value));
+    }
+
+    /// <summary>A stream reference is serialized by Akka.Streams' serializer and carried as id, manifest and bytes.</summary>
+    private sealed class SourceRefConverter(ExtendedActorSystem system) : JsonConverter<Akka.Streams.ISourceRef<Batch>>
+    {
+        private sealed record Wrapped(int Serializer, string Manifest, byte[] Bytes);
+
+        public override Akka.Streams.ISourceRef<Batch> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+        {
+            var w = JsonSerializer.Deserialize<Wrapped>(ref reader) ?? throw new SerializationException("empty stream reference");
+            return (Akka.Streams.ISourceRef<Batch>)system.Serialization.Deserialize(w.Bytes, w.Serializer, w.Manifest);
+        }
+
+        public override void Write(Utf8JsonWriter writer, Akka.Streams.ISourceRef<Batch> value, JsonSerializerOptions options)
+        {
+            var serializer = system.Serialization.FindSerializerFor(value);
+            var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, value);
+            JsonSerializer.Serialize(writer, new Wrapped(serializer.Identifier, manifest, serializer.ToBinary(value)));
+        }
     }
 
     private static byte[] WriteBatch(Batch b, int? generation)

@@ -74,7 +74,7 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
     {
         var config = TestRuns.Tiny(Root, steps: 1000, every: 1000) with { Preset = "small" }; // a slower learner
         var parent = CreateTestProbe();
-        var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(Root, "bp")));
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(Root, "bp"), parent.Ref));
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
         parent.ExpectMsg<LearnerReady>();
         var data = new Counting(DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain)));

@@ -24,7 +24,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config)
     {
         var parent = CreateTestProbe();
-        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1")));
+        var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1"), parent.Ref));
         return (parent, learner);
     }
 

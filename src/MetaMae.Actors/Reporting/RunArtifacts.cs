@@ -55,18 +55,18 @@ public sealed class RunArtifacts : IDisposable
     }
 
     /// <summary>The data pipeline's counters: throughput, bad records and how many decoded samples wait in its queues.</summary>
-    public void Data(long step, Data.Pipeline.DataMetricsSnapshot d)
+    public void Data(long step, double samplesPerSecond, double bytesPerSecond, long badRecords, long recordsRead, long queuedSamples)
     {
         lock (gate)
         {
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
-                kind = "data", step, samples_per_second = d.SamplesPerSecond, bytes_per_second = d.BytesPerSecond,
-                bad_records = d.BadRecords, records_read = d.RecordsRead, queued_samples = d.QueuedSamples,
+                kind = "data", step, samples_per_second = samplesPerSecond, bytes_per_second = bytesPerSecond,
+                bad_records = badRecords, records_read = recordsRead, queued_samples = queuedSamples,
             }, Json));
-            tensorboard.add_scalar("data/samples_per_second", (float)d.SamplesPerSecond, (int)step);
-            tensorboard.add_scalar("data/queued_samples", d.QueuedSamples, (int)step);
-            tensorboard.add_scalar("data/bad_records", d.BadRecords, (int)step);
+            tensorboard.add_scalar("data/samples_per_second", (float)samplesPerSecond, (int)step);
+            tensorboard.add_scalar("data/queued_samples", queuedSamples, (int)step);
+            tensorboard.add_scalar("data/bad_records", badRecords, (int)step);
         }
     }
 

@@ -85,6 +85,8 @@ public sealed record RunConfig
     public double MaxAbsValue { get; init; } = 1e6;
     /// <summary>After SIGTERM or Ctrl-C, how long the final checkpoint may take before the process exits without it.</summary>
     public double StopGraceSeconds { get; init; } = 25;
+    /// <summary>After the last step, how long probes still owed may take before they are recorded as failed.</summary>
+    public double ProbeTimeoutSeconds { get; init; } = 3600;
     public EvaluationConfig Evaluation { get; init; } = new();
     /// <summary>Where run directories are created.</summary>
     public string Out { get; init; } = "runs";
@@ -157,6 +159,7 @@ public sealed record RunConfig
         Require("max_learner_restarts", MaxLearnerRestarts is >= 0 and <= 1000, $"must be in [0, 1000], got {MaxLearnerRestarts}");
         RequireFinite("max_abs_value", MaxAbsValue, min: 0, max: 1e30, minExclusive: true);
         RequireFinite("stop_grace_seconds", StopGraceSeconds, min: 0, max: 86_400, minExclusive: true);
+        RequireFinite("probe_timeout_seconds", ProbeTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
         Require("out", !string.IsNullOrWhiteSpace(Out), "must name a directory");
         Require("evaluation", Evaluation is not null, "must be an object (use {\"datasets\": []} for none)");
         Evaluation!.Validate();

@@ -33,6 +33,10 @@ public sealed class RunDirectoryLock : IDisposable
     public const string FileName = "run.lock";
 
     private readonly FileStream file;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, RunDirectoryLock> Held = new();
+
+    /// <summary>Names this lock within the process, so a message can hand it to the actor that runs the directory.</summary>
+    public string Token { get; } = Guid.NewGuid().ToString("N");
 
     public string Directory { get; }
     /// <summary>The owner recorded by the previous holder, when it died without releasing (logged as taken over).</summary>
@@ -43,7 +47,12 @@ public sealed class RunDirectoryLock : IDisposable
         Directory = directory;
         this.file = file;
         Previous = previous;
+        Held[Token] = this;
     }
+
+    /// <summary>The lock of <paramref name="directory"/> this process holds under <paramref name="token"/>, or null.</summary>
+    public static RunDirectoryLock? Adopt(string token, string directory) =>
+        Held.TryGetValue(token, out var held) && held.Directory == Path.GetFullPath(directory) ? held : null;
 
     /// <summary>Takes the lock of <paramref name="directory"/> (created if missing) or throws <see cref="RunDirectoryBusyException"/>.</summary>
     public static RunDirectoryLock Acquire(string directory)
@@ -119,6 +128,7 @@ public sealed class RunDirectoryLock : IDisposable
 
     public void Dispose()
     {
+        if (!Held.TryRemove(Token, out _)) return; // released already
         // Emptied on a clean release, so an owner found in the file later is one that died holding the lock.
         try
         {

@@ -1,0 +1,164 @@
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Event;
+using Akka.Streams;
+using Akka.Streams.Dsl;
+using MetaMae.Actors.Runs;
+using MetaMae.Data;
+using MetaMae.Data.Pipeline;
+using MetaMae.Data.Readers;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors;
+
+/// <summary>
+/// Runs the tokenizing pipelines of a data node: for each <see cref="OpenFeed"/> it decodes its shard of the run's
+/// batches from the given position and offers them to the learner as a stream reference, back-pressured across the
+/// network. A newer generation of a run's feed replaces the older one. Pipeline failures (too many bad records, an
+/// unreadable data set) go to the coordinator, which fails the run; counters go to it every few seconds.
+/// </summary>
+public sealed class DataHostActor : ReceiveActor, IWithTimers
+{
+    public const string Name = "data-host";
+
+    private sealed class RunFeeds
+    {
+        public required IDataset Dataset { get; init; }
+        public required RunConfig Config { get; init; }
+        public DataMetrics Metrics { get; } = new();
+        public IActorRef Coordinator { get; set; } = ActorRefs.Nobody;
+        public UniqueKillSwitch? Current { get; set; }
+        public int Generation { get; set; } = -1;
+    }
+
+    private sealed record Failed(string RunId, int Generation, string Reason);
+    private sealed record Tick;
+
+    private readonly Dictionary<string, RunFeeds> runs = [];
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private readonly string node;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public DataHostActor()
+    {
+        node = Context.System.Name + "@" + (Context.System as ExtendedActorSystem)?.Provider.DefaultAddress.HostPort();
+        Receive<OpenFeed>(Open);
+        Receive<Failed>(f =>
+        {
+            if (runs.TryGetValue(f.RunId, out var r) && r.Generation == f.Generation)
+                r.Coordinator.Tell(new DataStreamFailed(f.RunId, f.Reason));
+        });
+        Receive<Tick>(_ =>
+        {
+            foreach (var (id, r) in runs)
+            {
+                var m = r.Metrics.Snapshot();
+                r.Coordinator.Tell(new DataReport(id, node, m.RecordsRead, m.Samples, m.BadRecords, m.Batches, m.QueuedSamples,
+                    m.SamplesPerSecond, m.BytesPerSecond));
+            }
+        });
+        Receive<RunEnded>(e =>
+        {
+            if (runs.Remove(e.RunId, out var r)) r.Current?.Shutdown();
+        });
+    }
+
+    protected override void PreStart() => Timers.StartPeriodicTimer("metrics", new Tick(), TimeSpan.FromSeconds(2));
+
+    protected override void PostStop()
+    {
+        foreach (var r in runs.Values) r.Current?.Shutdown();
+    }
+
+    private void Open(OpenFeed o)
+    {
+        if (!runs.TryGetValue(o.RunId, out var run))
+        {
+            RunConfig config;
+            IDataset dataset;
+            try
+            {
+                config = RunConfig.FromJson(JsonNode.Parse(o.ConfigJson)!.AsObject());
+            }
+            catch (Exception e)
+            {
+                o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"the data node refused the config: {e.Message}"));
+                return;
+            }
+            try
+            {
+                FailPoints.Hit("data.open");
+                dataset = DatasetCatalog.Open(config.Dataset.Name, new ReaderOptions(EmbeddedData.Resolve(config.Dataset.Root), Split.Pretrain, config.Seed));
+                if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
+            }
+            catch (Exception e)
+            {
+                o.Coordinator.Tell(new DataStreamFailed(o.RunId,
+                    $"opening data set {config.Dataset.Name} at {config.Dataset.Root} failed: {LearnerSupervisorActor.Describe(e)}"));
+                return;
+            }
+            runs[o.RunId] = run = new RunFeeds { Dataset = dataset, Config = config };
+        }
+        if (o.Generation < run.Generation) return; // an older request overtaken by a newer one
+        run.Coordinator = o.Coordinator;
+        run.Current?.Shutdown();
+        run.Generation = o.Generation;
+        var config2 = run.Config;
+        var settings = new PipelineSettings
+        {
+            BatchSize = config2.EffectiveBatchSize, Seed = config2.Seed, Parallelism = config2.DataParallelism, MaxBadFraction = config2.MaxBadFraction,
+            MaxAbsValue = config2.MaxAbsValue, ShardIndex = o.Shard, ShardCount = o.ShardCount,
+        };
+        var self = Self;
+        var runId = o.RunId;
+        var generation = o.Generation;
+        try
+        {
+            FailPoints.Hit("data.stream-start");
+            var (kill, sourceRef) = DataFlows.Batches(run.Dataset, settings, o.Start, run.Metrics, m => log.Warning(m))
+                .ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
+                .WatchTermination((k, done) =>
+                {
+                    done.ContinueWith(t =>
+                    {
+                        // The pipeline's own failures (bad records over the limit, a reader's error) fail the run; the end of
+                        // the learner's side (a restart, a node gone: stream-reference errors) only ends this feed.
+                        if (t.IsFaulted && t.Exception!.GetBaseException() is var e && e.GetType().Namespace?.StartsWith("Akka.Streams", StringComparison.Ordinal) != true)
+                            self.Tell(new Failed(runId, generation, LearnerSupervisorActor.Describe(e)));
+                    }, TaskScheduler.Default);
+                    return k;
+                })
+                .ToMaterialized(StreamRefs.SourceRef<Batch>(), Keep.Both)
+                .Run(Context.Materializer());
+            run.Current = kill;
+            var learner = o.Learner;
+            sourceRef.ContinueWith(t => t.IsCompletedSuccessfully
+                ? (object)new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result)
+                : new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"), TaskScheduler.Default)
+                .ContinueWith(t =>
+                {
+                    if (t.Result is FeedOffered offered) learner.Tell(offered);
+                    else self.Tell(t.Result);
+                }, TaskScheduler.Default);
+            log.Info("feed {0} of {1}: shard {2} of {3} from {4}", generation, runId, o.Shard, o.ShardCount, o.Start);
+        }
+        catch (Exception e)
+        {
+            o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"starting the data stream failed: {LearnerSupervisorActor.Describe(e)}"));
+        }
+    }
+
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "data host: {0}", e.Message);
+            return true;
+        }
+    }
+}

@@ -1,0 +1,61 @@
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Event;
+using MetaMae.Actors.Runs;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors;
+
+/// <summary>
+/// Runs linear probes on an evaluator node: a <see cref="ProbeSchedulerActor"/> per run it is asked about. It tells
+/// the coordinator it took each probe (so the coordinator can ask elsewhere if this node dies) and never fails itself.
+/// </summary>
+public sealed class EvaluatorHostActor : ReceiveActor
+{
+    public const string Name = "evaluator-host";
+    private readonly Dictionary<string, IActorRef> schedulers = [];
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private int made;
+
+    public EvaluatorHostActor()
+    {
+        Receive<ProbeRequest>(p =>
+        {
+            var runId = p.Checkpoint.RunId;
+            if (!schedulers.TryGetValue(runId, out var scheduler))
+            {
+                RunConfig config;
+                try
+                {
+                    config = RunConfig.FromJson(JsonNode.Parse(p.ConfigJson)!.AsObject());
+                }
+                catch (Exception e)
+                {
+                    p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"the evaluator node refused the config: {e.Message}"));
+                    return;
+                }
+                scheduler = Context.ActorOf(ProbeSchedulerActor.Props(runId, config.Evaluation, config.ToModelConfig(), config.MaxAbsValue), $"probes-{++made}");
+                schedulers[runId] = scheduler;
+            }
+            p.Coordinator.Tell(new ProbeAccepted(runId, p.Checkpoint.Step, p.Dataset, Self));
+            scheduler.Forward(p);
+        });
+        Receive<RunEnded>(e =>
+        {
+            if (schedulers.Remove(e.RunId, out var s)) Context.Stop(s);
+        });
+    }
+
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "evaluator host: {0}", e.Message);
+            return true;
+        }
+    }
+}

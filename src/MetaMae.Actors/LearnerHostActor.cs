@@ -1,0 +1,118 @@
+using System.Text.Json.Nodes;
+using Akka.Actor;
+using Akka.Event;
+using MetaMae.Actors.Runs;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors;
+
+/// <summary>
+/// Runs learners on a learner node: one <see cref="LearnerSupervisorActor"/> per run it is asked for. Never fails
+/// itself; a learner that cannot start or keeps failing is reported to its run's coordinator.
+/// </summary>
+public sealed class LearnerHostActor : ReceiveActor
+{
+    public const string Name = "learner-host";
+    private readonly Dictionary<string, IActorRef> runs = [];
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private int started;
+
+    public LearnerHostActor()
+    {
+        Receive<StartLearner>(s =>
+        {
+            if (runs.Remove(s.RunId, out var old)) Context.Stop(old); // a coordinator that moved asks again
+            RunConfig config;
+            try
+            {
+                config = RunConfig.FromJson(JsonNode.Parse(s.ConfigJson)!.AsObject());
+            }
+            catch (Exception e)
+            {
+                s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node refused the config: {e.Message}"));
+                return;
+            }
+            var supervisor = Context.ActorOf(LearnerSupervisorActor.Props(config, s.RunId, s.RunDirectory, s.Coordinator), $"run-{++started}");
+            Context.Watch(supervisor);
+            runs[s.RunId] = supervisor;
+        });
+        Receive<RunEnded>(e =>
+        {
+            if (runs.Remove(e.RunId, out var supervisor)) Context.Stop(supervisor);
+        });
+        Receive<Terminated>(t =>
+        {
+            foreach (var (id, _) in runs.Where(r => r.Value.Equals(t.ActorRef)).ToList()) runs.Remove(id);
+        });
+    }
+
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        catch (Exception e)
+        {
+            log.Error(e, "learner host: {0}", e.Message);
+            return true;
+        }
+    }
+}
+
+/// <summary>
+/// The parent of one run's learner: restarts it (it reloads the latest valid checkpoint) on any failure, up to
+/// max_learner_restarts; a non-finite loss or a broken configuration would only repeat, so those stop it. When it
+/// gives up it tells the coordinator why and stops.
+/// </summary>
+public sealed class LearnerSupervisorActor : ReceiveActor
+{
+    private readonly RunConfig config;
+    private readonly IActorRef coordinator;
+    private readonly string runId;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private int restarts;
+    private string? error;
+
+    public LearnerSupervisorActor(RunConfig config, string runId, string runDirectory, IActorRef coordinator)
+    {
+        this.config = config;
+        this.runId = runId;
+        this.coordinator = coordinator;
+        var learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory, coordinator), "learner");
+        Context.Watch(learner);
+        Receive<Terminated>(_ =>
+        {
+            coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped"));
+            Context.Stop(Self);
+        });
+    }
+
+    public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef coordinator) =>
+        Akka.Actor.Props.Create(() => new LearnerSupervisorActor(config, runId, runDirectory, coordinator));
+
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+    {
+        var cause = e is ActorInitializationException { InnerException: { } inner } ? inner : e;
+        error = $"learner failed: {Describe(cause)}";
+        if (cause is Model.Training.NonFiniteLossException or ConfigException) return Directive.Stop;
+        if (restarts >= config.MaxLearnerRestarts)
+        {
+            error += $" (after {restarts} restart(s), the most max_learner_restarts allows)";
+            return Directive.Stop;
+        }
+        restarts++;
+        log.Warning("learner of {0} failed ({1}); restart {2} of at most {3} from the latest valid checkpoint", runId, cause.Message, restarts,
+            config.MaxLearnerRestarts);
+        return Directive.Restart;
+    });
+
+    /// <summary>The message alone for errors that name their cause; the type too for the rest.</summary>
+    public static string Describe(Exception e) => e switch
+    {
+        AggregateException { InnerExceptions.Count: 1 } a => Describe(a.InnerExceptions[0]),
+        IOException or UnauthorizedAccessException or ArgumentException or FormatException or InvalidDataException
+            or Data.DataLayoutException or FailPointException or InvalidOperationException => e.Message,
+        _ => $"{e.GetType().Name}: {e.Message}",
+    };
+}

@@ -1,0 +1,66 @@
+using Akka.Actor;
+using Akka.Streams;
+
+namespace MetaMae.Protocol;
+
+/// <summary>Node roles: any subset on a node; a one-machine run holds them all.</summary>
+public static class Roles
+{
+    public const string Coordinator = "coordinator";
+    public const string Learner = "learner";
+    public const string Data = "data";
+    public const string Evaluator = "evaluator";
+
+    public static readonly string[] All = [Coordinator, Learner, Data, Evaluator];
+}
+
+/// <summary>A host of <paramref name="Role"/> work announces itself to the run manager (again every few seconds).</summary>
+public sealed record RegisterHost(string Role, IActorRef Host) : IMetaMaeMessage;
+
+/// <summary>
+/// Submits a run to the cluster's run manager. <see cref="ConfigJson"/> is the run's config (validated again on every
+/// node that uses it: a node without CUDA refuses a CUDA run). <see cref="LockToken"/> lets the submitting process hand
+/// over the run directory lock it already holds when it is the coordinator's process too.
+/// </summary>
+public sealed record SubmitRun(string RunId, string RunDirectory, string ConfigJson, bool FromScratch = false, string? LockToken = null) : IMetaMaeMessage;
+
+/// <summary>The run manager accepted a run; its events go to DistributedPubSub topic <see cref="Topic"/>.</summary>
+public sealed record RunAccepted(string RunId, string Topic) : IMetaMaeMessage;
+
+/// <summary>Stop one run cleanly (final checkpoint): sent to the run manager, which passes it on.</summary>
+public sealed record StopRunById(string RunId, string Reason) : IMetaMaeMessage;
+
+/// <summary>Asks a learner host to run the learner of a run; the learner reports to <see cref="Coordinator"/>.</summary>
+public sealed record StartLearner(string RunId, string RunDirectory, string ConfigJson, IActorRef Coordinator) : IMetaMaeMessage;
+
+/// <summary>A learner host stopped a learner that kept failing (or could not start): the run fails with the reason.</summary>
+public sealed record LearnerGaveUp(string RunId, string Reason) : IMetaMaeMessage;
+
+/// <summary>The coordinator asks its learner where it stands; the learner answers with <see cref="LearnerReady"/>.</summary>
+public sealed record ReportPosition(string RunId) : IMetaMaeMessage;
+
+/// <summary>
+/// Asks a data host for shard <see cref="Shard"/> of <see cref="ShardCount"/> of a run's batches from
+/// <see cref="Start"/>, as feed <see cref="Generation"/>, offered to <see cref="Learner"/>.
+/// </summary>
+public sealed record OpenFeed(string RunId, string ConfigJson, StreamPosition Start, int Generation, int Shard, int ShardCount,
+    IActorRef Learner, IActorRef Coordinator) : IMetaMaeMessage;
+
+/// <summary>A data host's shard of a feed, as a back-pressured stream reference the learner pulls from.</summary>
+public sealed record FeedOffered(string RunId, int Generation, int Shard, int ShardCount, ISourceRef<Batch> Source) : IMetaMaeMessage;
+
+/// <summary>The learner's feed broke off (a data node left, a transport failure): the coordinator decides what follows.</summary>
+public sealed record FeedInterrupted(string RunId, int Generation, string Reason) : IMetaMaeMessage;
+
+/// <summary>A data host's pipeline counters for one run (published to the coordinator every few seconds).</summary>
+public sealed record DataReport(string RunId, string Node, long RecordsRead, long Samples, long BadRecords, long Batches, long QueuedSamples,
+    double SamplesPerSecond, double BytesPerSecond) : IMetaMaeMessage;
+
+/// <summary>Probe a checkpoint (published to the evaluator nodes); results go to <see cref="Coordinator"/>.</summary>
+public sealed record ProbeRequest(string ConfigJson, CheckpointSaved Checkpoint, string Dataset, IActorRef Coordinator) : IMetaMaeMessage;
+
+/// <summary>An evaluator host took a probe: the coordinator watches it and asks again elsewhere if it dies.</summary>
+public sealed record ProbeAccepted(string RunId, long Step, string Dataset, IActorRef Host) : IMetaMaeMessage;
+
+/// <summary>A run ended: hosts stop what they run for it (learner, feeds, probes).</summary>
+public sealed record RunEnded(string RunId) : IMetaMaeMessage;
