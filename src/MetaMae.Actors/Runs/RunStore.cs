@@ -118,6 +118,18 @@ public sealed class RunStore : IDisposable
         }
     }
 
+    /// <summary>The run's config as recorded when it started (JSON), or null.</summary>
+    public string? Config(string id)
+    {
+        lock (gate)
+        {
+            using var cmd = connection.CreateCommand();
+            cmd.CommandText = "SELECT config FROM runs WHERE id = $id";
+            cmd.Parameters.AddWithValue("$id", id);
+            return cmd.ExecuteScalar() as string;
+        }
+    }
+
     /// <summary>Why the run failed, as recorded (null when it did not).</summary>
     public string? Error(string id)
     {

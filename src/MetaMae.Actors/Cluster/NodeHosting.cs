@@ -1,0 +1,103 @@
+using Akka.Actor;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Cluster;
+
+/// <summary>What a node is: its roles, where it listens and which nodes it joins.</summary>
+public sealed record NodeOptions
+{
+    /// <summary>Any subset of <see cref="Protocol.Roles.All"/>; none for a client that only submits and follows runs.</summary>
+    public IReadOnlyList<string> Roles { get; init; } = Protocol.Roles.All;
+    /// <summary>The interface remoting binds to; loopback unless the node must be reached from other machines.</summary>
+    public string Hostname { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port.</summary>
+    public int Port { get; init; }
+    /// <summary>host:port of seed nodes; none: the node forms a cluster of its own.</summary>
+    public IReadOnlyList<string> SeedNodes { get; init; } = [];
+    /// <summary>The runs directory whose record a run manager reads when it starts, to resume runs left running.</summary>
+    public string? ResumeFrom { get; init; }
+    /// <summary>How long a partition must be stable before the split-brain resolver downs the minority.</summary>
+    public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(7);
+
+    public const string SystemName = "metamae";
+
+    public static string SeedAddress(string hostPort) =>
+        hostPort.Contains("://", StringComparison.Ordinal) ? hostPort : $"akka.tcp://{SystemName}@{hostPort}";
+
+    public void Validate()
+    {
+        foreach (var r in Roles)
+            if (!Protocol.Roles.All.Contains(r)) throw new ArgumentException($"unknown role '{r}'; roles are {string.Join(", ", Protocol.Roles.All)}");
+        if (Port is < 0 or > 65535) throw new ArgumentException($"port {Port} is not a TCP port");
+        foreach (var s in SeedNodes)
+            if (!s.Contains("://", StringComparison.Ordinal) && (s.Split(':') is not [var h, var p] || h.Length == 0 || !int.TryParse(p, out _)))
+                throw new ArgumentException($"seed node '{s}' is not host:port");
+    }
+}
+
+/// <summary>
+/// Akka.Hosting wiring of a MetaMAE node: remoting on the configured interface, a cluster with its roles and a
+/// keep-majority split-brain resolver, DistributedPubSub, the run manager singleton (on coordinator nodes) and its
+/// proxy (everywhere), and the hosts of the node's roles, registered with the manager. A one-machine run is a
+/// one-node cluster holding every role.
+/// </summary>
+public static class NodeHosting
+{
+    /// <summary>Frames up to 128 MiB: a speech batch of 64 log-mel spectrograms is 12.8 MB.</summary>
+    public const string Hocon = """
+        akka.remote.dot-netty.tcp.maximum-frame-size = 134217728
+        akka.cluster.singleton.hand-over-retry-interval = 1s
+        akka.cluster.singleton-proxy.singleton-identification-interval = 1s
+        akka.stream.materializer.stream-ref.subscription-timeout = 60s
+        """;
+
+    public static AkkaConfigurationBuilder WithMetaMaeNode(this AkkaConfigurationBuilder builder, NodeOptions node)
+    {
+        node.Validate();
+        var roles = node.Roles.ToArray();
+        builder.WithMetaMaeDispatchers()
+            .AddHocon(Hocon + $"\nakka.cluster.split-brain-resolver.stable-after = {(int)node.StableAfter.TotalMilliseconds}ms", HoconAddMode.Prepend)
+            .WithRemoting(node.Hostname, node.Port)
+            .WithClustering(new ClusterOptions
+            {
+                Roles = roles,
+                SeedNodes = node.SeedNodes.Select(NodeOptions.SeedAddress).ToArray(),
+                SplitBrainResolver = new KeepMajorityOption(),
+            })
+            .WithDistributedPubSub(null!);
+        var singleton = new ClusterSingletonOptions { Role = Roles.Coordinator };
+        if (roles.Contains(Roles.Coordinator))
+            builder.WithSingleton<RunManagerActor>(RunManagerActor.Name, RunManagerActor.Props(node.ResumeFrom), singleton, createProxyToo: true);
+        else
+            builder.WithSingletonProxy<RunManagerActor>(RunManagerActor.Name, singleton);
+        return builder.WithActors((system, registry) =>
+        {
+            var manager = registry.Get<RunManagerActor>();
+            var registrations = new List<RegisterHost>();
+            if (roles.Contains(Roles.Learner))
+                registrations.Add(new RegisterHost(Roles.Learner, system.ActorOf(Props.Create<LearnerHostActor>(), LearnerHostActor.Name)));
+            if (roles.Contains(Roles.Data))
+                registrations.Add(new RegisterHost(Roles.Data, system.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)));
+            if (roles.Contains(Roles.Evaluator))
+                registrations.Add(new RegisterHost(Roles.Evaluator, system.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)));
+            if (registrations.Count > 0) system.ActorOf(Props.Create(() => new HostRegistrarActor(manager, registrations)), "host-registrar");
+            if (node.SeedNodes.Count == 0)
+            {
+                var cluster = Akka.Cluster.Cluster.Get(system);
+                cluster.Join(cluster.SelfAddress);
+            }
+        });
+    }
+
+    /// <summary>Completes when this node is Up in its cluster.</summary>
+    public static Task WhenUp(ActorSystem system)
+    {
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
+        return up.Task;
+    }
+}

@@ -1,0 +1,95 @@
+using Akka.Actor;
+using Akka.Hosting;
+using MetaMae.Actors.Cluster;
+using MetaMae.Actors.Reporting;
+using MetaMae.Protocol;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>Several ActorSystems on 127.0.0.1 in one process, each a cluster node with its roles (Akka.Hosting wiring).</summary>
+public sealed class InProcessCluster : IAsyncDisposable
+{
+    private readonly List<IHost> hosts = [];
+
+    public ActorSystem Seed => System(0);
+
+    public ActorSystem System(int i) => hosts[i].Services.GetRequiredService<ActorSystem>();
+
+    public IActorRef Manager(int i) => hosts[i].Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>();
+
+    public async Task<int> Add(params string[] roles)
+    {
+        var seeds = hosts.Count == 0 ? [] : new[] { Akka.Cluster.Cluster.Get(Seed).SelfAddress.ToString() };
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka
+            .AddHocon("akka.loglevel = WARNING\nakka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend)
+            .WithMetaMaeNode(new NodeOptions { Roles = roles, SeedNodes = seeds, StableAfter = TimeSpan.FromSeconds(3) }));
+        var host = builder.Build();
+        await host.StartAsync();
+        hosts.Add(host);
+        await NodeHosting.WhenUp(host.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));
+        return hosts.Count - 1;
+    }
+
+    /// <summary>Submits a run from node <paramref name="from"/> and waits for its end.</summary>
+    public async Task<RunFinished> Run(int from, Runs.RunConfig config, string runId, TimeSpan timeout)
+    {
+        var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var dir = Path.Combine(config.Out, runId);
+        System(from).ActorOf(RunClientActor.Props(Manager(from), new SubmitRun(runId, dir, config.ToJson()), null, finished));
+        return await finished.Task.WaitAsync(timeout);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var h in Enumerable.Reverse(hosts))
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await h.StopAsync(cts.Token);
+            h.Dispose();
+        }
+    }
+}
+
+/// <summary>The same actors across cluster nodes: the run a cluster trains equals the one a single node trains, bit for bit.</summary>
+public sealed class ClusterSpecs : TempDirTest
+{
+    [Fact]
+    public async Task A_run_across_coordinator_learner_two_data_and_an_evaluator_node_equals_a_one_node_run()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "cluster"), steps: 24, every: 8, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
+
+        await using (var cluster = new InProcessCluster())
+        {
+            await cluster.Add(Roles.Coordinator);
+            await cluster.Add(Roles.Learner);
+            await cluster.Add(Roles.Data);
+            await cluster.Add(Roles.Data);
+            await cluster.Add(Roles.Evaluator);
+            var result = await cluster.Run(0, config, "spread", TimeSpan.FromMinutes(3));
+            Assert.True(result.Status == RunStatus.Completed, result.Error);
+            Assert.Equal(24, result.Step);
+            Assert.Equal(new long[] { 0, 8, 16, 24 }, result.Results.Select(r => r.Step).Order().ToArray());
+
+            // Every batch once, in order: the data position after step k is k batches into the order.
+            var steps = RunArtifacts.ReadSteps(Path.Combine(result.RunDirectory, "metrics.jsonl"));
+            Assert.Equal(Enumerable.Range(1, 24).Select(i => (long)i), steps.Keys);
+            var count = Data.DatasetCatalog.Open("fashion-mnist", new Data.Readers.ReaderOptions(Data.EmbeddedData.Resolve("embedded"), Data.Split.Pretrain)).Count;
+            foreach (var (k, e) in steps)
+                Assert.Equal(k * 16 % (count / 16 * 16), e.GetProperty("offset").GetInt64());
+        }
+
+        // The same run on one node (the coordinator's own hosts): identical weights.
+        var single = TestRuns.Tiny(Path.Combine(Root, "single"), steps: 24, every: 8);
+        await using (var one = new InProcessCluster())
+        {
+            await one.Add(Roles.All);
+            var alone = await one.Run(0, single, "alone", TimeSpan.FromMinutes(3));
+            Assert.True(alone.Status == RunStatus.Completed, alone.Error);
+            Assert.Equal(TestRuns.FinalWeights(alone.RunDirectory, 24), TestRuns.FinalWeights(Path.Combine(config.Out, "spread"), 24));
+        }
+    }
+}
