@@ -503,7 +503,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     }
 }
 
-/// <summary>Akka.Hosting wiring: the pipeline's dispatchers and one run's coordinator, registered for lookup.</summary>
+/// <summary>Akka.Hosting wiring shared by every node: the pipeline's dispatchers and the message serializer.</summary>
 public static class RunCoordinatorHosting
 {
     /// <summary>
@@ -513,18 +513,4 @@ public static class RunCoordinatorHosting
     public static AkkaConfigurationBuilder WithMetaMaeDispatchers(this AkkaConfigurationBuilder builder) =>
         builder.AddHocon(MetaMaeHocon.Dispatchers, HoconAddMode.Prepend)
             .WithCustomSerializer("metamae", [typeof(IMetaMaeMessage)], system => new MetaMaeSerializer(system));
-
-    /// <summary>
-    /// Starts a <see cref="RunCoordinatorActor"/> named "run-coordinator" for <paramref name="config"/> and registers it
-    /// in the <see cref="ActorRegistry"/>; <paramref name="progress"/> (optional) makes the actor that receives step
-    /// reports and results. Send it <see cref="StartRun"/> to begin.
-    /// </summary>
-    public static AkkaConfigurationBuilder WithRunCoordinator(this AkkaConfigurationBuilder builder, RunConfig config, string runId,
-        string runDirectory, Func<ActorSystem, IActorRef>? progress = null, RunStartOptions? options = null) =>
-        builder.WithMetaMaeDispatchers().WithActors((system, registry) =>
-        {
-            var listener = progress?.Invoke(system);
-            var coordinator = system.ActorOf(RunCoordinatorActor.Props(config, runId, runDirectory, listener, options), "run-coordinator");
-            registry.Register<RunCoordinatorActor>(coordinator);
-        });
 }

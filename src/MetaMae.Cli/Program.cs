@@ -9,6 +9,7 @@ public static class Program
     {
         var root = new RootCommand("metamae: modality-agnostic self-supervised pretraining (MetaMAE) on an Akka.NET pipeline.");
         foreach (var c in RunCommands.Create()) root.Add(c);
+        root.Add(NodeCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(BenchCommand.Create());
         try

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MetaMae.Actors;
+using MetaMae.Actors.Cluster;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 using Spectre.Console;
@@ -47,17 +48,23 @@ public static class ExitCodes
 /// </summary>
 public static class RunHost
 {
-    public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null)
+    /// <summary>
+    /// Runs one run to its end on a cluster: a one-node cluster on loopback holding every role (<paramref name="node"/>
+    /// null, the default for `metamae run`), or, as a client node, the cluster that <paramref name="node"/> joins.
+    /// </summary>
+    public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null,
+        NodeOptions? node = null)
     {
+        node ??= new NodeOptions { Roles = Roles.All, Hostname = "127.0.0.1", Port = 0 };
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
         // Signals must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka("metamae", akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithRunCoordinator(config, runId, runDirectory,
-            system => system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress"), options));
+        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
         using var host = builder.Build();
         host.Start();
-        var coordinator = host.Services.GetRequiredService<ActorRegistry>().Get<RunCoordinatorActor>();
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var manager = host.Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>();
         var stopRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int signals = 0;
         void OnSignal(PosixSignalContext context)
@@ -66,20 +73,23 @@ public static class RunHost
             context.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
             var name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl-C";
             Console.Error.WriteLine($"stopping ({name}): writing a final checkpoint within {config.StopGraceSeconds:0.#} s (signal again to exit at once without it)");
-            coordinator.Tell(new StopRun($"interrupted ({name})"));
+            manager.Tell(new StopRunById(runId, $"interrupted ({name})"));
             stopRequested.TrySetResult();
         }
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
-            var system = host.Services.GetRequiredService<ActorSystem>();
-            var finished = coordinator.Ask<RunFinished>(StartRun.Instance, Timeout.InfiniteTimeSpan);
-            var gone = coordinator.WatchAsync();
+            if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(60)))
+                return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [],
+                    $"this node did not join the cluster within 60 s (seed nodes: {string.Join(", ", node.SeedNodes.DefaultIfEmpty("itself"))})");
+            var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress");
+            var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var submit = new SubmitRun(runId, Path.GetFullPath(runDirectory), config.ToJson(), options?.FromScratch ?? false, options?.Lock?.Token);
+            system.ActorOf(RunClientActor.Props(manager, submit, progress, finished), "client");
             var grace = stopRequested.Task.ContinueWith(_ => Task.Delay(TimeSpan.FromSeconds(config.StopGraceSeconds)), TaskScheduler.Default).Unwrap();
-            var first = Task.WhenAny(finished, gone, system.WhenTerminated, grace).GetAwaiter().GetResult();
-            if (first != finished && first != grace) Task.WhenAny(finished, Task.Delay(TimeSpan.FromSeconds(2))).GetAwaiter().GetResult();
-            if (finished.IsCompletedSuccessfully) return finished.Result;
+            var first = Task.WhenAny(finished.Task, system.WhenTerminated, grace).GetAwaiter().GetResult();
+            if (finished.Task.IsCompletedSuccessfully) return finished.Task.Result;
             if (first == grace)
             {
                 var reason = $"stopped without a final checkpoint: it was not written within stop_grace_seconds ({config.StopGraceSeconds:0.#} s); " +
@@ -87,7 +97,7 @@ public static class RunHost
                 RecordAbort(runId, runDirectory, reason);
                 return new RunFinished(runId, RunStatus.Aborted, 0, Path.GetFullPath(runDirectory), [], reason);
             }
-            return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [], "the run's coordinator stopped without reporting a result");
+            return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [], "the actor system stopped before the run finished");
         }
         finally
         {

@@ -51,7 +51,6 @@ public static class NodeHosting
     public const string Hocon = """
         akka.remote.dot-netty.tcp.maximum-frame-size = 134217728
         akka.cluster.singleton.hand-over-retry-interval = 1s
-        akka.cluster.singleton-proxy.singleton-identification-interval = 1s
         akka.stream.materializer.stream-ref.subscription-timeout = 60s
         """;
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Akka.Actor;
 using MetaMae.Actors;
+using MetaMae.Actors.Cluster;
 using MetaMae.Actors.Runs;
 using MetaMae.Data;
 using MetaMae.Model.Checkpoints;
@@ -22,12 +23,14 @@ public static class RunCommands
     private static readonly Option<string?> OutOption = new("--out") { Description = "Directory for run directories (default: runs)." };
     private static readonly Option<bool> JsonOption = new("--json") { Description = "Progress as JSON lines." };
     private static readonly Option<bool> QuietOption = new("--quiet") { Description = "No progress, only the result." };
+    private static readonly Option<string?> ClusterOption = new("--cluster") { Description = "host:port of a node of a running cluster: submit the run there and follow it (its out directory must be shared)." };
+    private static readonly Option<string> HostnameOption = new("--hostname") { Description = "With --cluster: this client's interface.", DefaultValueFactory = _ => "127.0.0.1" };
 
     public static IEnumerable<Command> Create() => [Run(), Pretrain(), Resume(), Evaluate(), Runs()];
 
     private static Command WithRunOptions(Command c)
     {
-        foreach (var o in new Option[] { ConfigOption, SetOption, ModelOption, PresetOption, DeviceOption, SeedOption, OutOption, JsonOption, QuietOption })
+        foreach (var o in new Option[] { ConfigOption, SetOption, ModelOption, PresetOption, DeviceOption, SeedOption, OutOption, JsonOption, QuietOption, ClusterOption, HostnameOption })
             c.Add(o);
         return c;
     }
@@ -55,12 +58,12 @@ public static class RunCommands
         {
             var config = LoadConfig(p, evaluate: true);
             var finished = new List<(string Label, RunFinished Result)>();
-            var main = Execute(config, Mode(p));
+            var main = Execute(config, Mode(p), Node(p));
             finished.Add((Label(config), main));
             if (p.GetValue(compare) && main.Status == RunStatus.Completed)
             {
                 var other = config with { Model = config.Model == "mae" ? "metamae" : "mae", Evaluation = config.Evaluation with { IncludeRandomInit = false } };
-                finished.Add((Label(other), Execute(other, Mode(p))));
+                finished.Add((Label(other), Execute(other, Mode(p), Node(p))));
             }
             PrintComparison(config, finished);
             return finished.Select(f => ExitCodes.For(f.Result)).FirstOrDefault(c => c != ExitCodes.Completed);
@@ -73,7 +76,7 @@ public static class RunCommands
         var cmd = WithRunOptions(new Command("pretrain", "Pretrain only (no probes); checkpoints go to the run directory."));
         cmd.SetAction(p =>
         {
-            return ExitCodes.For(Execute(LoadConfig(p, evaluate: false), Mode(p)));
+            return ExitCodes.For(Execute(LoadConfig(p, evaluate: false), Mode(p), Node(p)));
         });
         return cmd;
     }
@@ -166,18 +169,25 @@ public static class RunCommands
 
     private static string Label(RunConfig config) => config.Model == "mae" ? "MAE" : "MetaMAE";
 
-    private static RunFinished Execute(RunConfig config, OutputMode mode)
+    /// <summary>With --cluster, a client node (no roles) joining that cluster; otherwise null: a one-node cluster of its own.</summary>
+    private static NodeOptions? Node(ParseResult p) => p.GetValue(ClusterOption) is { } seed
+        ? new NodeOptions { Roles = [], SeedNodes = [seed], Hostname = p.GetValue(HostnameOption)! }
+        : null;
+
+    private static RunFinished Execute(RunConfig config, OutputMode mode, NodeOptions? cluster)
     {
         string runId, runDir;
         do
         {
             runId = RunHost.NewRunId(config);
-            runDir = Path.Combine(config.Out, runId);
+            runDir = Path.GetFullPath(Path.Combine(config.Out, runId));
         } while (Directory.Exists(runDir));
-        using var owned = RunDirectoryLock.Acquire(runDir);
+        // On one node the command owns the directory before anything starts (and hands the lock to the coordinator);
+        // on a cluster the coordinator's node takes it.
+        using var owned = cluster is null ? RunDirectoryLock.Acquire(runDir) : null;
         if (mode == OutputMode.Human)
             AnsiConsole.MarkupLineInterpolated($"[bold]{config.Model}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
-        var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned });
+        var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned }, cluster);
         Summarise(r);
         return r;
     }

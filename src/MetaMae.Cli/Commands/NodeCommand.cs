@@ -1,0 +1,72 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Akka.Hosting;
+using MetaMae.Actors.Cluster;
+using MetaMae.Protocol;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace MetaMae.Cli.Commands;
+
+/// <summary>`metamae node`: a long-lived cluster node hosting any subset of the roles, until SIGTERM or Ctrl-C.</summary>
+public static class NodeCommand
+{
+    public static Command Create()
+    {
+        var roles = new Option<string>("--roles") { Description = "Comma-separated: coordinator, learner, data, evaluator.", DefaultValueFactory = _ => string.Join(",", Roles.All) };
+        var hostname = new Option<string>("--hostname") { Description = "Interface to bind and advertise (loopback unless other machines must reach it).", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0: any free port).", DefaultValueFactory = _ => 0 };
+        var seeds = new Option<string?>("--seed-nodes") { Description = "Comma-separated host:port of nodes to join; none: start a new cluster." };
+        var resume = new Option<string?>("--resume-from") { Description = "Runs directory (shared) whose runs recorded as running a coordinator resumes when it takes over." };
+        var cmd = new Command("node", "Run a cluster node with the given roles until SIGTERM (it then leaves the cluster gracefully).")
+            { roles, hostname, port, seeds, resume };
+        cmd.SetAction(p =>
+        {
+            var options = new NodeOptions
+            {
+                Roles = p.GetValue(roles)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                Hostname = p.GetValue(hostname)!,
+                Port = p.GetValue(port),
+                SeedNodes = p.GetValue(seeds)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+                ResumeFrom = p.GetValue(resume) is { } r ? Path.GetFullPath(r) : null,
+            };
+            options.Validate();
+            return Run(options);
+        });
+        return cmd;
+    }
+
+    private static int Run(NodeOptions options)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
+        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(options));
+        using var host = builder.Build();
+        host.Start();
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnSignal(PosixSignalContext c)
+        {
+            c.Cancel = true;
+            stop.TrySetResult();
+        }
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var self = Akka.Cluster.Cluster.Get(system).SelfAddress;
+        if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(120)) && !stop.Task.IsCompleted)
+        {
+            Console.Error.WriteLine($"error: node {self} did not join the cluster within 120 s (seed nodes: {string.Join(", ", options.SeedNodes)})");
+            host.StopAsync().Wait(TimeSpan.FromSeconds(10));
+            return ExitCodes.Failed;
+        }
+        // One line a script or a test can wait for.
+        Console.WriteLine($"node up: {self} roles {string.Join(",", options.Roles)}");
+        Task.WhenAny(stop.Task, system.WhenTerminated).GetAwaiter().GetResult();
+        Console.WriteLine("node leaving the cluster");
+        host.StopAsync().Wait(TimeSpan.FromSeconds(30)); // CoordinatedShutdown: leave gracefully, hand the singleton over
+        return 0;
+    }
+}
