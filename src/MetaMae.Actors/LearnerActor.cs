@@ -128,6 +128,8 @@ public sealed class LearnerActor : ReceiveActor
         shards[offer.Shard] = offer;
         if (shards.Any(o => o is null)) return;
         foreach (var old in offers.Keys.Where(g => g <= offer.Generation).ToList()) offers.Remove(old);
+        // The new generation counts from now: the old feed's completion (from this shutdown) and batches are stale.
+        generation = offer.Generation;
         feed?.Shutdown();
         var sources = shards.Select(o => o.Source.Source).ToList();
         var merged = sources.Count == 1
