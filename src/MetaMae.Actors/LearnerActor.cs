@@ -39,6 +39,8 @@ public sealed class LearnerActor : ReceiveActor
     private long step;
     private StreamPosition position = StreamPosition.Start;
     private int generation = -1;
+    /// <summary>Feeds below this generation are over: once the learner reports its position, nothing older may train.</summary>
+    private int minGeneration;
     private readonly Stopwatch sinceAck = new();
     private bool finished;
 
@@ -49,22 +51,30 @@ public sealed class LearnerActor : ReceiveActor
         this.coordinator = coordinator;
         store = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
 
-        Receive<FeedInit>(init => init.Generation >= generation, init =>
+        Receive<FeedInit>(init => init.Generation >= generation && init.Generation >= minGeneration, init =>
         {
             generation = init.Generation;
             AckTo(Sender);
         });
         Receive<FeedInit>(_ => { }); // an older feed: never acked, so it sends nothing
         Receive<FeedOffered>(OnOffer);
-        Receive<ReportPosition>(_ => coordinator.Tell(new LearnerReady(runId, step, position)));
-        Receive<FeedBatch>(f => f.Generation == generation && !finished, f => Train(f.Batch));
+        Receive<ReportPosition>(_ =>
+        {
+            // The feed that follows starts here: stop taking the current one, or batches trained after this answer
+            // would be trained again.
+            feed?.Shutdown();
+            feed = null;
+            minGeneration = generation + 1;
+            coordinator.Tell(new LearnerReady(runId, step, position));
+        });
+        Receive<FeedBatch>(f => f.Generation == generation && generation >= minGeneration && !finished, f => Train(f.Batch));
         Receive<FeedBatch>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
-        Receive<FeedCompleted>(c => c.Generation == generation, _ =>
+        Receive<FeedCompleted>(c => c.Generation == generation && generation >= minGeneration, _ =>
         {
             log.Warning("data stream ended at step {0} before the {1} steps asked for", step, config.Steps);
             Finish();
         });
-        Receive<FeedFailed>(f => f.Generation == generation, f => coordinator.Tell(new FeedInterrupted(runId, f.Generation, f.Reason)));
+        Receive<FeedFailed>(f => f.Generation == generation && generation >= minGeneration, f => coordinator.Tell(new FeedInterrupted(runId, f.Generation, f.Reason)));
         Receive<StopLearner>(_ =>
         {
             finished = true;
@@ -123,7 +133,7 @@ public sealed class LearnerActor : ReceiveActor
     /// </summary>
     private void OnOffer(FeedOffered offer)
     {
-        if (offer.Generation < generation || offer.ShardCount < 1 || offer.Shard >= offer.ShardCount) return;
+        if (offer.Generation < generation || offer.Generation < minGeneration || offer.ShardCount < 1 || offer.Shard >= offer.ShardCount) return;
         if (!offers.TryGetValue(offer.Generation, out var shards)) offers[offer.Generation] = shards = new FeedOffered[offer.ShardCount];
         shards[offer.Shard] = offer;
         if (shards.Any(o => o is null)) return;

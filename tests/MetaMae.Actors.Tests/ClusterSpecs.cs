@@ -19,12 +19,15 @@ public sealed class InProcessCluster : IAsyncDisposable
 
     public IActorRef Manager(int i) => hosts[i].Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>();
 
+    /// <summary>HOCON every node gets (a spec that cuts the network between nodes adds the throttling transport adapter).</summary>
+    public string ExtraHocon { get; init; } = "";
+
     public async Task<int> Add(params string[] roles)
     {
         var seeds = hosts.Count == 0 ? [] : new[] { Akka.Cluster.Cluster.Get(Seed).SelfAddress.ToString() };
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Services.AddAkka(NodeOptions.SystemName, akka => akka
-            .AddHocon("akka.loglevel = WARNING\nakka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend)
+            .AddHocon("akka.loglevel = WARNING\nakka.coordinated-shutdown.run-by-clr-shutdown-hook = off\n" + ExtraHocon, HoconAddMode.Prepend)
             .WithMetaMaeNode(new NodeOptions { Roles = roles, SeedNodes = seeds, StableAfter = TimeSpan.FromSeconds(3) }));
         var host = builder.Build();
         await host.StartAsync();
@@ -42,12 +45,28 @@ public sealed class InProcessCluster : IAsyncDisposable
         return await finished.Task.WaitAsync(timeout);
     }
 
+    /// <summary>Cuts the network between node <paramref name="a"/> and node <paramref name="b"/> both ways (the throttler's blackhole).</summary>
+    public async Task Partition(int a, int b)
+    {
+        var transport = ((Akka.Remote.IRemoteActorRefProvider)((ExtendedActorSystem)System(a)).Provider).Transport;
+        var address = Akka.Cluster.Cluster.Get(System(b)).SelfAddress;
+        Assert.True(await transport.ManagementCommand(new Akka.Remote.Transport.SetThrottle(address,
+            Akka.Remote.Transport.ThrottleTransportAdapter.Direction.Both, Akka.Remote.Transport.Blackhole.Instance)));
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var h in Enumerable.Reverse(hosts))
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            await h.StopAsync(cts.Token);
+            try
+            {
+                await h.StopAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // a node downed by the split-brain resolver may already be gone
+            }
             h.Dispose();
         }
     }
@@ -90,6 +109,60 @@ public sealed class ClusterSpecs : TempDirTest
             var alone = await one.Run(0, single, "alone", TimeSpan.FromMinutes(3));
             Assert.True(alone.Status == RunStatus.Completed, alone.Error);
             Assert.Equal(TestRuns.FinalWeights(alone.RunDirectory, 24), TestRuns.FinalWeights(Path.Combine(config.Out, "spread"), 24));
+        }
+    }
+
+    [Fact]
+    public async Task A_partitioned_minority_downs_itself_while_the_majority_finishes_the_run()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "split"), steps: 120, every: 20);
+        FailPoints.Set("learner.step", FailAction.Sleep, millis: 100); // a run long enough to outlast the partition
+        try
+        {
+            await using var cluster = new InProcessCluster { ExtraHocon = "akka.remote.dot-netty.tcp.applied-adapters = [trttl]" };
+            await cluster.Add(Roles.Coordinator, Roles.Data);
+            await cluster.Add(Roles.Learner, Roles.Data);
+            int minority = await cluster.Add(Roles.Data);
+            var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var watcher = cluster.Seed.ActorOf(Props.Create(() => new StepWatcher(5, progress)));
+            cluster.Seed.ActorOf(RunClientActor.Props(cluster.Manager(0), new SubmitRun("split", Path.Combine(config.Out, "split"), config.ToJson()), watcher, finished));
+            await progress.Task.WaitAsync(TimeSpan.FromMinutes(2));
+
+            // The third data node loses both others: two against one.
+            await cluster.Partition(minority, 0);
+            await cluster.Partition(minority, 1);
+            await cluster.System(minority).WhenTerminated.WaitAsync(TimeSpan.FromSeconds(60)); // the minority downed itself
+            var members = Akka.Cluster.Cluster.Get(cluster.Seed);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (members.State.Members.Count(m => m.Status == Akka.Cluster.MemberStatus.Up) > 2 && clock.Elapsed < TimeSpan.FromSeconds(60))
+                await Task.Delay(100);
+            Assert.Equal(2, members.State.Members.Count(m => m.Status == Akka.Cluster.MemberStatus.Up)); // and the majority removed it
+            Assert.False(finished.Task.IsCompleted, "the run ended before the partition was resolved: nothing was shown");
+            var result = await finished.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.True(result.Status == RunStatus.Completed, result.Error);
+            Assert.Equal(120, result.Step);
+            FailPoints.Clear();
+
+            var alone = TestRuns.Tiny(Path.Combine(Root, "alone"), steps: 120, every: 20);
+            await using var one = new InProcessCluster();
+            await one.Add(Roles.All);
+            var straight = await one.Run(0, alone, "alone", TimeSpan.FromMinutes(2));
+            Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 120), TestRuns.FinalWeights(result.RunDirectory, 120));
+        }
+        finally
+        {
+            FailPoints.Clear();
+        }
+    }
+
+    /// <summary>Completes <paramref name="reached"/> when a step report at or past <paramref name="step"/> arrives.</summary>
+    private sealed class StepWatcher : ReceiveActor
+    {
+        public StepWatcher(long step, TaskCompletionSource reached)
+        {
+            Receive<StepReport>(r => { if (r.Step >= step) reached.TrySetResult(); });
+            ReceiveAny(_ => { });
         }
     }
 }

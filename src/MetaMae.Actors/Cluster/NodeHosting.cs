@@ -68,7 +68,9 @@ public static class NodeHosting
                 SplitBrainResolver = new KeepMajorityOption(),
             })
             .WithDistributedPubSub(null!);
-        var singleton = new ClusterSingletonOptions { Role = Roles.Coordinator };
+        // The proxy's "failed to find the singleton" warning fires at start-up and shutdown of every node here; the run
+        // manager's own log says when it starts and moves.
+        var singleton = new ClusterSingletonOptions { Role = Roles.Coordinator, LogSingletonIdentificationFailure = false };
         if (roles.Contains(Roles.Coordinator))
             builder.WithSingleton<RunManagerActor>(RunManagerActor.Name, RunManagerActor.Props(node.ResumeFrom), singleton, createProxyToo: true);
         else
