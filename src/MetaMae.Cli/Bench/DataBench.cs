@@ -55,7 +55,7 @@ public static class DataBench
         }
     }
 
-    private static (IDataset Dataset, InputSpec Input, int Batch) Prepare(string kind, string root, int n)
+    internal static (IDataset Dataset, InputSpec Input, int Batch) Prepare(string kind, string root, int n)
     {
         var rng = new Random(1);
         switch (kind)

@@ -14,6 +14,7 @@ public static class BenchCommand
         var bench = new Command("bench", "Benchmarks that print figures: the training step, data tokenizing.");
         bench.Add(ModelCommand());
         bench.Add(DataCommand());
+        bench.Add(ClusterCommand());
         foreach (var c in more) bench.Add(c);
         return bench;
     }
@@ -92,6 +93,37 @@ public static class BenchCommand
             foreach (var r in rows)
                 table.AddRow(r.Kind, r.Dataset, $"{r.PerCoreSamplesPerSec:F0}", $"{r.PipelineSamplesPerSec:F0}", $"{r.LearnerSamplesPerSec:F1}", $"{r.Ratio:F1}x");
             AnsiConsole.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command ClusterCommand()
+    {
+        var kinds = new Option<string>("--kinds") { Description = "Comma-separated: " + string.Join(", ", ClusterBench.Kinds) + ".", DefaultValueFactory = _ => string.Join(",", ClusterBench.Kinds) };
+        var nodes = new Option<string>("--data-nodes") { Description = "Comma-separated data node counts (0: the learner's own node).", DefaultValueFactory = _ => "0,1,2,3" };
+        var steps = new Option<int>("--steps") { Description = "Learner steps per row.", DefaultValueFactory = _ => 30 };
+        var preset = new Option<string>("--preset") { Description = "Model preset of the learner.", DefaultValueFactory = _ => "tiny" };
+        var records = new Option<int>("--records") { Description = "Records written per kind.", DefaultValueFactory = _ => 256 };
+        var cmd = new Command("cluster", "Learner rate and data-wait fed by 0-3 data nodes on loopback; StreamRef transfer rate next to plain TCP.")
+        {
+            kinds, nodes, steps, preset, records,
+        };
+        cmd.SetAction(parse =>
+        {
+            var p = parse.GetValue(preset)!;
+            Presets.Get(p);
+            var counts = Split(parse.GetValue(nodes)!).Select(int.Parse).ToList();
+            AnsiConsole.MarkupLine($"[bold]Cluster benchmark[/]: {Environment.ProcessorCount} cores, every node an ActorSystem in this process on 127.0.0.1; learner preset {p}, 1 thread");
+            var (rows, transfers) = ClusterBench.Run(Split(parse.GetValue(kinds)!), counts, parse.GetValue(steps), p, parse.GetValue(records),
+                line => AnsiConsole.WriteLine(line)).GetAwaiter().GetResult();
+            var table = new Table().AddColumns("kind", "data nodes", "learner samples/s", "data wait %", "timed steps");
+            foreach (var r in rows) table.AddRow(r.Kind, r.DataNodes == 0 ? "0 (own node)" : r.DataNodes.ToString(), $"{r.SamplesPerSecond:F1}", $"{r.DataWaitPercent:F1}", r.Steps.ToString());
+            AnsiConsole.Write(table);
+            var transfer = new Table().AddColumns("kind", "batch MB", "batches", "StreamRef MB/s", "plain TCP MB/s", "StreamRef : TCP");
+            foreach (var t in transfers)
+                transfer.AddRow(t.Kind, $"{t.BatchBytes / 1e6:F2}", t.Batches.ToString(), $"{t.StreamRefMBps:F0}", $"{t.TcpMBps:F0}", $"{t.StreamRefMBps / t.TcpMBps:F2}");
+            AnsiConsole.Write(transfer);
             return 0;
         });
         return cmd;

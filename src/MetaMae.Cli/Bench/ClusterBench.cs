@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Akka.Actor;
+using Akka.Streams;
+using Akka.Streams.Dsl;
+using MetaMae.Actors.Cluster;
+using MetaMae.Actors.Runs;
+using MetaMae.Protocol;
+
+namespace MetaMae.Cli.Bench;
+
+/// <summary>One row: a data kind fed to the learner by N data nodes (0: the learner's own node).</summary>
+public sealed record ClusterBenchRow(string Kind, int DataNodes, double SamplesPerSecond, double DataWaitPercent, int Steps);
+
+/// <summary>Moving batches between two nodes: through an Akka.Streams SourceRef, and as the same bytes over a plain TCP socket.</summary>
+public sealed record TransferRow(string Kind, int BatchBytes, int Batches, double StreamRefMBps, double TcpMBps);
+
+/// <summary>
+/// The learner's rate and data-wait when its batches come from 0 (its own node), 1, 2 or 3 data nodes on loopback,
+/// every node an ActorSystem of its own in this process (as `metamae node` wires them); and the transfer rate of batches
+/// through a StreamRef next to a plain TCP copy of the same bytes, in the same run.
+/// </summary>
+public static class ClusterBench
+{
+    public static readonly string[] Kinds = ["image", "speech"];
+
+    public static async Task<(List<ClusterBenchRow> Rows, List<TransferRow> Transfers)> Run(IEnumerable<string> kinds, IReadOnlyList<int> dataNodes,
+        int steps, string preset, int records, Action<string> progress)
+    {
+        var root = Directory.CreateTempSubdirectory("metamae-clusterbench-").FullName;
+        var rows = new List<ClusterBenchRow>();
+        var transfers = new List<TransferRow>();
+        try
+        {
+            foreach (var kind in kinds)
+            {
+                var (dataset, _, batch) = DataBench.Prepare(kind, root, records);
+                var dataRoot = kind == "image" ? Path.Combine(root, "img") : root;
+                foreach (var n in dataNodes)
+                {
+                    var row = await Measure(kind, dataset.Spec.Name, dataRoot, batch, n, steps, preset, Path.Combine(root, $"runs-{kind}-{n}"));
+                    progress($"  {kind,-7} {n} data node(s): learner {row.SamplesPerSecond,8:F1} samples/s, data wait {row.DataWaitPercent,5:F1}%");
+                    rows.Add(row);
+                }
+                var sample = dataset.Read(0, new Data.DecodeContext(0, 0, 0, true));
+                var values = Enumerable.Range(0, batch).SelectMany(_ => sample.Values!).ToArray();
+                var b = new Batch(batch, dataset.Spec.Shape, values, null, new float[batch], 1, StreamPosition.Start, 0);
+                var t = await Transfer(kind, b, kind == "image" ? 400 : 40);
+                progress($"  {kind,-7} transfer of {t.BatchBytes / 1e6:F2} MB batches: StreamRef {t.StreamRefMBps:F0} MB/s, TCP {t.TcpMBps:F0} MB/s");
+                transfers.Add(t);
+            }
+            return (rows, transfers);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static async Task<ClusterBenchRow> Measure(string kind, string dataset, string dataRoot, int batch, int dataNodes, int steps, string preset, string outDir)
+    {
+        var config = new RunConfig
+        {
+            Name = "bench", Dataset = new DatasetRef { Name = dataset, Root = dataRoot }, Preset = preset, Steps = steps, BatchSize = batch,
+            CheckpointEvery = steps, Device = "cpu", Threads = 1, Out = outDir, Seed = 1,
+        };
+        config.Validate();
+        await using var cluster = new InProcessCluster();
+        if (dataNodes == 0)
+        {
+            await cluster.Add(Roles.All);
+        }
+        else
+        {
+            await cluster.Add(Roles.Coordinator, Roles.Learner);
+            for (int i = 0; i < dataNodes; i++) await cluster.Add(Roles.Data);
+        }
+        var reports = new List<StepReport>();
+        var collector = cluster.Seed.ActorOf(Props.Create(() => new Collector(reports)));
+        var result = await cluster.Run(0, config, $"bench-{kind}-{dataNodes}", TimeSpan.FromMinutes(20), collector);
+        if (result.Status != RunStatus.Completed) throw new InvalidOperationException($"bench run failed: {result.Error}");
+        lock (reports)
+        {
+            var timed = reports.Where(r => r.Step > Math.Min(3, steps / 4)).ToList(); // after start-up
+            double busy = timed.Sum(r => r.StepSeconds + r.WaitSeconds);
+            return new ClusterBenchRow(kind, dataNodes, timed.Sum(r => r.BatchSize) / busy, 100 * timed.Sum(r => r.WaitSeconds) / busy, timed.Count);
+        }
+    }
+
+    private sealed class Collector : ReceiveActor
+    {
+        public Collector(List<StepReport> reports)
+        {
+            Receive<StepReport>(r =>
+            {
+                lock (reports) reports.Add(r);
+            });
+            ReceiveAny(_ => { });
+        }
+    }
+
+    /// <summary>Batches from node B to node A through a SourceRef (serialized as a FeedOffered would be), then the same bytes over TCP.</summary>
+    private static async Task<TransferRow> Transfer(string kind, Batch batch, int count)
+    {
+        await using var cluster = new InProcessCluster();
+        await cluster.Add([]);
+        await cluster.Add([]);
+        var producer = (ExtendedActorSystem)cluster.System(1);
+        var consumer = (ExtendedActorSystem)cluster.System(0);
+        var sourceRef = await Source.Repeat(batch).Take(count).RunWith(StreamRefs.SourceRef<Batch>(), producer.Materializer());
+        // Through the wire format, so the consumer's reference is a remote one.
+        var offer = new FeedOffered("bench", 0, 0, 1, sourceRef);
+        var produced = producer.Serialization.FindSerializerFor(offer);
+        var wire = Akka.Serialization.Serialization.WithTransport(producer, () => produced.ToBinary(offer)); // paths carry the producer's address
+        var remote = (FeedOffered)consumer.Serialization.Deserialize(wire, produced.Identifier, Akka.Serialization.Serialization.ManifestFor(produced, offer));
+        var clock = Stopwatch.StartNew();
+        long received = await remote.Source.Source.RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
+        double streamRef = received / 1e6 / clock.Elapsed.TotalSeconds;
+
+        var bytesOfBatch = producer.Serialization.FindSerializerFor(batch).ToBinary(batch);
+        double tcp = await TcpCopy(bytesOfBatch, count);
+        return new TransferRow(kind, bytesOfBatch.Length, count, streamRef, tcp);
+    }
+
+    /// <summary>Length-prefixed copies of <paramref name="payload"/> over a loopback socket, read whole on the other side.</summary>
+    private static async Task<double> TcpCopy(byte[] payload, int count)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var reader = Task.Run(async () =>
+        {
+            using var server = await listener.AcceptTcpClientAsync();
+            var stream = server.GetStream();
+            var length = new byte[4];
+            var buffer = new byte[payload.Length];
+            long total = 0;
+            for (int i = 0; i < count; i++)
+            {
+                await stream.ReadExactlyAsync(length);
+                int n = BitConverter.ToInt32(length);
+                await stream.ReadExactlyAsync(buffer.AsMemory(0, n));
+                total += n;
+            }
+            return total;
+        });
+        var clock = Stopwatch.StartNew();
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, port);
+            var stream = client.GetStream();
+            for (int i = 0; i < count; i++)
+            {
+                await stream.WriteAsync(BitConverter.GetBytes(payload.Length));
+                await stream.WriteAsync(payload);
+            }
+            var total = await reader;
+            return total / 1e6 / clock.Elapsed.TotalSeconds;
+        }
+    }
+}
