@@ -72,8 +72,10 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private RunHosts hosts;
     private RunDirectoryLock? directoryLock;
     private bool ownsLock;
-    private RunStore? store;
-    private RunArtifacts? artifacts;
+    private IRunRecord? store;
+    private IActorRef? reporter;
+    private bool finishing;
+    private RunFinished? done;
     private CheckpointStore? checkpoints;
     private IActorRef? learner;
     private IActorRef? learnerHost;
@@ -123,8 +125,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         {
             step = r.Step;
             refeeds = 0;
-            stage = "writing metrics.jsonl and TensorBoard events";
-            artifacts!.Step(r);
+            reporter!.Tell(r);
             stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
             stage = "writing data metrics";
@@ -154,7 +155,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             results.Add(r);
             stage = "recording an evaluation";
             store!.AddEvaluation(r);
-            artifacts!.Evaluation(r);
+            reporter!.Tell(r);
             progress?.Tell(r);
             Prune();
             TryFinish();
@@ -198,6 +199,9 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             Finish();
         });
         Receive<LearnerGaveUp>(g => g.RunId == runId, g => Fail(g.Reason));
+        Receive<ReporterFailed>(f => Fail(f.Reason));
+        Receive<FinalReportWritten>(w => Complete(w.Problems));
+        Receive<ReceiveTimeout>(_ => Complete(["could not write the plots and report.md within 60 s"]));
         Receive<DataStreamFailed>(f => f.RunId == runId, f => Fail($"data stream failed: {f.Reason}"));
         Receive<FeedInterrupted>(f => f.RunId == runId && f.Generation == generation, f =>
         {
@@ -232,6 +236,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     protected override bool AroundReceive(Receive receive, object message)
     {
         if (finished) return true; // the run has ended: late reports are of no use
+        if (finishing && message is not (FinalReportWritten or ReceiveTimeout)) return true;
         try
         {
             return base.AroundReceive(receive, message);
@@ -258,10 +263,11 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         // From here on the directory is ours: a failure may write its report and record.
         stage = "writing config.json";
         File.WriteAllText(Path.Combine(runDirectory, "config.json"), configJson);
-        artifacts = new RunArtifacts(runDirectory);
-        var runsDb = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDirectory))!, "runs.db");
-        stage = $"opening the run record {runsDb}";
-        store = new RunStore(runsDb);
+        stage = "opening metrics.jsonl and TensorBoard";
+        reporter = Context.ActorOf(RunReporterActor.Props(runId, runDirectory), "reporter");
+        var runs = RunRecord.RunsDirectoryOf(runDirectory);
+        stage = $"opening the run record {Path.Combine(runs, RunRecord.FileName)}";
+        store = RunRecord.Open(runs);
         store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
 
         stage = "checking checkpoints";
@@ -398,8 +404,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     {
         if (dataReports.Count == 0) return;
         var d = dataReports.Values;
-        artifacts!.Data(atStep, d.Sum(x => x.SamplesPerSecond), d.Sum(x => x.BytesPerSecond), d.Sum(x => x.BadRecords), d.Sum(x => x.RecordsRead),
-            d.Sum(x => x.QueuedSamples));
+        reporter!.Tell(new DataMetricsAt(atStep, d.Sum(x => x.SamplesPerSecond), d.Sum(x => x.BytesPerSecond), d.Sum(x => x.BadRecords),
+            d.Sum(x => x.RecordsRead), d.Sum(x => x.QueuedSamples)));
     }
 
     /// <summary>
@@ -427,7 +433,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
 
     private void Fail(string reason)
     {
-        if (finished) return;
+        if (finished || finishing) return;
         if (status == RunStatus.Failed) return;
         status = RunStatus.Failed;
         error = reason;
@@ -436,14 +442,14 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Ends the run whatever else fails: the report, plots and record are written as far as they can be (a failure
-    /// there is added to the error), the hosts are told to let go of the run, then every waiter is answered and the
-    /// coordinator stops.
+    /// Ends the run whatever else fails: the reporter writes plots and report.md (given at most 60 s), the record is
+    /// written as far as it can be (a failure there is added to the error), the hosts are told to let go of the run,
+    /// then every waiter is answered and the coordinator stops.
     /// </summary>
     private void Finish()
     {
-        if (finished) return;
-        finished = true;
+        if (finishing || finished) return;
+        finishing = true;
         if (status == RunStatus.Completed && failedProbes.Count > 0)
         {
             status = RunStatus.Failed;
@@ -452,29 +458,39 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
                     (failedProbes.Count > 5 ? "; ..." : "") + ". `metamae resume` redoes them";
         }
         var ordered = results.OrderBy(r => r.Dataset).ThenBy(r => r.Step).ToList();
-        var problems = new List<string>();
-        void Try(string what, Action action)
+        done = new RunFinished(runId, status, step, Path.GetFullPath(runDirectory), ordered, error);
+        if (reporter is null)
         {
-            try
-            {
-                action();
-            }
-            catch (Exception e)
-            {
-                log.Error("could not {0}: {1}", what, e.Message);
-                problems.Add($"could not {what}: {LearnerSupervisorActor.Describe(e)}");
-            }
+            Complete([]);
+            return;
         }
-        Try("write the plots", () => artifacts?.Plots(ordered));
-        Try("write report.md", () => artifacts?.Report(runId, status, step, configJson, ordered, error, failedProbes));
-        Try("update the run record", () => store?.FinishRun(runId, status, step, error));
+        reporter.Tell(new WriteFinalReport(status, step, configJson, ordered, error, failedProbes.ToList()));
+        Context.SetReceiveTimeout(TimeSpan.FromSeconds(60));
+    }
+
+    private void Complete(IReadOnlyList<string> reportProblems)
+    {
+        if (finished) return;
+        finished = true;
+        Context.SetReceiveTimeout(null);
+        var problems = reportProblems.ToList();
+        try
+        {
+            store?.FinishRun(runId, status, step, error);
+        }
+        catch (Exception e)
+        {
+            log.Error("could not update the run record: {0}", e.Message);
+            problems.Add($"could not update the run record: {LearnerSupervisorActor.Describe(e)}");
+        }
         var message = problems.Count == 0 ? error : string.Join("; ", new[] { error }.Concat(problems).Where(m => m is not null));
-        var done = new RunFinished(runId, status, step, Path.GetFullPath(runDirectory), ordered, message);
+        var result = done! with { Error = message };
         // Hosts let go of the run, files are closed and the directory released before anyone hears the run ended.
         foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) h.Tell(new RunEnded(runId));
+        if (reporter is not null) Context.Stop(reporter);
         Release();
-        foreach (var w in waiting) w.Tell(done);
-        progress?.Tell(done);
+        foreach (var w in waiting) w.Tell(result);
+        progress?.Tell(result);
         Context.Stop(Self);
     }
 
@@ -494,8 +510,6 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
                 log.Warning("while closing the run: {0}", e.Message);
             }
         }
-        Quietly(() => artifacts?.Dispose());
-        artifacts = null;
         Quietly(() => store?.Dispose());
         store = null;
         if (ownsLock) Quietly(() => directoryLock?.Dispose());

@@ -110,7 +110,7 @@ public static class RunHost
     {
         try
         {
-            using var store = new RunStore(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDirectory))!, "runs.db"));
+            using var store = RunRecord.Open(RunRecord.RunsDirectoryOf(runDirectory));
             var row = store.Runs().FirstOrDefault(r => r.Id == runId);
             store.FinishRun(runId, RunStatus.Aborted, row?.Step ?? 0, reason);
         }
@@ -120,12 +120,17 @@ public static class RunHost
         }
     }
 
+    private static readonly uint IdBase = (uint)Random.Shared.NextInt64(0, 1L << 32);
+    private static long idCounter;
+
     /// <summary>
-    /// A new run's id: the readable prefix (name, model, UTC time to the millisecond) and six random hex digits, so
-    /// runs started together never share a directory.
+    /// A new run's id: the readable prefix (name, model, UTC time to the millisecond) and eight hex digits: a per-process
+    /// random start plus a counter, so ids made in one process never repeat and ids of processes started together
+    /// collide only if their random starts fall within a few ids of each other (and the directory lock refuses the
+    /// second then).
     /// </summary>
     public static string NewRunId(RunConfig config) =>
-        $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{Random.Shared.Next(0x1000000):x6}";
+        $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{unchecked(IdBase + (uint)Interlocked.Increment(ref idCounter)):x8}";
 }
 
 /// <summary>Receives step reports, checkpoints and evaluations and prints them as asked.</summary>

@@ -44,7 +44,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root) with { Name = "same" };
         var ids = Enumerable.Range(0, 2000).AsParallel().Select(_ => Cli.RunHost.NewRunId(config)).ToList();
         Assert.Equal(ids.Count, ids.Distinct().Count());
-        Assert.All(ids, id => Assert.Matches(@"^same-metamae-\d{8}-\d{6}-\d{3}-[0-9a-f]{6}$", id));
+        Assert.All(ids, id => Assert.Matches(@"^same-metamae-\d{8}-\d{6}-\d{3}-[0-9a-f]{8}$", id));
     }
 
     [Fact]

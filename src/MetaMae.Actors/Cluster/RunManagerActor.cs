@@ -58,11 +58,11 @@ public sealed class RunManagerActor : ReceiveActor
     protected override void PreStart()
     {
         if (resumeFrom is null) return;
-        var db = Path.Combine(resumeFrom, "runs.db");
+        var db = Path.Combine(resumeFrom, RunRecord.FileName);
         if (!File.Exists(db)) return;
         try
         {
-            using var store = new RunStore(db);
+            using var store = RunRecord.Open(resumeFrom);
             foreach (var row in store.Runs().Where(r => r.Status == RunStatus.Running))
             {
                 var json = store.Config(row.Id);

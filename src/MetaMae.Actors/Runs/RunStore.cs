@@ -3,6 +3,40 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Runs;
 
+/// <summary>
+/// The durable record of runs: what every coordinator writes and a coordinator that takes over reads. One machine
+/// (or several sharing a directory) keeps it in SQLite (<see cref="RunStore"/>); a deployment may put it in a database
+/// server behind the same interface. Every method throws an <see cref="IOException"/> naming the record on failure.
+/// </summary>
+public interface IRunRecord : IDisposable
+{
+    string Path { get; }
+    void StartRun(string id, string name, long totalSteps, string directory, string configJson);
+    void UpdateStep(string id, long step);
+    void FinishRun(string id, RunStatus status, long step, string? error);
+    void AddCheckpoint(string id, long step, string path, bool valid);
+    void RemoveCheckpoint(string id, long step);
+    void SyncCheckpoints(string id, IEnumerable<(long Step, string Path)> onDisk);
+    void AddEvaluation(EvaluationResult r);
+    IReadOnlyList<RunRow> Runs();
+    string? Config(string id);
+    string? Error(string id);
+    IReadOnlyList<EvaluationResult> Evaluations(string id);
+    IReadOnlyList<(long Step, string Path, bool Valid)> Checkpoints(string id);
+}
+
+/// <summary>Where a runs directory's record lives.</summary>
+public static class RunRecord
+{
+    public const string FileName = "runs.db";
+
+    /// <summary>The record of <paramref name="runsDirectory"/> (RUNS/runs.db, SQLite).</summary>
+    public static IRunRecord Open(string runsDirectory) => new RunStore(System.IO.Path.Combine(runsDirectory, FileName));
+
+    /// <summary>The runs directory a run directory belongs to.</summary>
+    public static string RunsDirectoryOf(string runDirectory) => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(runDirectory))!;
+}
+
 /// <summary>One row of the runs table.</summary>
 public sealed record RunRow(string Id, string Name, RunStatus Status, long Step, long TotalSteps, string Directory, string Created, string Updated);
 
@@ -10,7 +44,7 @@ public sealed record RunRow(string Id, string Name, RunStatus Status, long Step,
 /// The durable run record in SQLite (RUNS_ROOT/runs.db): runs, checkpoints (path, step, checksum state, valid) and
 /// evaluations, so `metamae runs` lists them and a resumed run knows where it was.
 /// </summary>
-public sealed class RunStore : IDisposable
+public sealed class RunStore : IRunRecord
 {
     private readonly SqliteConnection connection;
     private readonly Lock gate = new();

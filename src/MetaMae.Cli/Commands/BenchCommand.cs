@@ -104,7 +104,7 @@ public static class BenchCommand
         var nodes = new Option<string>("--data-nodes") { Description = "Comma-separated data node counts (0: the learner's own node).", DefaultValueFactory = _ => "0,1,2,3" };
         var steps = new Option<int>("--steps") { Description = "Learner steps per row.", DefaultValueFactory = _ => 30 };
         var preset = new Option<string>("--preset") { Description = "Model preset of the learner.", DefaultValueFactory = _ => "tiny" };
-        var records = new Option<int>("--records") { Description = "Records written per kind.", DefaultValueFactory = _ => 256 };
+        var records = new Option<int>("--records") { Description = "Records written per kind (speech writes one clip per 8).", DefaultValueFactory = _ => 1024 };
         var cmd = new Command("cluster", "Learner rate and data-wait fed by 0-3 data nodes on loopback; StreamRef transfer rate next to plain TCP.")
         {
             kinds, nodes, steps, preset, records,

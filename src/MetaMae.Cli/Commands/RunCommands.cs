@@ -152,7 +152,7 @@ public static class RunCommands
                 Console.WriteLine($"no runs recorded yet ({db} does not exist)");
                 return 0;
             }
-            using var store = new RunStore(db); // a corrupt file: RunStoreException, exit 2 with its path
+            using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
             var table = new Spectre.Console.Table().AddColumns("run", "status", "step", "checkpoints", "latest probe", "updated", "directory");
             foreach (var r in store.Runs())
             {
