@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Event;
 using Akka.Streams;
@@ -24,7 +23,7 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
     private sealed class RunFeeds
     {
         public required IDataset Dataset { get; init; }
-        public required RunConfig Config { get; init; }
+        public required RunSpec Config { get; init; }
         public DataMetrics Metrics { get; } = new();
         public IActorRef Coordinator { get; set; } = ActorRefs.Nobody;
         public UniqueKillSwitch? Current { get; set; }
@@ -75,11 +74,12 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
     {
         if (!runs.TryGetValue(o.RunId, out var run))
         {
-            RunConfig config;
+            RunSpec config;
             IDataset dataset;
             try
             {
-                config = RunConfig.FromJson(JsonNode.Parse(o.ConfigJson)!.AsObject());
+                config = o.Spec;
+                config.Validate(); // on this node: its data, its devices
             }
             catch (Exception e)
             {

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Event;
 using MetaMae.Actors.Runs;
@@ -24,10 +23,11 @@ public sealed class EvaluatorHostActor : ReceiveActor
             var runId = p.Checkpoint.RunId;
             if (!schedulers.TryGetValue(runId, out var scheduler))
             {
-                RunConfig config;
+                RunSpec config;
                 try
                 {
-                    config = RunConfig.FromJson(JsonNode.Parse(p.ConfigJson)!.AsObject());
+                    config = p.Spec;
+                config.Validate(); // on this node: its data, its devices
                 }
                 catch (Exception e)
                 {

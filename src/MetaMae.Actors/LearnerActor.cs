@@ -24,7 +24,7 @@ namespace MetaMae.Actors;
 /// </summary>
 public sealed class LearnerActor : ReceiveActor
 {
-    private readonly RunConfig config;
+    private readonly RunSpec config;
     private readonly string runId;
     private readonly CheckpointStore store;
     private readonly ILoggingAdapter log = Context.GetLogger();
@@ -44,7 +44,7 @@ public sealed class LearnerActor : ReceiveActor
     private readonly Stopwatch sinceAck = new();
     private bool finished;
 
-    public LearnerActor(RunConfig config, string runId, string runDirectory, IActorRef coordinator)
+    public LearnerActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator)
     {
         this.config = config;
         this.runId = runId;
@@ -92,7 +92,7 @@ public sealed class LearnerActor : ReceiveActor
             .To(Sink.ActorRefWithAck<FeedBatch>(learner, new FeedInit(generation), FeedAck.Instance, new FeedCompleted(generation),
                 e => new FeedFailed(generation, e.Message)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
-    public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef coordinator) =>
+    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator) =>
         Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, coordinator)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
 
     protected override void PreStart()

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Event;
 using MetaMae.Actors.Runs;
@@ -22,10 +21,11 @@ public sealed class LearnerHostActor : ReceiveActor
         Receive<StartLearner>(s =>
         {
             if (runs.Remove(s.RunId, out var old)) Context.Stop(old); // a coordinator that moved asks again
-            RunConfig config;
+            RunSpec config;
             try
             {
-                config = RunConfig.FromJson(JsonNode.Parse(s.ConfigJson)!.AsObject());
+                config = s.Spec;
+                config.Validate(); // on this node: its data, its devices
             }
             catch (Exception e)
             {
@@ -67,14 +67,14 @@ public sealed class LearnerHostActor : ReceiveActor
 /// </summary>
 public sealed class LearnerSupervisorActor : ReceiveActor
 {
-    private readonly RunConfig config;
+    private readonly RunSpec config;
     private readonly IActorRef coordinator;
     private readonly string runId;
     private readonly ILoggingAdapter log = Context.GetLogger();
     private int restarts;
     private string? error;
 
-    public LearnerSupervisorActor(RunConfig config, string runId, string runDirectory, IActorRef coordinator)
+    public LearnerSupervisorActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator)
     {
         this.config = config;
         this.runId = runId;
@@ -88,7 +88,7 @@ public sealed class LearnerSupervisorActor : ReceiveActor
         });
     }
 
-    public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef coordinator) =>
+    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator) =>
         Akka.Actor.Props.Create(() => new LearnerSupervisorActor(config, runId, runDirectory, coordinator));
 
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>

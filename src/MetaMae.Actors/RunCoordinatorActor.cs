@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Event;
 using Akka.Hosting;
@@ -55,7 +54,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private sealed record LearnerLost(IActorRef Learner);
     private sealed record ProbeDeadline;
 
-    private readonly RunConfig config;
+    private readonly RunSpec config;
     private readonly string configJson;
     private readonly string runId;
     private readonly string runDirectory;
@@ -95,7 +94,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public RunCoordinatorActor(RunConfig config, string runId, string runDirectory, IActorRef? progress, RunStartOptions? options)
+    public RunCoordinatorActor(RunSpec config, string runId, string runDirectory, IActorRef? progress, RunStartOptions? options)
     {
         this.config = config;
         configJson = config.ToJson();
@@ -229,7 +228,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         Receive<Terminated>(t => HostGone(t.ActorRef));
     }
 
-    public static Props Props(RunConfig config, string runId, string runDirectory, IActorRef? progress = null, RunStartOptions? options = null) =>
+    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef? progress = null, RunStartOptions? options = null) =>
         Akka.Actor.Props.Create(() => new RunCoordinatorActor(config, runId, runDirectory, progress, options));
 
     /// <summary>Any exception in a handler ends the run, failed, with the stage it happened in.</summary>
@@ -314,7 +313,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         learnerHost = candidates[placements++ % candidates.Count];
-        learnerHost.Tell(new StartLearner(runId, Path.GetFullPath(runDirectory), configJson, Self));
+        learnerHost.Tell(new StartLearner(runId, Path.GetFullPath(runDirectory), config, Self));
     }
 
     private void UpdateHosts(RunHosts updated)
@@ -381,7 +380,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         pending[(checkpointStep, dataset)] = null;
         var candidates = hosts.Evaluators.Where(h => !deadHosts.Contains(h)).ToList();
         if (candidates.Count == 0) return; // asked when an evaluator joins; bounded by probe_timeout_seconds at the end
-        candidates[nextEvaluator++ % candidates.Count].Tell(new ProbeRequest(configJson, probeCheckpoints[(checkpointStep, dataset)], dataset, Self));
+        candidates[nextEvaluator++ % candidates.Count].Tell(new ProbeRequest(config, probeCheckpoints[(checkpointStep, dataset)], dataset, Self));
     }
 
     /// <summary>Prunes old checkpoints, never one a probe still has to read, and keeps the record in step with the disk.</summary>
@@ -421,7 +420,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         var data = hosts.Data.Where(h => !deadHosts.Contains(h)).ToList();
         if (data.Count == 0) log.Warning("run {0}: no data node; the learner waits until one joins", runId);
         for (int k = 0; k < data.Count; k++)
-            data[k].Tell(new OpenFeed(runId, configJson, ready.Position, gen, k, data.Count, learner!, Self));
+            data[k].Tell(new OpenFeed(runId, config, ready.Position, gen, k, data.Count, learner!, Self));
         log.Info("feed {0} of {1} data node(s) starts at {2} for learner step {3}", gen, data.Count, ready.Position, ready.Step);
         stage = "running";
     }

@@ -52,7 +52,7 @@ public static class RunHost
     /// Runs one run to its end on a cluster: a one-node cluster on loopback holding every role (<paramref name="node"/>
     /// null, the default for `metamae run`), or, as a client node, the cluster that <paramref name="node"/> joins.
     /// </summary>
-    public static RunFinished Execute(RunConfig config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null,
+    public static RunFinished Execute(RunSpec config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null,
         NodeOptions? node = null)
     {
         node ??= new NodeOptions { Roles = Roles.All, Hostname = "127.0.0.1", Port = 0 };
@@ -85,7 +85,7 @@ public static class RunHost
                     $"this node did not join the cluster within 60 s (seed nodes: {string.Join(", ", node.SeedNodes.DefaultIfEmpty("itself"))})");
             var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress");
             var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var submit = new SubmitRun(runId, Path.GetFullPath(runDirectory), config.ToJson(), options?.FromScratch ?? false, options?.Lock?.Token);
+            var submit = new SubmitRun(runId, Path.GetFullPath(runDirectory), config, options?.FromScratch ?? false, options?.Lock?.Token);
             system.ActorOf(RunClientActor.Props(manager, submit, progress, finished), "client");
             var grace = stopRequested.Task.ContinueWith(_ => Task.Delay(TimeSpan.FromSeconds(config.StopGraceSeconds)), TaskScheduler.Default).Unwrap();
             var first = Task.WhenAny(finished.Task, system.WhenTerminated, grace).GetAwaiter().GetResult();
@@ -129,7 +129,7 @@ public static class RunHost
     /// collide only if their random starts fall within a few ids of each other (and the directory lock refuses the
     /// second then).
     /// </summary>
-    public static string NewRunId(RunConfig config) =>
+    public static string NewRunId(RunSpec config) =>
         $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{unchecked(IdBase + (uint)Interlocked.Increment(ref idCounter)):x8}";
 }
 

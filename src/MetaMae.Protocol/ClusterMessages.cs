@@ -18,11 +18,11 @@ public static class Roles
 public sealed record RegisterHost(string Role, IActorRef Host) : IMetaMaeMessage;
 
 /// <summary>
-/// Submits a run to the cluster's run manager. <see cref="ConfigJson"/> is the run's config (validated again on every
+/// Submits a run to the cluster's run manager. <see cref="Spec"/> is the run's settings (validated again on every
 /// node that uses it: a node without CUDA refuses a CUDA run). <see cref="LockToken"/> lets the submitting process hand
 /// over the run directory lock it already holds when it is the coordinator's process too.
 /// </summary>
-public sealed record SubmitRun(string RunId, string RunDirectory, string ConfigJson, bool FromScratch = false, string? LockToken = null) : IMetaMaeMessage;
+public sealed record SubmitRun(string RunId, string RunDirectory, RunSpec Spec, bool FromScratch = false, string? LockToken = null) : IMetaMaeMessage;
 
 /// <summary>The run manager accepted a run; its events go to DistributedPubSub topic <see cref="Topic"/>.</summary>
 public sealed record RunAccepted(string RunId, string Topic) : IMetaMaeMessage;
@@ -31,7 +31,7 @@ public sealed record RunAccepted(string RunId, string Topic) : IMetaMaeMessage;
 public sealed record StopRunById(string RunId, string Reason) : IMetaMaeMessage;
 
 /// <summary>Asks a learner host to run the learner of a run; the learner reports to <see cref="Coordinator"/>.</summary>
-public sealed record StartLearner(string RunId, string RunDirectory, string ConfigJson, IActorRef Coordinator) : IMetaMaeMessage;
+public sealed record StartLearner(string RunId, string RunDirectory, RunSpec Spec, IActorRef Coordinator) : IMetaMaeMessage;
 
 /// <summary>A learner host stopped a learner that kept failing (or could not start): the run fails with the reason.</summary>
 public sealed record LearnerGaveUp(string RunId, string Reason) : IMetaMaeMessage;
@@ -43,7 +43,7 @@ public sealed record ReportPosition(string RunId) : IMetaMaeMessage;
 /// Asks a data host for shard <see cref="Shard"/> of <see cref="ShardCount"/> of a run's batches from
 /// <see cref="Start"/>, as feed <see cref="Generation"/>, offered to <see cref="Learner"/>.
 /// </summary>
-public sealed record OpenFeed(string RunId, string ConfigJson, StreamPosition Start, int Generation, int Shard, int ShardCount,
+public sealed record OpenFeed(string RunId, RunSpec Spec, StreamPosition Start, int Generation, int Shard, int ShardCount,
     IActorRef Learner, IActorRef Coordinator) : IMetaMaeMessage;
 
 /// <summary>A data host's shard of a feed, as a back-pressured stream reference the learner pulls from.</summary>
@@ -57,7 +57,7 @@ public sealed record DataReport(string RunId, string Node, long RecordsRead, lon
     double SamplesPerSecond, double BytesPerSecond) : IMetaMaeMessage;
 
 /// <summary>Probe a checkpoint (published to the evaluator nodes); results go to <see cref="Coordinator"/>.</summary>
-public sealed record ProbeRequest(string ConfigJson, CheckpointSaved Checkpoint, string Dataset, IActorRef Coordinator) : IMetaMaeMessage;
+public sealed record ProbeRequest(RunSpec Spec, CheckpointSaved Checkpoint, string Dataset, IActorRef Coordinator) : IMetaMaeMessage;
 
 /// <summary>An evaluator host took a probe: the coordinator watches it and asks again elsewhere if it dies.</summary>
 public sealed record ProbeAccepted(string RunId, long Step, string Dataset, IActorRef Host) : IMetaMaeMessage;

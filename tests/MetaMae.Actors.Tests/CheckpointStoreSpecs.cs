@@ -1,3 +1,4 @@
+using MetaMae.Actors.Runs;
 using MetaMae.Actors.Checkpoints;
 using MetaMae.Model;
 using MetaMae.Model.Checkpoints;

@@ -1,3 +1,4 @@
+using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
@@ -95,7 +96,7 @@ public sealed class CliSpecs : TempDirTest
         Assert.Contains("config/runs/fashion-mnist.json", makefile);
         var ci = File.ReadAllText(Path.Combine(TestRuns.RepoRoot, ".ci", "run"));
         Assert.Contains("make test", ci);
-        var config = Runs.RunConfig.Load(Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"), []);
+        var config = RunSpec.Load(Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"), []);
         Assert.Equal("metamae", config.Model);
         Assert.NotEmpty(config.Evaluation.Datasets);
     }

@@ -62,7 +62,7 @@ public sealed class ClusterSpecs : TempDirTest
             var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
             var progress = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var watcher = cluster.Seed.ActorOf(Props.Create(() => new StepWatcher(5, progress)));
-            cluster.Seed.ActorOf(RunClientActor.Props(cluster.Manager(0), new SubmitRun("split", Path.Combine(config.Out, "split"), config.ToJson()), watcher, finished));
+            cluster.Seed.ActorOf(RunClientActor.Props(cluster.Manager(0), new SubmitRun("split", Path.Combine(config.Out, "split"), config), watcher, finished));
             await progress.Task.WaitAsync(TimeSpan.FromMinutes(2));
 
             // The third data node loses both others: two against one.

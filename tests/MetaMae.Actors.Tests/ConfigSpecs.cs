@@ -1,3 +1,4 @@
+using MetaMae.Protocol;
 using System.Text.Json.Nodes;
 using MetaMae.Actors.Runs;
 
@@ -23,8 +24,8 @@ public sealed class ConfigSpecs
     /// <summary>Dotted paths of every leaf key, array elements as [0], from the main job's config with all defaults written out.</summary>
     private static IEnumerable<string> Keys()
     {
-        var config = RunConfig.Load(MainConfig, []);
-        var full = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(config, new System.Text.Json.JsonSerializerOptions(RunConfig.Json)
+        var config = RunSpec.Load(MainConfig, []);
+        var full = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(config, new System.Text.Json.JsonSerializerOptions(RunSpec.Json)
         {
             DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.Never,
         }))!;
@@ -67,10 +68,10 @@ public sealed class ConfigSpecs
                 var text = value?.ToJsonString() ?? "null";
                 try
                 {
-                    var config = RunConfig.FromJson(WithValue(key, value));
+                    var config = RunSpec.FromJson(WithValue(key, value));
                     // Accepted: it must be usable as it stands.
                     var json = config.ToJson();
-                    Assert.Equal(json, RunConfig.FromJson(JsonNode.Parse(json)!.AsObject()).ToJson());
+                    Assert.Equal(json, RunSpec.FromJson(JsonNode.Parse(json)!.AsObject()).ToJson());
                     config.ToModelConfig();
                 }
                 catch (ConfigException e)
@@ -113,7 +114,7 @@ public sealed class ConfigSpecs
     [InlineData("lr=NaN", "lr")]
     public void Values_validation_once_let_through_are_refused_naming_the_key(string assignment, string key)
     {
-        var e = Assert.Throws<ConfigException>(() => RunConfig.Load(MainConfig, [assignment]));
+        var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, [assignment]));
         Assert.Equal(key, e.Key);
     }
 }

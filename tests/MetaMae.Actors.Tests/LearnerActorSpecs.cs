@@ -21,7 +21,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         return DataFlows.CollateGroup(Data.Spec, decoded, decoded[^1].Record.Position, size, Data.Count, sequence);
     }
 
-    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunConfig config)
+    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunSpec config)
     {
         var parent = CreateTestProbe();
         var learner = parent.ChildActorOf(LearnerActor.Props(config, "run-1", Path.Combine(Root, "run-1"), parent.Ref));
@@ -29,7 +29,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     }
 
     /// <summary>A learner past its start-up (step-0 checkpoint, ready) with stream <paramref name="generation"/> opened by the test actor.</summary>
-    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Streaming(RunConfig config, int generation = 1)
+    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Streaming(RunSpec config, int generation = 1)
     {
         var (parent, learner) = Start(config);
         parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));

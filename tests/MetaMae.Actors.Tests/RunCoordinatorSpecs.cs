@@ -8,7 +8,7 @@ namespace MetaMae.Actors.Tests;
 
 public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 {
-    private RunFinished Run(RunConfig config, string runId, IActorRef? progress = null)
+    private RunFinished Run(RunSpec config, string runId, IActorRef? progress = null)
     {
         var dir = Path.Combine(config.Out, runId);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress));

@@ -9,7 +9,7 @@ namespace MetaMae.Actors.Tests;
 /// <summary>One live owner per run directory; the record, the probes and the disk agree with what happened.</summary>
 public sealed class RunRecordSpecs : MetaMaeTestKit
 {
-    private RunFinished Run(RunConfig config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
+    private RunFinished Run(RunSpec config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
     {
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), options: options));
         coordinator.Tell(StartRun.Instance, TestActor);

@@ -11,6 +11,8 @@ public sealed class SerializationSpecs : MetaMaeTestKit
 {
     private static readonly Batch SmallBatch = new(2, [1, 2, 2], [0.5f, -1f, 3f, 4f, 5f, 6f, 7f, float.MaxValue], null, [1f, 0f], 1, new StreamPosition(1, 8), 4);
 
+    private static readonly RunSpec Spec = TestRuns.Tiny("/runs", evaluate: true) with { MaskRatio = 0.6, BatchSize = 32 };
+
     private static readonly EvaluationResult Result = new("run-1", 40, "fashion-mnist", "accuracy", 0.7605, 12.5, 4000, 2000, "/runs/r/checkpoints/step-00000040");
 
     /// <summary>One instance of every message type; a new message without a sample fails the spec below.</summary>
@@ -46,17 +48,17 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         return
         [
             new RegisterHost(Roles.Learner, probe),
-            new SubmitRun("run-1", "/runs/r", "{\"steps\": 3}", true, "token"),
+            new SubmitRun("run-1", "/runs/r", Spec, true, "token"),
             new RunAccepted("run-1", "run-run-1"),
             new StopRunById("run-1", "SIGTERM"),
-            new StartLearner("run-1", "/runs/r", "{}", probe),
+            new StartLearner("run-1", "/runs/r", Spec, probe),
             new LearnerGaveUp("run-1", "learner failed: NaN"),
             new ReportPosition("run-1"),
-            new OpenFeed("run-1", "{}", new StreamPosition(1, 64), 4, 1, 3, probe, probe),
+            new OpenFeed("run-1", Spec, new StreamPosition(1, 64), 4, 1, 3, probe, probe),
             new FeedOffered("run-1", 4, 1, 3, source),
             new FeedInterrupted("run-1", 4, "the data node left"),
             new DataReport("run-1", "node@127.0.0.1:1", 100, 98, 2, 6, 32, 1250.5, 1e6),
-            new ProbeRequest("{}", new CheckpointSaved("run-1", 40, "/x", false), "fashion-mnist", probe),
+            new ProbeRequest(Spec, new CheckpointSaved("run-1", 40, "/x", false), "fashion-mnist", probe),
             new ProbeAccepted("run-1", 40, "fashion-mnist", probe),
             new RunEnded("run-1"),
         ];

@@ -18,7 +18,7 @@ public static class TestRuns
     }
 
     /// <summary>MetaMAE, tiny model, embedded Fashion-MNIST, batch 16, probes capped small.</summary>
-    public static RunConfig Tiny(string outDir, long steps = 12, long every = 4, bool evaluate = false) => new()
+    public static RunSpec Tiny(string outDir, long steps = 12, long every = 4, bool evaluate = false) => new()
     {
         Name = "test",
         Dataset = new DatasetRef { Name = "fashion-mnist", Root = "embedded" },

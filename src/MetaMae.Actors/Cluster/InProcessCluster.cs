@@ -38,11 +38,11 @@ public sealed class InProcessCluster : IAsyncDisposable
     }
 
     /// <summary>Submits a run from node <paramref name="from"/> and waits for its end.</summary>
-    public async Task<RunFinished> Run(int from, Runs.RunConfig config, string runId, TimeSpan timeout, IActorRef? progress = null)
+    public async Task<RunFinished> Run(int from, RunSpec config, string runId, TimeSpan timeout, IActorRef? progress = null)
     {
         var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
         var dir = Path.Combine(config.Out, runId);
-        System(from).ActorOf(RunClientActor.Props(Manager(from), new SubmitRun(runId, dir, config.ToJson()), progress, finished));
+        System(from).ActorOf(RunClientActor.Props(Manager(from), new SubmitRun(runId, dir, config), progress, finished));
         return await finished.Task.WaitAsync(timeout);
     }
 

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Akka.Actor;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Event;
@@ -68,7 +67,7 @@ public sealed class RunManagerActor : ReceiveActor
                 var json = store.Config(row.Id);
                 if (json is null || !Directory.Exists(row.Directory)) continue;
                 log.Warning("resuming run {0}, recorded as running (the previous coordinator is gone)", row.Id);
-                Self.Tell(new SubmitRun(row.Id, row.Directory, json));
+                Self.Tell(new SubmitRun(row.Id, row.Directory, RunSpec.Bind(System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject())));
             }
         }
         catch (Exception e) when (e is IOException or InvalidOperationException)
@@ -93,10 +92,11 @@ public sealed class RunManagerActor : ReceiveActor
             Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
             return;
         }
-        RunConfig config;
+        RunSpec config;
         try
         {
-            config = RunConfig.FromJson(JsonNode.Parse(s.ConfigJson)!.AsObject());
+            config = s.Spec;
+                config.Validate(); // on this node: its data, its devices
         }
         catch (Exception e)
         {

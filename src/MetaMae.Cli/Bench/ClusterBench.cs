@@ -60,7 +60,7 @@ public static class ClusterBench
 
     private static async Task<ClusterBenchRow> Measure(string kind, string dataset, string dataRoot, int batch, int dataNodes, int steps, string preset, string outDir)
     {
-        var config = new RunConfig
+        var config = new RunSpec
         {
             Name = "bench", Dataset = new DatasetRef { Name = dataset, Root = dataRoot }, Preset = preset, Steps = steps, BatchSize = batch,
             CheckpointEvery = steps, Device = "cpu", Threads = 1, Out = outDir, Seed = 1,

@@ -35,7 +35,7 @@ public static class RunCommands
         return c;
     }
 
-    private static RunConfig LoadConfig(ParseResult p, bool evaluate)
+    private static RunSpec LoadConfig(ParseResult p, bool evaluate)
     {
         var sets = (p.GetValue(SetOption) ?? []).ToList();
         if (p.GetValue(ModelOption) is { } m) sets.Add($"model={m}");
@@ -43,7 +43,7 @@ public static class RunCommands
         if (p.GetValue(DeviceOption) is { } d) sets.Add($"device={d}");
         if (p.GetValue(SeedOption) is { } s) sets.Add($"seed={s}");
         if (p.GetValue(OutOption) is { } o) sets.Add($"out=\"{o}\"");
-        var config = RunConfig.Load(p.GetValue(ConfigOption), sets);
+        var config = RunSpec.Load(p.GetValue(ConfigOption), sets);
         return evaluate ? config : config with { Evaluation = config.Evaluation with { Datasets = [] } };
     }
 
@@ -92,7 +92,7 @@ public static class RunCommands
             var runDir = Path.GetFullPath(p.GetValue(dir)!);
             var configPath = Path.Combine(runDir, "config.json");
             if (!File.Exists(configPath)) throw new ConfigException("RUN_DIR", $"{runDir} has no config.json: not a run directory");
-            var config = RunConfig.Load(configPath, []);
+            var config = RunSpec.Load(configPath, []);
             using var owned = RunDirectoryLock.Acquire(runDir); // refused (exit 2) while another process runs it
             var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p), new RunStartOptions { Lock = owned, FromScratch = p.GetValue(fromScratch) });
             Summarise(r);
@@ -167,14 +167,14 @@ public static class RunCommands
         return cmd;
     }
 
-    private static string Label(RunConfig config) => config.Model == "mae" ? "MAE" : "MetaMAE";
+    private static string Label(RunSpec config) => config.Model == "mae" ? "MAE" : "MetaMAE";
 
     /// <summary>With --cluster, a client node (no roles) joining that cluster; otherwise null: a one-node cluster of its own.</summary>
     private static NodeOptions? Node(ParseResult p) => p.GetValue(ClusterOption) is { } seed
         ? new NodeOptions { Roles = [], SeedNodes = [seed], Hostname = p.GetValue(HostnameOption)! }
         : null;
 
-    private static RunFinished Execute(RunConfig config, OutputMode mode, NodeOptions? cluster)
+    private static RunFinished Execute(RunSpec config, OutputMode mode, NodeOptions? cluster)
     {
         string runId, runDir;
         do
@@ -200,7 +200,7 @@ public static class RunCommands
     }
 
     /// <summary>The final table: each data set's probe for the random encoder (step 0) and each pretrained encoder's last step.</summary>
-    private static void PrintComparison(RunConfig config, List<(string Label, RunFinished Result)> runs)
+    private static void PrintComparison(RunSpec config, List<(string Label, RunFinished Result)> runs)
     {
         var table = new Spectre.Console.Table().AddColumns("data set", "metric", "encoder", "step", "value");
         foreach (var ds in config.Evaluation.Datasets.Select(d => d.Name))

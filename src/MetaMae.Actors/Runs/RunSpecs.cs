@@ -1,0 +1,182 @@
+using System.Text.Json.Nodes;
+using MetaMae.Data;
+using MetaMae.Model;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Runs;
+
+/// <summary>
+/// What a <see cref="RunSpec"/> means here: its data set and model (the mapping to Data and Model settings, in one
+/// place), and the checks that need them (ranges, catalog names, devices available on this node).
+/// </summary>
+public static class RunSpecs
+{
+    extension(RunSpec spec)
+    {
+        public DatasetSpec DatasetSpec => DatasetCatalog.Get(spec.Dataset.Name).Spec;
+        public int EffectiveBatchSize => spec.BatchSize ?? spec.DatasetSpec.BatchSize;
+
+        /// <summary>The model this run trains: input from the data set's spec, size from the preset, objective from the keys.</summary>
+        public ModelConfig ToModelConfig()
+        {
+            var ds = spec.DatasetSpec;
+            var input = ds.Kind switch
+            {
+                InputKind.Image2d => InputSpec.Image(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1]),
+                InputKind.Series1d => InputSpec.Series(ds.Shape[0], ds.Shape[1], ds.Patch[0]),
+                InputKind.Tokens => InputSpec.TokenIds(ds.Vocab, ds.Shape[0]),
+                _ => throw new ConfigException("dataset.name", $"{ds.Name} is image+text, which the model does not train yet; choose a single-modality data set"),
+            };
+            var options = new ObjectiveOptions
+            {
+                Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
+                MaskRatio = spec.MaskRatio ?? ds.DefaultMaskRatio,
+                SupportRatio = spec.SupportRatio, InnerLr = spec.InnerLr, ContrastiveWeight = spec.ContrastiveWeight, FirstOrder = spec.FirstOrder,
+            };
+            return new ModelConfig(input, Presets.Get(spec.Preset), options);
+        }
+
+        /// <summary>
+        /// Checks every key; the first problem is a <see cref="ConfigException"/> naming the key, what was given and what
+        /// is allowed. Numbers must be finite and in range, objects present, devices available on this machine.
+        /// </summary>
+        public void Validate()
+        {
+            var s = spec;
+            Require("name", s.Name is not null && RunSpec.NamePattern.IsMatch(s.Name),
+                $"'{s.Name}' is not a valid run name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no paths)");
+            RequireDataset("dataset", s.Dataset);
+            Require("model", s.Model is not null && RunSpec.Models.Contains(s.Model), $"'{s.Model}' is not allowed; allowed: {string.Join(", ", RunSpec.Models)}");
+            Require("preset", s.Preset is not null && Presets.All.ContainsKey(s.Preset), $"'{s.Preset}' is not allowed; allowed: {string.Join(", ", Presets.All.Keys)}");
+            RequireDevice("device", s.Device);
+            Require("steps", s.Steps >= 1, $"must be at least 1, got {s.Steps}");
+            Require("checkpoint_every", s.CheckpointEvery >= 1, $"must be at least 1, got {s.CheckpointEvery}");
+            Require("keep_checkpoints", s.KeepCheckpoints >= 1, $"must be at least 1, got {s.KeepCheckpoints}");
+            Require("threads", s.Threads is >= 1 and <= 1024, $"must be in [1, 1024], got {s.Threads}");
+            RequireFinite("lr", s.Lr, min: 0, max: 10, minExclusive: true);
+            RequireFinite("weight_decay", s.WeightDecay, min: 0, max: 100);
+            Require("warmup_steps", s.WarmupSteps >= 0, $"must be at least 0, got {s.WarmupSteps}");
+            Require("batch_size", s.BatchSize is null or (>= 2 and <= 1_000_000), $"must be in [2, 1000000] (BatchNorm and NT-Xent need pairs), got {s.BatchSize}");
+            if (s.MaskRatio is { } mask) RequireFinite("mask_ratio", mask, min: 0, max: 1, minExclusive: true, maxExclusive: true);
+            RequireFinite("support_ratio", s.SupportRatio, min: 0, max: 1);
+            RequireFinite("inner_lr", s.InnerLr, min: 0, max: 1000);
+            RequireFinite("contrastive_weight", s.ContrastiveWeight, min: 0, max: 1000);
+            Require("data_parallelism", s.DataParallelism is >= 1 and <= 1024, $"must be in [1, 1024], got {s.DataParallelism}");
+            RequireFinite("max_bad_fraction", s.MaxBadFraction, min: 0, max: 1);
+            Require("max_learner_restarts", s.MaxLearnerRestarts is >= 0 and <= 1000, $"must be in [0, 1000], got {s.MaxLearnerRestarts}");
+            RequireFinite("max_abs_value", s.MaxAbsValue, min: 0, max: 1e30, minExclusive: true);
+            RequireFinite("stop_grace_seconds", s.StopGraceSeconds, min: 0, max: 86_400, minExclusive: true);
+            RequireFinite("probe_timeout_seconds", s.ProbeTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
+            Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
+            Require("evaluation", s.Evaluation is not null, "must be an object (use {\"datasets\": []} for none)");
+            s.Evaluation!.Validate();
+            DatasetSpec pretrain;
+            try
+            {
+                pretrain = DatasetCatalog.Get(s.Dataset.Name).Spec;
+            }
+            catch (ArgumentException e)
+            {
+                throw new ConfigException("dataset.name", e.Message);
+            }
+            Require("dataset.name", pretrain.Role != Role.Transfer, $"'{pretrain.Name}' is a transfer set and cannot be pretrained on");
+            for (int i = 0; i < s.Evaluation!.Datasets.Count; i++)
+            {
+                var key = $"evaluation.datasets[{i}].name";
+                DatasetSpec probe;
+                try
+                {
+                    probe = DatasetCatalog.Get(s.Evaluation.Datasets[i].Name).Spec;
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ConfigException(key, e.Message);
+                }
+                Require(key, probe.Role != Role.Pretrain, $"'{probe.Name}' has no labels to probe");
+                Require(key, probe.Kind == pretrain.Kind && probe.Shape.SequenceEqual(pretrain.Shape) && probe.Vocab == pretrain.Vocab,
+                    $"'{probe.Name}' has samples of shape {string.Join("x", probe.Shape)}, the encoder takes {string.Join("x", pretrain.Shape)}");
+            }
+            try
+            {
+                s.ToModelConfig().Validate();
+            }
+            catch (ConfigException)
+            {
+                throw;
+            }
+            catch (ArgumentException e)
+            {
+                throw new ConfigException("preset", e.Message);
+            }
+        }
+    }
+
+    extension(EvaluationConfig evaluation)
+    {
+        /// <summary>Checks every probe setting; <paramref name="prefix"/> names the keys ("evaluation." in a run config).</summary>
+        public void Validate(string prefix = "evaluation.")
+        {
+            Require(prefix + "datasets", evaluation.Datasets is not null, "must be a list of data sets (it may be empty)");
+            Require(prefix + "when", evaluation.When is not null && RunSpec.EvaluationWhen.Contains(evaluation.When),
+                $"'{evaluation.When}' is not allowed; allowed: {string.Join(", ", RunSpec.EvaluationWhen)}");
+            Require(prefix + "epochs", evaluation.Epochs is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.Epochs}");
+            RequireFinite(prefix + "lr", evaluation.Lr, min: 0, max: 10, minExclusive: true);
+            RequireFinite(prefix + "weight_decay", evaluation.WeightDecay, min: 0, max: 100);
+            Require(prefix + "batch_size", evaluation.BatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.BatchSize}");
+            Require(prefix + "feature_batch_size", evaluation.FeatureBatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.FeatureBatchSize}");
+            RequireDevice(prefix + "device", evaluation.Device);
+            for (int i = 0; i < evaluation.Datasets!.Count; i++) RequireDataset($"{prefix}datasets[{i}]", evaluation.Datasets[i]);
+        }
+    }
+
+    extension(RunSpec)
+    {
+        /// <summary>Reads a config file with --set overrides, binds and validates it.</summary>
+        public static RunSpec Load(string? path, IEnumerable<string> overrides) => RunSpec.FromJson(RunSpec.Read(path, overrides));
+
+        /// <summary>Binds and validates a config object: every failure is a <see cref="ConfigException"/> naming the key.</summary>
+        public static RunSpec FromJson(JsonObject root)
+        {
+            var spec = RunSpec.Bind(root);
+            spec.Validate();
+            return spec;
+        }
+    }
+
+    internal static void RequireDataset(string key, DatasetRef? d)
+    {
+        Require(key, d is not null, "is required: an object with \"name\" (a catalog name, see `metamae data list`) and \"root\"");
+        Require(key + ".name", !string.IsNullOrWhiteSpace(d!.Name), "is required (a catalog name, see `metamae data list`)");
+        Require(key + ".root", !string.IsNullOrWhiteSpace(d.Root), "must be a directory or \"embedded\"");
+        Require(key + ".max_train", d.MaxTrain is null or >= 1, $"must be at least 1, got {d.MaxTrain}");
+        Require(key + ".max_test", d.MaxTest is null or >= 1, $"must be at least 1, got {d.MaxTest}");
+    }
+
+    /// <summary>The device must be a known name and exist here: asking for CUDA on a machine without it is a config error.</summary>
+    internal static void RequireDevice(string key, string? device)
+    {
+        Require(key, device is not null, "is required; allowed: " + string.Join(", ", TorchRuntime.DeviceChoices) + ", cuda:N");
+        try
+        {
+            TorchRuntime.SelectDevice(device!);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ConfigException(key, e.Message);
+        }
+    }
+
+    internal static void RequireFinite(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
+    {
+        var range = $"{(minExclusive ? "(" : "[")}{min.ToString(System.Globalization.CultureInfo.InvariantCulture)}, " +
+                    $"{max.ToString(System.Globalization.CultureInfo.InvariantCulture)}{(maxExclusive ? ")" : "]")}";
+        bool ok = double.IsFinite(value) && (minExclusive ? value > min : value >= min) && (maxExclusive ? value < max : value <= max);
+        Require(key, ok, $"must be a finite number in {range}, got {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+    }
+
+    internal static void Require(string key, bool ok, string message)
+    {
+        if (!ok) throw new ConfigException(key, message);
+    }
+
+}

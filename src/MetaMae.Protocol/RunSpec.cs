@@ -1,0 +1,200 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace MetaMae.Protocol;
+
+/// <summary>A data set by catalog name and the directory it is read from ("embedded" for the data shipped inside).</summary>
+public sealed record DatasetRef
+{
+    public required string Name { get; init; }
+    public string Root { get; init; } = "embedded";
+    /// <summary>Cap on samples read for probing (train split); null reads all.</summary>
+    public int? MaxTrain { get; init; }
+    public int? MaxTest { get; init; }
+}
+
+/// <summary>Linear evaluation settings.</summary>
+public sealed record EvaluationConfig
+{
+    public List<DatasetRef> Datasets { get; init; } = [];
+    /// <summary>every: each checkpoint; last: only the final one (plus the random-init one when asked).</summary>
+    public string When { get; init; } = "every";
+    public bool IncludeRandomInit { get; init; } = true;
+    public int Epochs { get; init; } = 100;
+    public double Lr { get; init; } = 1e-4;
+    public double WeightDecay { get; init; } = 1e-4;
+    public int BatchSize { get; init; } = 256;
+    /// <summary>Batch size of feature extraction.</summary>
+    public int FeatureBatchSize { get; init; } = 256;
+    public string Device { get; init; } = "cpu";
+}
+
+/// <summary>
+/// One run's settings, the plain schema that travels in messages (<see cref="SubmitRun"/>): read from
+/// config/runs/NAME.json with --set key=value overrides. Keys are snake_case; an unknown key or a value of the wrong
+/// type is a <see cref="ConfigException"/> naming the key. Ranges, data sets and devices are checked where they are
+/// known (MetaMae.Actors' RunSpecs.Validate).
+/// </summary>
+public sealed record RunSpec
+{
+    public string Name { get; init; } = "run";
+    public required DatasetRef Dataset { get; init; }
+    /// <summary>mae or metamae.</summary>
+    public string Model { get; init; } = "metamae";
+    public string Preset { get; init; } = "tiny";
+    public bool FirstOrder { get; init; }
+    public double? MaskRatio { get; init; }
+    public double SupportRatio { get; init; } = 0.1;
+    public double InnerLr { get; init; } = 0.5;
+    public double ContrastiveWeight { get; init; } = 1.0;
+    public long Steps { get; init; } = 1000;
+    public int? BatchSize { get; init; }
+    public double Lr { get; init; } = 1e-4;
+    public double WeightDecay { get; init; } = 1e-4;
+    public long WarmupSteps { get; init; }
+    public long Seed { get; init; }
+    public string Device { get; init; } = "auto";
+    public int Threads { get; init; } = 1;
+    public long CheckpointEvery { get; init; } = 100;
+    public int KeepCheckpoints { get; init; } = 3;
+    public int DataParallelism { get; init; } = Environment.ProcessorCount;
+    public double MaxBadFraction { get; init; } = 0.05;
+    /// <summary>Restarts of a failing learner before the run fails.</summary>
+    public int MaxLearnerRestarts { get; init; } = 3;
+    /// <summary>
+    /// A decoded value whose magnitude exceeds this is taken for corruption: the record is counted as bad and skipped.
+    /// Readers normalise images, spectrograms and tokens to small ranges; raw sensor and tabular values stay far below
+    /// the default (1e6), which still keeps squared errors finite in float32.
+    /// </summary>
+    public double MaxAbsValue { get; init; } = 1e6;
+    /// <summary>After SIGTERM or Ctrl-C, how long the final checkpoint may take before the process exits without it.</summary>
+    public double StopGraceSeconds { get; init; } = 25;
+    /// <summary>After the last step, how long probes still owed may take before they are recorded as failed.</summary>
+    public double ProbeTimeoutSeconds { get; init; } = 3600;
+    public EvaluationConfig Evaluation { get; init; } = new();
+    /// <summary>Where run directories are created.</summary>
+    public string Out { get; init; } = "runs";
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static readonly string[] Models = ["mae", "metamae"];
+    public static readonly string[] EvaluationWhen = ["every", "last"];
+
+    /// <summary>A run name becomes a directory name: letters, digits, '.', '_' and '-', starting with a letter or digit.</summary>
+    public static readonly System.Text.RegularExpressions.Regex NamePattern = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
+
+    /// <summary>Reads a JSON config file (or an empty object) and applies KEY=VALUE overrides.</summary>
+    public static JsonObject Read(string? path, IEnumerable<string> overrides)
+    {
+        JsonNode root;
+        if (path is null) root = new JsonObject();
+        else
+        {
+            if (!File.Exists(path)) throw new ConfigException("--config", $"{path} not found");
+            try
+            {
+                root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
+                       ?? new JsonObject();
+            }
+            catch (JsonException e)
+            {
+                throw new ConfigException("--config", $"{path} is not valid JSON: {e.Message}");
+            }
+        }
+        if (root is not JsonObject obj) throw new ConfigException("--config", $"{path} must hold a JSON object");
+        foreach (var o in overrides) Apply(obj, o);
+        return obj;
+    }
+
+    /// <summary>Binds a config object (types only, no ranges): every failure is a <see cref="ConfigException"/> naming the key.</summary>
+    public static RunSpec Bind(JsonObject root)
+    {
+        RunSpec? config;
+        try
+        {
+            config = root.Deserialize<RunSpec>(Json);
+        }
+        catch (JsonException e)
+        {
+            var key = e.Path?.TrimStart('$', '.') is { Length: > 0 } p ? p : "config";
+            throw new ConfigException(key, BindingMessage(e.Message));
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ConfigException("config", e.Message);
+        }
+        return config ?? throw new ConfigException("config", "is empty");
+    }
+
+    private static readonly Dictionary<string, string> TypeNames = new()
+    {
+        ["System.Double"] = "a number", ["System.Int32"] = "a whole number in the 32-bit range", ["System.Int64"] = "a whole number in the 64-bit range",
+        ["System.Boolean"] = "true or false", ["System.String"] = "a string",
+    };
+
+    /// <summary>System.Text.Json's binding errors in the words of the config: unknown key, or what the value should be.</summary>
+    private static string BindingMessage(string message)
+    {
+        var unknown = System.Text.RegularExpressions.Regex.Match(message, "The JSON property '([^']+)' could not be mapped");
+        if (unknown.Success) return $"unknown key '{unknown.Groups[1].Value}'";
+        var type = System.Text.RegularExpressions.Regex.Match(message, @"could not be converted to ([\w.`\[\]]+)");
+        if (type.Success)
+        {
+            var name = type.Groups[1].Value;
+            var expected = TypeNames.TryGetValue(name, out var t) ? t
+                : name.Contains("Nullable") ? "a number or null"
+                : name.Contains("List") ? "a list" : "an object";
+            return $"has the wrong type or is out of range: expected {expected}";
+        }
+        if (message.Contains("missing required properties", StringComparison.Ordinal))
+            return "is missing required keys: " + message[(message.IndexOf("including:", StringComparison.Ordinal) is var i and >= 0 ? i + 10 : 0)..].Trim().TrimEnd('.');
+        return message;
+    }
+
+    /// <summary>dotted.key=value: the value is parsed as JSON when it is (numbers, true/false, lists), else taken as a string.</summary>
+    public static void Apply(JsonObject root, string assignment)
+    {
+        var eq = assignment.IndexOf('=');
+        if (eq <= 0) throw new ConfigException("--set", $"'{assignment}' is not KEY=VALUE");
+        var key = assignment[..eq].Trim();
+        if (key.Split('.').Any(p => p.Length == 0)) throw new ConfigException("--set", $"'{key}' is not a dotted key such as evaluation.epochs");
+        var raw = assignment[(eq + 1)..];
+        JsonNode? value;
+        try
+        {
+            value = JsonNode.Parse(raw);
+        }
+        catch (JsonException)
+        {
+            value = JsonValue.Create(raw);
+        }
+        var parts = key.Split('.');
+        var node = root;
+        foreach (var part in parts[..^1])
+        {
+            if (node[part] is not JsonObject child)
+            {
+                if (node[part] is not null) throw new ConfigException(key, $"'{part}' holds a value, not an object of keys");
+                child = new JsonObject();
+                node[part] = child;
+            }
+            node = child;
+        }
+        node[parts[^1]] = value;
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+}
+
+/// <summary>A configuration error: the key and what is wrong with it. The command exits with code 2.</summary>
+public sealed class ConfigException(string key, string message) : ArgumentException($"config key '{key}': {message}")
+{
+    public string Key { get; } = key;
+}
