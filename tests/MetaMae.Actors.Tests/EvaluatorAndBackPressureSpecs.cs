@@ -23,13 +23,13 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void Evaluator_probes_a_checkpoint_and_replies_with_the_data_sets_metric()
+    public async Task Evaluator_probes_a_checkpoint_and_replies_with_the_data_sets_metric()
     {
         var config = TestRuns.Tiny(Root).ToModelConfig();
         var path = SaveCheckpoint(config, 3);
         var evaluator = Sys.ActorOf(EvaluatorActor.Props("r", Fashion, new EvaluationConfig { Epochs = 100, Lr = 1e-2 }, config));
         evaluator.Tell(new CheckpointSaved("r", 3, path, false));
-        var result = ExpectMsg<EvaluationResult>(TimeSpan.FromSeconds(60));
+        var result = await ExpectMsgAsync<EvaluationResult>(TimeSpan.FromSeconds(60));
         Assert.Equal(("fashion-mnist", "accuracy", 3L), (result.Dataset, result.Metric, result.Step));
         Assert.Equal((300, 200), (result.TrainSamples, result.TestSamples));
         // Ten classes, chance 0.1: a linear probe on this random encoder's features of 300 images scores 0.325 here, so the
@@ -37,11 +37,11 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
         Assert.InRange(result.Value, 0.25, 1.0);
         // Another run's checkpoint is not this evaluator's business.
         evaluator.Tell(new CheckpointSaved("other-run", 4, path, false));
-        ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+        await ExpectNoMsgAsync(TimeSpan.FromMilliseconds(300));
     }
 
     [Fact]
-    public void Evaluator_reports_a_corrupt_checkpoint_as_a_failure_and_keeps_working()
+    public async Task Evaluator_reports_a_corrupt_checkpoint_as_a_failure_and_keeps_working()
     {
         var config = TestRuns.Tiny(Root).ToModelConfig();
         var good = SaveCheckpoint(config, 1);
@@ -49,10 +49,10 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
         File.WriteAllText(Path.Combine(bad, Checkpoint.WeightsFile), "truncated");
         var evaluator = Sys.ActorOf(EvaluatorActor.Props("r", Fashion, new EvaluationConfig { Epochs = 2 }, config));
         evaluator.Tell(new CheckpointSaved("r", 2, bad, false));
-        var failed = ExpectMsg<EvaluationFailed>(TimeSpan.FromSeconds(60));
+        var failed = await ExpectMsgAsync<EvaluationFailed>(TimeSpan.FromSeconds(60));
         Assert.Contains("model.safetensors", failed.Reason);
         evaluator.Tell(new CheckpointSaved("r", 1, good, false));
-        ExpectMsg<EvaluationResult>(TimeSpan.FromSeconds(60));
+        await ExpectMsgAsync<EvaluationResult>(TimeSpan.FromSeconds(60));
     }
 
     /// <summary>Counts reads, so the test can see how far the stream ran ahead of a slow learner.</summary>
@@ -70,18 +70,19 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_learner_slower_than_its_data_holds_the_stream_to_a_bounded_read_ahead()
+    public async Task A_learner_slower_than_its_data_holds_the_stream_to_a_bounded_read_ahead()
     {
         var config = TestRuns.Tiny(Root, steps: 1000, every: 1000) with { Preset = "small" }; // a slower learner
         var parent = CreateTestProbe();
         var learner = parent.ChildActorOf(LearnerActor.Props(config, "bp", Path.Combine(Root, "bp"), parent.Ref));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
+        await parent.ExpectMsgAsync<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        await parent.ExpectMsgAsync<LearnerReady>();
         var data = new Counting(DatasetCatalog.Open("fashion-mnist", new ReaderOptions(EmbeddedData.Resolve("embedded"), Split.Pretrain)));
         var settings = new PipelineSettings { BatchSize = 16, Parallelism = 2, BufferBatches = 2 };
         DataFlows.Batches(data, settings, StreamPosition.Start, new DataMetrics())
             .RunWith(LearnerActor.FeedSink(learner, 1), Sys.Materializer());
-        var reports = Enumerable.Range(0, 5).Select(_ => parent.FishForMessage<StepReport>(_ => true, TimeSpan.FromSeconds(60))).ToList();
+        var reports = new List<StepReport>();
+        for (int i = 0; i < 5; i++) reports.Add(await parent.FishForMessageAsync<StepReport>(_ => true, TimeSpan.FromSeconds(60)));
         var steps = reports[^1].Step;
         // Read so far: what was trained on, plus at most the buffered batches, one being grouped, decodes in flight and stage buffers.
         Assert.InRange(Volatile.Read(ref data.Reads), steps * 16, (steps + 5) * 16 + 2 + 32);

@@ -26,7 +26,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
 
     [Theory]
     [MemberData(nameof(Stages))]
-    public void A_fault_at_any_stage_ends_the_run_failed_with_the_cause_named(string point, string cause, long? at, bool probes, string stage)
+    public async Task A_fault_at_any_stage_ends_the_run_failed_with_the_cause_named(string point, string cause, long? at, bool probes, string stage)
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: probes) with { MaxLearnerRestarts = 1 };
         FailPoints.Set(point, FailAction.Throw, at: at);
@@ -34,8 +34,8 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "run", dir));
         Watch(coordinator);
         coordinator.Tell(StartRun.Instance, TestActor);
-        var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
-        ExpectTerminated(coordinator, TimeSpan.FromSeconds(10));
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(2));
+        await ExpectTerminatedAsync(coordinator, TimeSpan.FromSeconds(10));
         FailPoints.Clear();
 
         Assert.Equal(RunStatus.Failed, result.Status);
@@ -57,7 +57,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_run_record_of_random_bytes_fails_the_run_naming_the_file_and_writes_nothing_else()
+    public async Task A_run_record_of_random_bytes_fails_the_run_naming_the_file_and_writes_nothing_else()
     {
         var db = Path.Combine(Root, "runs.db");
         var junk = new byte[64 * 1024];
@@ -65,7 +65,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
         File.WriteAllBytes(db, junk);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(TestRuns.Tiny(Root), "junk", Path.Combine(Root, "junk")));
         coordinator.Tell(StartRun.Instance, TestActor);
-        var result = ExpectMsg<RunFinished>(TimeSpan.FromSeconds(60));
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromSeconds(60));
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains(db, result.Error);
         Assert.Contains("not an SQLite database", result.Error);
@@ -74,14 +74,14 @@ public sealed class FaultSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void An_evaluator_that_crashes_neither_stops_the_stream_nor_hangs_the_run_and_its_probe_is_recorded_failed()
+    public async Task An_evaluator_that_crashes_neither_stops_the_stream_nor_hangs_the_run_and_its_probe_is_recorded_failed()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.crash", FailAction.Throw, at: 0, times: 1);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "crash", Path.Combine(Root, "crash")));
         coordinator.Tell(StartRun.Instance, TestActor);
-        var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(2));
         Assert.Equal(8, result.Step); // training went on to the end: the stream was not stopped
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 0 on fashion-mnist: the evaluator crashed: fail point 'evaluator.crash' fired at 0", result.Error);
@@ -89,15 +89,15 @@ public sealed class FaultSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_learner_that_always_fails_is_restarted_at_most_the_configured_times()
+    public async Task A_learner_that_always_fails_is_restarted_at_most_the_configured_times()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4) with { MaxLearnerRestarts = 3 };
         FailPoints.Set("learner.step", FailAction.Throw, at: 2);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "r", Path.Combine(Root, "r")));
-        EventFilter.Warning(contains: "restart 4 of").Expect(0, () =>
+        await EventFilter.Warning(contains: "restart 4 of").ExpectAsync(0, async () =>
         {
             coordinator.Tell(StartRun.Instance, TestActor);
-            var result = ExpectMsg<RunFinished>(TimeSpan.FromMinutes(2));
+            var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(2));
             Assert.Equal(RunStatus.Failed, result.Status);
             Assert.Contains("after 3 restart(s)", result.Error);
         });

@@ -29,87 +29,87 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
     }
 
     /// <summary>A learner past its start-up (step-0 checkpoint, ready) with stream <paramref name="generation"/> opened by the test actor.</summary>
-    private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Streaming(RunSpec config, int generation = 1)
+    private async Task<(Akka.TestKit.TestProbe Parent, IActorRef Learner)> Streaming(RunSpec config, int generation = 1)
     {
         var (parent, learner) = Start(config);
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
+        await parent.ExpectMsgAsync<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        await parent.ExpectMsgAsync<LearnerReady>();
         learner.Tell(new FeedInit(generation), TestActor);
-        ExpectMsg<FeedAck>();
+        await ExpectMsgAsync<FeedAck>();
         return (parent, learner);
     }
 
     [Fact]
-    public void Learner_saves_the_random_init_checkpoint_and_reports_ready_at_the_start()
+    public async Task Learner_saves_the_random_init_checkpoint_and_reports_ready_at_the_start()
     {
         var (parent, _) = Start(TestRuns.Tiny(Root));
-        var saved = parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        var saved = await parent.ExpectMsgAsync<CheckpointSaved>(TimeSpan.FromSeconds(30));
         Assert.Equal(0, saved.Step);
         Assert.True(Directory.Exists(saved.Path));
-        var ready = parent.ExpectMsg<LearnerReady>();
+        var ready = await parent.ExpectMsgAsync<LearnerReady>();
         Assert.Equal(0, ready.Step);
         Assert.Equal(StreamPosition.Start, ready.Position);
     }
 
     [Fact]
-    public void Learner_acks_each_batch_reports_steps_and_checkpoints_every_K()
+    public async Task Learner_acks_each_batch_reports_steps_and_checkpoints_every_K()
     {
-        var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 10, every: 3));
+        var (parent, learner) = await Streaming(TestRuns.Tiny(Root, steps: 10, every: 3));
         for (long s = 1; s <= 3; s++)
         {
             learner.Tell(new FeedBatch(1, MakeBatch(s - 1)), TestActor);
-            var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+            var report = await parent.ExpectMsgAsync<StepReport>(TimeSpan.FromSeconds(30));
             Assert.Equal(s, report.Step);
             Assert.True(double.IsFinite(report.Total) && report.Contrastive is not null);
             Assert.Equal(new StreamPosition(0, s * 16), report.DataPosition);
-            if (s == 3) Assert.Equal(3, parent.ExpectMsg<CheckpointSaved>().Step);
-            ExpectMsg<FeedAck>(); // the next batch is asked for only after the step (and its checkpoint)
+            if (s == 3) Assert.Equal(3, (await parent.ExpectMsgAsync<CheckpointSaved>()).Step);
+            await ExpectMsgAsync<FeedAck>(); // the next batch is asked for only after the step (and its checkpoint)
         }
-        parent.ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+        await parent.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(200));
     }
 
     [Fact]
-    public void Learner_ignores_batches_of_a_replaced_stream()
+    public async Task Learner_ignores_batches_of_a_replaced_stream()
     {
-        var (parent, learner) = Streaming(TestRuns.Tiny(Root), generation: 2);
+        var (parent, learner) = await Streaming(TestRuns.Tiny(Root), generation: 2);
         learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor); // generation 1 is stale
-        ExpectNoMsg(TimeSpan.FromMilliseconds(500));
-        parent.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        await ExpectNoMsgAsync(TimeSpan.FromMilliseconds(500));
+        await parent.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(100));
     }
 
     [Fact]
-    public void Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
+    public async Task Learner_finishes_at_the_last_step_with_a_final_checkpoint_and_asks_for_no_more()
     {
-        var (parent, learner) = Streaming(TestRuns.Tiny(Root, steps: 2, every: 100));
+        var (parent, learner) = await Streaming(TestRuns.Tiny(Root, steps: 2, every: 100));
         learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor);
-        parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
-        ExpectMsg<FeedAck>();
+        await parent.ExpectMsgAsync<StepReport>(TimeSpan.FromSeconds(30));
+        await ExpectMsgAsync<FeedAck>();
         learner.Tell(new FeedBatch(1, MakeBatch(1)), TestActor);
-        parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
-        var final = parent.ExpectMsg<CheckpointSaved>();
+        await parent.ExpectMsgAsync<StepReport>(TimeSpan.FromSeconds(30));
+        var final = await parent.ExpectMsgAsync<CheckpointSaved>();
         Assert.True(final.Final);
-        Assert.Equal(2, parent.ExpectMsg<LearnerFinished>().Step);
-        ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // no Ack: the stream is not asked for more
+        Assert.Equal(2, (await parent.ExpectMsgAsync<LearnerFinished>()).Step);
+        await ExpectNoMsgAsync(TimeSpan.FromMilliseconds(300)); // no Ack: the stream is not asked for more
     }
 
     [Fact]
-    public void Learner_reports_how_long_it_waited_for_data()
+    public async Task Learner_reports_how_long_it_waited_for_data()
     {
-        var (parent, learner) = Streaming(TestRuns.Tiny(Root));
-        Thread.Sleep(400); // data slower than the learner: it waits, it does not fail
+        var (parent, learner) = await Streaming(TestRuns.Tiny(Root));
+        await parent.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(400)); // data slower than the learner: it waits, it does not fail
         learner.Tell(new FeedBatch(1, MakeBatch(0)), TestActor);
-        var report = parent.ExpectMsg<StepReport>(TimeSpan.FromSeconds(30));
+        var report = await parent.ExpectMsgAsync<StepReport>(TimeSpan.FromSeconds(30));
         Assert.InRange(report.WaitSeconds, 0.35, 30);
     }
 
     [Fact]
-    public void Save_and_stop_writes_a_checkpoint_and_replies_with_it()
+    public async Task Save_and_stop_writes_a_checkpoint_and_replies_with_it()
     {
         var (parent, learner) = Start(TestRuns.Tiny(Root));
-        parent.ExpectMsg<CheckpointSaved>(TimeSpan.FromSeconds(30));
-        parent.ExpectMsg<LearnerReady>();
+        await parent.ExpectMsgAsync<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        await parent.ExpectMsgAsync<LearnerReady>();
         learner.Tell(StopLearner.Instance, TestActor);
-        var stopped = ExpectMsg<LearnerStopped>(TimeSpan.FromSeconds(30));
+        var stopped = await ExpectMsgAsync<LearnerStopped>(TimeSpan.FromSeconds(30));
         Assert.True(File.Exists(Path.Combine(stopped.Checkpoint, "manifest.json")));
     }
 }

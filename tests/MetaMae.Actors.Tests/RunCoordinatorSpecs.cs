@@ -8,25 +8,25 @@ namespace MetaMae.Actors.Tests;
 
 public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 {
-    private RunFinished Run(RunSpec config, string runId, IActorRef? progress = null)
+    private async Task<RunFinished> Run(RunSpec config, string runId, IActorRef? progress = null)
     {
         var dir = Path.Combine(config.Out, runId);
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress));
         coordinator.Tell(StartRun.Instance, TestActor);
-        return ExpectMsg<RunFinished>(TimeSpan.FromMinutes(3));
+        return await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(3));
     }
 
     [Fact]
-    public void A_run_completes_with_probe_results_for_random_init_and_pretrained_checkpoints()
+    public async Task A_run_completes_with_probe_results_for_random_init_and_pretrained_checkpoints()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         var progress = CreateTestProbe();
-        var result = Run(config, "probe-run", progress: progress.Ref);
+        var result = await Run(config, "probe-run", progress: progress.Ref);
         Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Equal(8, result.Step);
         Assert.Equal(new long[] { 0, 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());
         Assert.All(result.Results, r => Assert.InRange(r.Value, 0.05, 1.0));
-        progress.FishForMessage(m => m is StepReport { Step: 8 }, TimeSpan.FromSeconds(5));
+        await progress.FishForMessageAsync(m => m is StepReport { Step: 8 }, TimeSpan.FromSeconds(5));
         foreach (var f in new[] { "report.md", "metrics.jsonl", "config.json", "loss.png", "probe.png" })
             Assert.True(File.Exists(Path.Combine(result.RunDirectory, f)), $"{f} missing");
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(result.RunDirectory, "tensorboard")));
@@ -37,11 +37,11 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
+    public async Task An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
     {
-        var straight = Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
+        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
         FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1);
-        var faulty = Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
+        var faulty = await Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
         Assert.Equal(RunStatus.Completed, faulty.Status);
         Assert.Equal(12, faulty.Step);
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(faulty.RunDirectory, 12));
@@ -51,29 +51,29 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_learner_that_keeps_failing_fails_the_run_with_the_reason()
+    public async Task A_learner_that_keeps_failing_fails_the_run_with_the_reason()
     {
         var config = TestRuns.Tiny(Root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
         FailPoints.Set("learner.step", FailAction.Throw, at: 3);
-        var result = Run(config, "broken");
+        var result = await Run(config, "broken");
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("fail point 'learner.step' fired at 3", result.Error);
         Assert.Contains("after 2 restart(s)", result.Error);
     }
 
     [Fact]
-    public void A_corrupted_newest_checkpoint_is_skipped_and_the_previous_one_used()
+    public async Task A_corrupted_newest_checkpoint_is_skipped_and_the_previous_one_used()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4);
-        var first = Run(config, "resumed");
+        var first = await Run(config, "resumed");
         var newest = Path.Combine(first.RunDirectory, "checkpoints", "step-00000008", Checkpoint.WeightsFile);
         var bytes = File.ReadAllBytes(newest);
         bytes[^5] ^= 0x55;
         File.WriteAllBytes(newest, bytes);
 
-        EventFilter.Warning(contains: "step-00000008").ExpectOne(() =>
+        await EventFilter.Warning(contains: "step-00000008").ExpectOneAsync(async () =>
         {
-            var again = Run(config with { Steps = 12 }, "resumed");
+            var again = await Run(config with { Steps = 12 }, "resumed");
             Assert.Equal(RunStatus.Completed, again.Status);
             Assert.Equal(12, again.Step);
         });
@@ -81,20 +81,20 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var lines = File.ReadAllLines(Path.Combine(first.RunDirectory, "metrics.jsonl"));
         Assert.Equal(2, lines.Count(l => l.Contains("\"step\":5,")));
         // Same weights as a run that went straight to 12.
-        var straight = Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 12, every: 4), "straight12");
+        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 12, every: 4), "straight12");
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(first.RunDirectory, 12));
     }
 
     [Fact]
-    public void Stop_writes_a_final_checkpoint_and_reports_stopped()
+    public async Task Stop_writes_a_final_checkpoint_and_reports_stopped()
     {
         var config = TestRuns.Tiny(Root, steps: 10_000, every: 1000);
         var progress = CreateTestProbe();
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(Root, "stopped"), progress.Ref));
         coordinator.Tell(StartRun.Instance, TestActor);
-        progress.FishForMessage(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
+        await progress.FishForMessageAsync(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
         coordinator.Tell(new StopRun("test"));
-        var result = ExpectMsg<RunFinished>(TimeSpan.FromSeconds(60));
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromSeconds(60));
         Assert.Equal(RunStatus.Stopped, result.Status);
         Assert.InRange(result.Step, 5, 9000);
         var ckpt = Path.Combine(result.RunDirectory, "checkpoints", $"step-{result.Step:D8}");

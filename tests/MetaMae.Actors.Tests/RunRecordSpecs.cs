@@ -9,17 +9,17 @@ namespace MetaMae.Actors.Tests;
 /// <summary>One live owner per run directory; the record, the probes and the disk agree with what happened.</summary>
 public sealed class RunRecordSpecs : MetaMaeTestKit
 {
-    private RunFinished Run(RunSpec config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
+    private async Task<RunFinished> Run(RunSpec config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
     {
         var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), options: options));
         coordinator.Tell(StartRun.Instance, TestActor);
-        return ExpectMsg<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
+        return await ExpectMsgAsync<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
     }
 
     private static long[] StepsOnDisk(string runDir) => new CheckpointStore(runDir, 1).List().Select(c => c.Step).Order().ToArray();
 
     [Fact]
-    public void A_run_directory_is_owned_by_one_live_owner_and_a_second_is_refused_without_touching_it()
+    public async Task A_run_directory_is_owned_by_one_live_owner_and_a_second_is_refused_without_touching_it()
     {
         var dir = Path.Combine(Root, "owned");
         using (var held = RunDirectoryLock.Acquire(dir))
@@ -27,7 +27,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
             var busy = Assert.Throws<RunDirectoryBusyException>(() => RunDirectoryLock.Acquire(dir));
             Assert.Contains($"pid {Environment.ProcessId}", busy.Message);
             Assert.Contains(Environment.MachineName, busy.Message);
-            var refused = Run(TestRuns.Tiny(Root), "owned");
+            var refused = await Run(TestRuns.Tiny(Root), "owned");
             Assert.Equal(RunStatus.Failed, refused.Status);
             Assert.Contains("is in use by pid", refused.Error);
             Assert.False(File.Exists(Path.Combine(dir, "config.json")));
@@ -39,7 +39,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void Run_ids_are_unique_when_started_together_and_keep_the_readable_prefix()
+    public async Task Run_ids_are_unique_when_started_together_and_keep_the_readable_prefix()
     {
         var config = TestRuns.Tiny(Root) with { Name = "same" };
         var ids = Enumerable.Range(0, 2000).AsParallel().Select(_ => Cli.RunHost.NewRunId(config)).ToList();
@@ -48,13 +48,13 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void Pruning_never_removes_a_checkpoint_a_probe_still_needs_and_the_record_matches_the_disk()
+    public async Task Pruning_never_removes_a_checkpoint_a_probe_still_needs_and_the_record_matches_the_disk()
     {
         // Probes are slowed so that several checkpoints queue behind them while only one is kept.
         var config = TestRuns.Tiny(Root, steps: 10, every: 2, evaluate: true) with { KeepCheckpoints = 1 };
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.probe", FailAction.Sleep, millis: 400);
-        var result = Run(config, "pruned");
+        var result = await Run(config, "pruned");
         Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Null(result.Error);
         Assert.Equal(new long[] { 0, 2, 4, 6, 8, 10 }, result.Results.Select(r => r.Step).Order().ToArray());
@@ -67,12 +67,12 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_failed_probe_fails_the_run_and_resume_redoes_it_and_cleans_interrupted_writes()
+    public async Task A_failed_probe_fails_the_run_and_resume_redoes_it_and_cleans_interrupted_writes()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.probe", FailAction.Throw, at: 8);
-        var first = Run(config, "probes");
+        var first = await Run(config, "probes");
         FailPoints.Clear();
         Assert.Equal(RunStatus.Failed, first.Status);
         Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 8", first.Error);
@@ -84,7 +84,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         File.WriteAllText(Path.Combine(ckpts, ".step-00000012.tmp-0123", "model.safetensors"), "half");
         Directory.Move(Path.Combine(ckpts, "step-00000004"), Path.Combine(ckpts, ".step-00000004.old-4567"));
 
-        var again = Run(config, "probes");
+        var again = await Run(config, "probes");
         Assert.Equal(RunStatus.Completed, again.Status);
         Assert.Equal(new long[] { 0, 4, 8 }, again.Results.Select(r => r.Step).Order().ToArray());
         Assert.Equal(new[] { "step-00000000", "step-00000004", "step-00000008" },
@@ -96,23 +96,23 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     }
 
     [Fact]
-    public void A_run_whose_every_checkpoint_is_corrupt_fails_unless_asked_to_start_over()
+    public async Task A_run_whose_every_checkpoint_is_corrupt_fails_unless_asked_to_start_over()
     {
         var config = TestRuns.Tiny(Root, steps: 4, every: 2);
-        var first = Run(config, "corrupt");
+        var first = await Run(config, "corrupt");
         foreach (var dir in Directory.GetDirectories(Path.Combine(first.RunDirectory, "checkpoints")))
             File.WriteAllText(Path.Combine(dir, Checkpoint.WeightsFile), "garbage");
-        var refused = Run(config with { Steps = 6 }, "corrupt");
+        var refused = await Run(config with { Steps = 6 }, "corrupt");
         Assert.Equal(RunStatus.Failed, refused.Status);
         Assert.Contains("all 3 checkpoint(s)", refused.Error);
         Assert.Contains("--from-scratch", refused.Error);
 
-        var over = Run(config with { Steps = 6 }, "corrupt", new RunStartOptions { FromScratch = true });
+        var over = await Run(config with { Steps = 6 }, "corrupt", new RunStartOptions { FromScratch = true });
         Assert.Equal(RunStatus.Completed, over.Status);
         Assert.Equal(6, over.Step);
         var aside = Directory.GetDirectories(Path.Combine(first.RunDirectory, "corrupt-checkpoints")).Single();
         Assert.Equal(3, Directory.GetDirectories(aside).Length); // kept for inspection, not deleted
-        var straight = Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 6, every: 2), "straight");
+        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 6, every: 2), "straight");
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 6), TestRuns.FinalWeights(over.RunDirectory, 6));
     }
 }
