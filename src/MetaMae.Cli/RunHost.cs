@@ -105,6 +105,28 @@ public static class RunHost
         }
     }
 
+    /// <summary>Joins a cluster as <paramref name="node"/>, runs <paramref name="action"/> with the run manager, and leaves.</summary>
+    public static T WithNode<T>(NodeOptions node, Func<ActorSystem, IActorRef, T> action)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
+        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
+        using var host = builder.Build();
+        host.Start();
+        try
+        {
+            var system = host.Services.GetRequiredService<ActorSystem>();
+            if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(60)))
+                throw new TimeoutException($"this node did not join the cluster within 60 s (seed nodes: {string.Join(", ", node.SeedNodes)})");
+            return action(system, host.Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>());
+        }
+        finally
+        {
+            host.StopAsync().Wait(TimeSpan.FromSeconds(10));
+        }
+    }
+
     /// <summary>Best effort: the record says how the run ended even when its coordinator could not.</summary>
     private static void RecordAbort(string runId, string runDirectory, string reason)
     {

@@ -64,3 +64,16 @@ public sealed record ProbeAccepted(string RunId, long Step, string Dataset, IAct
 
 /// <summary>A run ended: hosts stop what they run for it (learner, feeds, probes).</summary>
 public sealed record RunEnded(string RunId) : IMetaMaeMessage;
+
+/// <summary>Asks the run manager for the runs its record holds (answered with <see cref="RunList"/>).</summary>
+public sealed record ListRuns : IMetaMaeMessage
+{
+    public static readonly ListRuns Instance = new();
+}
+
+/// <summary>One run as `metamae runs` shows it.</summary>
+public sealed record RunSummary(string Id, RunStatus Status, long Step, long TotalSteps, int Checkpoints, string LatestProbes, string Updated,
+    string Directory, bool Live);
+
+/// <summary>The runs of a record (<see cref="Source"/>), or why they could not be listed.</summary>
+public sealed record RunList(IReadOnlyList<RunSummary> Runs, string? Source, string? Error) : IMetaMaeMessage;

@@ -82,7 +82,8 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest, ICl
             var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs);
             nodes.Add(coordinator1);
             coordinator1.WaitUp(TimeSpan.FromSeconds(60));
-            var coordinator2 = new NodeProcess("coordinator", 0, seed, runs);
+            int secondPort = NodeProcess.FreePort();
+            var coordinator2 = new NodeProcess("coordinator", secondPort, seed, runs);
             var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(250)"); // a learner slow enough to kill around
             var data1 = new NodeProcess("data", 0, seed, runs);
             var data2 = new NodeProcess("data", 0, seed, runs);
@@ -141,6 +142,12 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest, ICl
             // Steps trained again after the coordinator moved: at most one checkpoint interval.
             int stepLines = File.ReadLines(metrics).Count(l => l.Contains("\"kind\":\"step\"", StringComparison.Ordinal));
             Assert.InRange(stepLines - (int)StraightRun.Steps, 0, 20);
+
+            // The cluster's record, asked through a node that is still up (the first one is dead).
+            var (listed, table, listErr) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "runs", "--cluster", $"127.0.0.1:{secondPort}");
+            Assert.True(listed == 0, table + listErr);
+            Assert.Contains("completed", table);
+            Assert.Contains($"{StraightRun.Steps}/{StraightRun.Steps}", table);
         }
         finally
         {

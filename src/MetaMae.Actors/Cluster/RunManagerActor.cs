@@ -37,6 +37,27 @@ public sealed class RunManagerActor : ReceiveActor
             Broadcast();
         });
         Receive<SubmitRun>(Submit);
+        Receive<ListRuns>(_ =>
+        {
+            if (resumeFrom is null)
+            {
+                Sender.Tell(new RunList([], null, "the coordinator nodes were started without --resume-from, so they know no runs directory"));
+                return;
+            }
+            try
+            {
+                if (!File.Exists(Path.Combine(resumeFrom, RunRecord.FileName))) Sender.Tell(new RunList([], resumeFrom, null));
+                else
+                {
+                    using var store = RunRecord.Open(resumeFrom);
+                    Sender.Tell(new RunList(RunRecord.Summaries(store, runs.Keys.ToHashSet()), resumeFrom, null));
+                }
+            }
+            catch (IOException e)
+            {
+                Sender.Tell(new RunList([], resumeFrom, e.Message));
+            }
+        });
         Receive<StopRunById>(s =>
         {
             if (runs.TryGetValue(s.RunId, out var coordinator)) coordinator.Tell(new StopRun(s.Reason));

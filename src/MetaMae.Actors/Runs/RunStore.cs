@@ -28,6 +28,16 @@ public interface IRunRecord : IDisposable
 /// <summary>Where a runs directory's record lives.</summary>
 public static class RunRecord
 {
+    /// <summary>Every run of <paramref name="record"/>, as `metamae runs` shows them; <paramref name="live"/> names runs being coordinated now.</summary>
+    public static List<RunSummary> Summaries(IRunRecord record, IReadOnlySet<string>? live = null) =>
+        record.Runs().Select(r =>
+        {
+            var latest = record.Evaluations(r.Id).GroupBy(e => e.Dataset).Select(g => g.MaxBy(e => e.Step)!)
+                .Select(e => FormattableString.Invariant($"{e.Dataset} {e.Metric} {e.Value:F3} @{e.Step}"));
+            return new RunSummary(r.Id, r.Status, r.Step, r.TotalSteps, record.Checkpoints(r.Id).Count, string.Join("; ", latest),
+                r.Updated.Length >= 19 ? r.Updated[..19] : r.Updated, r.Directory, live?.Contains(r.Id) == true);
+        }).ToList();
+
     public const string FileName = "runs.db";
 
     /// <summary>The record of <paramref name="runsDirectory"/> (RUNS/runs.db, SQLite).</summary>

@@ -143,24 +143,37 @@ public static class RunCommands
     private static Command Runs()
     {
         var dir = new Option<string>("--out") { Description = "Directory holding runs.db.", DefaultValueFactory = _ => "runs" };
-        var cmd = new Command("runs", "List runs recorded in runs.db with their state and latest probe results.") { dir };
+        var cmd = new Command("runs", "List runs recorded in runs.db (or by a cluster's coordinators) with their state and latest probe results.")
+            { dir, ClusterOption, HostnameOption };
         cmd.SetAction(p =>
         {
-            var db = Path.Combine(p.GetValue(dir)!, "runs.db");
-            if (!File.Exists(db))
+            List<RunSummary> runs;
+            if (Node(p) is { } node)
             {
-                Console.WriteLine($"no runs recorded yet ({db} does not exist)");
-                return 0;
+                var list = RunHost.WithNode(node, (_, manager) => manager.Ask<RunList>(ListRuns.Instance, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult());
+                if (list.Error is not null)
+                {
+                    Console.Error.WriteLine($"error: {list.Error}");
+                    return ExitCodes.Failed;
+                }
+                runs = list.Runs.ToList();
+                AnsiConsole.MarkupLineInterpolated($"runs recorded in {list.Source} (live ones coordinated now)");
             }
-            using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
+            else
+            {
+                var db = Path.Combine(p.GetValue(dir)!, RunRecord.FileName);
+                if (!File.Exists(db))
+                {
+                    Console.WriteLine($"no runs recorded yet ({db} does not exist)");
+                    return 0;
+                }
+                using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
+                runs = RunRecord.Summaries(store);
+            }
             var table = new Spectre.Console.Table().AddColumns("run", "status", "step", "checkpoints", "latest probe", "updated", "directory");
-            foreach (var r in store.Runs())
-            {
-                var evals = store.Evaluations(r.Id);
-                var latest = evals.GroupBy(e => e.Dataset).Select(g => g.MaxBy(e => e.Step)!).Select(e => $"{e.Dataset} {e.Metric} {e.Value:F3} @{e.Step}");
-                table.AddRow(Markup.Escape(r.Id), r.Status.Text(), $"{r.Step}/{r.TotalSteps}", store.Checkpoints(r.Id).Count.ToString(CultureInfo.InvariantCulture),
-                    Markup.Escape(string.Join("; ", latest)), r.Updated[..19], Markup.Escape(r.Directory));
-            }
+            foreach (var r in runs)
+                table.AddRow(Markup.Escape(r.Id + (r.Live ? " (live)" : "")), r.Status.Text(), $"{r.Step}/{r.TotalSteps}",
+                    r.Checkpoints.ToString(CultureInfo.InvariantCulture), Markup.Escape(r.LatestProbes), r.Updated, Markup.Escape(r.Directory));
             AnsiConsole.Write(table);
             return 0;
         });
