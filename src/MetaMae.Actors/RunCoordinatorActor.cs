@@ -53,6 +53,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private sealed record Refeed(int Generation);
     private sealed record LearnerLost(IActorRef Learner);
     private sealed record ProbeDeadline;
+    private sealed record RepublishProbes;
 
     private readonly RunSpec config;
     private readonly string configJson;
@@ -167,6 +168,12 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             progress?.Tell(f);
             Prune();
             TryFinish();
+        });
+        Receive<RepublishProbes>(_ =>
+        {
+            var unclaimed = pending.Where(p => p.Value is null).Select(p => p.Key).ToList();
+            if (unclaimed.Count == 0) Timers.Cancel("probes-unclaimed");
+            foreach (var (s, d) in unclaimed) SendProbe(s, d);
         });
         Receive<ProbeDeadline>(_ =>
         {
@@ -325,7 +332,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         if (!started || finished) return;
         if (learner is null && learnerHost is null && !learnerDone) PlaceLearner();
         if (dataChanged && learner is not null && !learnerDone && status == RunStatus.Running) learner.Tell(new ReportPosition(runId));
-        foreach (var (key, owner) in pending.Where(p => p.Value is null).ToList()) SendProbe(key.Step, key.Dataset);
+        if (options.Hosts is null) foreach (var (key, _) in pending.Where(p => p.Value is null).ToList()) SendProbe(key.Step, key.Dataset);
     }
 
     /// <summary>A host died: its learner is placed again, its shard reassigned, its probes asked elsewhere.</summary>
@@ -375,13 +382,30 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         }
     }
 
+    /// <summary>
+    /// On a cluster a probe request is published on the <see cref="ProbeTopic"/> to the evaluator nodes' group (one of
+    /// them takes it and says so); until one has, it is published again every few seconds, so an evaluator node that
+    /// joins late picks up the checkpoints that still lack a result. On one node it goes to the run's own evaluator host.
+    /// </summary>
     private void SendProbe(long checkpointStep, string dataset)
     {
         pending[(checkpointStep, dataset)] = null;
+        var request = new ProbeRequest(config, probeCheckpoints[(checkpointStep, dataset)], dataset, Self);
+        if (options.Hosts is not null)
+        {
+            Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.Get(Context.System).Mediator
+                .Tell(new Akka.Cluster.Tools.PublishSubscribe.Publish(ProbeTopic, request, sendOneMessageToEachGroup: true));
+            Timers.StartPeriodicTimer("probes-unclaimed", new RepublishProbes(), TimeSpan.FromSeconds(5));
+            return;
+        }
         var candidates = hosts.Evaluators.Where(h => !deadHosts.Contains(h)).ToList();
-        if (candidates.Count == 0) return; // asked when an evaluator joins; bounded by probe_timeout_seconds at the end
-        candidates[nextEvaluator++ % candidates.Count].Tell(new ProbeRequest(config, probeCheckpoints[(checkpointStep, dataset)], dataset, Self));
+        if (candidates.Count == 0) return; // bounded by probe_timeout_seconds once training is done
+        candidates[nextEvaluator++ % candidates.Count].Tell(request);
     }
+
+    /// <summary>The DistributedPubSub topic evaluator hosts subscribe to (in group <see cref="ProbeGroup"/>).</summary>
+    public const string ProbeTopic = "probes";
+    public const string ProbeGroup = "evaluators";
 
     /// <summary>Prunes old checkpoints, never one a probe still has to read, and keeps the record in step with the disk.</summary>
     private void Prune()

@@ -92,6 +92,28 @@ public sealed class ClusterSpecs : TempDirTest
         }
     }
 
+    [Fact]
+    public async Task An_evaluator_node_joining_late_picks_up_the_checkpoints_that_still_lack_a_result()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "late"), steps: 16, every: 8, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Coordinator, Roles.Learner, Roles.Data);
+        var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        cluster.Seed.ActorOf(RunClientActor.Props(cluster.Manager(0), new SubmitRun("late", Path.Combine(config.Out, "late"), config), null, finished));
+        // Training ends with no evaluator in the cluster: the run waits for its probes.
+        var final = Path.Combine(config.Out, "late", "checkpoints", "step-00000016", "manifest.json");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(final) && clock.Elapsed < TimeSpan.FromMinutes(2)) await Task.Delay(100);
+        Assert.True(File.Exists(final), "training did not finish");
+        await Task.Delay(500);
+        Assert.False(finished.Task.IsCompleted, "the run ended without its probes");
+        await cluster.Add(Roles.Evaluator);
+        var result = await finished.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        Assert.Equal(new long[] { 0, 8, 16 }, result.Results.Select(r => r.Step).Order().ToArray());
+    }
+
     /// <summary>Completes <paramref name="reached"/> when a step report at or past <paramref name="step"/> arrives.</summary>
     private sealed class StepWatcher : ReceiveActor
     {

@@ -84,7 +84,13 @@ public static class NodeHosting
             if (roles.Contains(Roles.Data))
                 registrations.Add(new RegisterHost(Roles.Data, system.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)));
             if (roles.Contains(Roles.Evaluator))
-                registrations.Add(new RegisterHost(Roles.Evaluator, system.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)));
+            {
+                var evaluator = system.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name);
+                registrations.Add(new RegisterHost(Roles.Evaluator, evaluator));
+                // Probes are published to the evaluators' group: one of them takes each.
+                Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.Get(system).Mediator.Tell(
+                    new Akka.Cluster.Tools.PublishSubscribe.Subscribe(RunCoordinatorActor.ProbeTopic, evaluator, RunCoordinatorActor.ProbeGroup));
+            }
             if (registrations.Count > 0) system.ActorOf(Props.Create(() => new HostRegistrarActor(manager, registrations)), "host-registrar");
             if (node.SeedNodes.Count == 0)
             {
