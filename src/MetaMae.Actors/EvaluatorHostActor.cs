@@ -40,6 +40,7 @@ public sealed class EvaluatorHostActor : ReceiveActor
             p.Coordinator.Tell(new ProbeAccepted(runId, p.Checkpoint.Step, p.Dataset, Self));
             scheduler.Forward(p);
         });
+        Receive<Akka.Cluster.Tools.PublishSubscribe.SubscribeAck>(_ => { }); // subscribed to the probes topic
         Receive<RunEnded>(e =>
         {
             if (schedulers.Remove(e.RunId, out var s)) Context.Stop(s);

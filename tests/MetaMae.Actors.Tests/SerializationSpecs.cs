@@ -139,21 +139,3 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         Assert.InRange(serializer.ToBinary(new FeedBatch(1, batch)).Length, batch.PayloadBytes, batch.PayloadBytes + 132);
     }
 }
-
-/// <summary>The production wiring (Akka.Hosting) binds the same serializer through the marker interface.</summary>
-public sealed class HostedSerializationSpecs
-{
-    [Fact]
-    public async Task The_hosted_actor_system_serializes_every_message_with_the_one_serializer()
-    {
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new Microsoft.Extensions.Hosting.HostApplicationBuilderSettings { DisableDefaults = true });
-        Akka.Hosting.AkkaHostingExtensions.AddAkka(builder.Services, "hosted", akka => akka.WithMetaMaeDispatchers());
-        using var host = builder.Build();
-        await host.StartAsync();
-        var system = (Akka.Actor.ExtendedActorSystem)Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions
-            .GetRequiredService<Akka.Actor.ActorSystem>(host.Services);
-        foreach (var message in new object[] { StartRun.Instance, new FeedAck(), new StreamPosition(1, 2) })
-            Assert.IsType<MetaMaeSerializer>(system.Serialization.FindSerializerFor(message));
-        await host.StopAsync();
-    }
-}

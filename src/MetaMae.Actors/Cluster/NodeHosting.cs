@@ -89,7 +89,7 @@ public static class NodeHosting
                 registrations.Add(new RegisterHost(Roles.Evaluator, evaluator));
                 // Probes are published to the evaluators' group: one of them takes each.
                 Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.Get(system).Mediator.Tell(
-                    new Akka.Cluster.Tools.PublishSubscribe.Subscribe(RunCoordinatorActor.ProbeTopic, evaluator, RunCoordinatorActor.ProbeGroup));
+                    new Akka.Cluster.Tools.PublishSubscribe.Subscribe(RunCoordinatorActor.ProbeTopic, evaluator, RunCoordinatorActor.ProbeGroup), evaluator);
             }
             if (registrations.Count > 0) system.ActorOf(Props.Create(() => new HostRegistrarActor(manager, registrations)), "host-registrar");
             if (node.SeedNodes.Count == 0)
