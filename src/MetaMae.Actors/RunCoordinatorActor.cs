@@ -427,6 +427,9 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     {
         if (dataReports.Count == 0) return;
         var d = dataReports.Values;
+        if (d.Count > 1) // each data node's own counters (bad records per node), then their sum
+            foreach (var n in d)
+                reporter!.Tell(new DataMetricsAt(atStep, n.SamplesPerSecond, n.BytesPerSecond, n.BadRecords, n.RecordsRead, n.QueuedSamples, n.Node));
         reporter!.Tell(new DataMetricsAt(atStep, d.Sum(x => x.SamplesPerSecond), d.Sum(x => x.BytesPerSecond), d.Sum(x => x.BadRecords),
             d.Sum(x => x.RecordsRead), d.Sum(x => x.QueuedSamples)));
     }

@@ -55,15 +55,17 @@ public sealed class RunArtifacts : IDisposable
     }
 
     /// <summary>The data pipeline's counters: throughput, bad records and how many decoded samples wait in its queues.</summary>
-    public void Data(long step, double samplesPerSecond, double bytesPerSecond, long badRecords, long recordsRead, long queuedSamples)
+    /// <summary>One data node's counters (<paramref name="node"/>), or their sum over the nodes (null; also to TensorBoard).</summary>
+    public void Data(long step, double samplesPerSecond, double bytesPerSecond, long badRecords, long recordsRead, long queuedSamples, string? node = null)
     {
         lock (gate)
         {
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
-                kind = "data", step, samples_per_second = samplesPerSecond, bytes_per_second = bytesPerSecond,
+                kind = "data", step, node = node ?? "all", samples_per_second = samplesPerSecond, bytes_per_second = bytesPerSecond,
                 bad_records = badRecords, records_read = recordsRead, queued_samples = queuedSamples,
             }, Json));
+            if (node is not null) return;
             tensorboard.add_scalar("data/samples_per_second", (float)samplesPerSecond, (int)step);
             tensorboard.add_scalar("data/queued_samples", queuedSamples, (int)step);
             tensorboard.add_scalar("data/bad_records", badRecords, (int)step);

@@ -4,7 +4,8 @@ using MetaMae.Protocol;
 namespace MetaMae.Actors.Reporting;
 
 /// <summary>The counters of the data nodes, summed, for metrics.jsonl and TensorBoard.</summary>
-public sealed record DataMetricsAt(long Step, double SamplesPerSecond, double BytesPerSecond, long BadRecords, long RecordsRead, long QueuedSamples);
+public sealed record DataMetricsAt(long Step, double SamplesPerSecond, double BytesPerSecond, long BadRecords, long RecordsRead, long QueuedSamples,
+    string? Node = null);
 
 /// <summary>Write plots and report.md now; answered with <see cref="FinalReportWritten"/>.</summary>
 public sealed record WriteFinalReport(RunStatus Status, long Step, string ConfigJson, IReadOnlyList<EvaluationResult> Results, string? Error,
@@ -33,7 +34,7 @@ public sealed class RunReporterActor : ReceiveActor
         artifacts = new RunArtifacts(runDirectory);
         Receive<StepReport>(r => Write("writing metrics.jsonl and TensorBoard events", () => artifacts.Step(r)));
         Receive<DataMetricsAt>(d => Write("writing data metrics", () =>
-            artifacts.Data(d.Step, d.SamplesPerSecond, d.BytesPerSecond, d.BadRecords, d.RecordsRead, d.QueuedSamples)));
+            artifacts.Data(d.Step, d.SamplesPerSecond, d.BytesPerSecond, d.BadRecords, d.RecordsRead, d.QueuedSamples, d.Node)));
         Receive<EvaluationResult>(r => Write("writing an evaluation to metrics.jsonl", () => artifacts.Evaluation(r)));
         Receive<WriteFinalReport>(f =>
         {
