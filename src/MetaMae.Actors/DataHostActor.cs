@@ -16,7 +16,7 @@ namespace MetaMae.Actors;
 /// network. A newer generation of a run's feed replaces the older one. Pipeline failures (too many bad records, an
 /// unreadable data set) go to the coordinator, which fails the run; counters go to it every few seconds.
 /// </summary>
-public sealed class DataHostActor : ReceiveActor, IWithTimers
+public sealed class DataHostActor : SteadyActor, IWithTimers
 {
     public const string Name = "data-host";
 
@@ -76,16 +76,12 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
         {
             RunSpec config;
             IDataset dataset;
-            try
+            if (o.Spec.Refusal() is { } refused)
             {
-                config = o.Spec;
-                config.Validate(); // on this node: its data, its devices
-            }
-            catch (Exception e)
-            {
-                o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"the data node refused the config: {e.Message}"));
+                o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"the data node refused the config: {refused}"));
                 return;
             }
+            config = o.Spec;
             try
             {
                 FailPoints.Hit("data.open");
@@ -95,7 +91,7 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
             catch (Exception e)
             {
                 o.Coordinator.Tell(new DataStreamFailed(o.RunId,
-                    $"opening data set {config.Dataset.Name} at {config.Dataset.Root} failed: {LearnerSupervisorActor.Describe(e)}"));
+                    $"opening data set {config.Dataset.Name} at {config.Dataset.Root} failed: {Failures.Describe(e)}"));
                 return;
             }
             runs[o.RunId] = run = new RunFeeds { Dataset = dataset, Config = config };
@@ -125,7 +121,7 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
                         // The pipeline's own failures (bad records over the limit, a reader's error) fail the run; the end of
                         // the learner's side (a restart, a node gone: stream-reference errors) only ends this feed.
                         if (t.IsFaulted && t.Exception!.GetBaseException() is var e && e.GetType().Namespace?.StartsWith("Akka.Streams", StringComparison.Ordinal) != true)
-                            self.Tell(new Failed(runId, generation, LearnerSupervisorActor.Describe(e)));
+                            self.Tell(new Failed(runId, generation, Failures.Describe(e)));
                     }, TaskScheduler.Default);
                     return k;
                 })
@@ -145,20 +141,7 @@ public sealed class DataHostActor : ReceiveActor, IWithTimers
         }
         catch (Exception e)
         {
-            o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"starting the data stream failed: {LearnerSupervisorActor.Describe(e)}"));
-        }
-    }
-
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "data host: {0}", e.Message);
-            return true;
+            o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"starting the data stream failed: {Failures.Describe(e)}"));
         }
     }
 }

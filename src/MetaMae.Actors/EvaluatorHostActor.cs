@@ -1,5 +1,4 @@
 using Akka.Actor;
-using Akka.Event;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 
@@ -9,11 +8,10 @@ namespace MetaMae.Actors;
 /// Runs linear probes on an evaluator node: a <see cref="ProbeSchedulerActor"/> per run it is asked about. It tells
 /// the coordinator it took each probe (so the coordinator can ask elsewhere if this node dies) and never fails itself.
 /// </summary>
-public sealed class EvaluatorHostActor : ReceiveActor
+public sealed class EvaluatorHostActor : SteadyActor
 {
     public const string Name = "evaluator-host";
     private readonly Dictionary<string, IActorRef> schedulers = [];
-    private readonly ILoggingAdapter log = Context.GetLogger();
     private int made;
 
     public EvaluatorHostActor()
@@ -23,17 +21,12 @@ public sealed class EvaluatorHostActor : ReceiveActor
             var runId = p.Checkpoint.RunId;
             if (!schedulers.TryGetValue(runId, out var scheduler))
             {
-                RunSpec config;
-                try
+                if (p.Spec.Refusal() is { } refused)
                 {
-                    config = p.Spec;
-                config.Validate(); // on this node: its data, its devices
-                }
-                catch (Exception e)
-                {
-                    p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"the evaluator node refused the config: {e.Message}"));
+                    p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"the evaluator node refused the config: {refused}"));
                     return;
                 }
+                var config = p.Spec;
                 scheduler = Context.ActorOf(ProbeSchedulerActor.Props(runId, config.Evaluation, config.ToModelConfig(), config.MaxAbsValue), $"probes-{++made}");
                 schedulers[runId] = scheduler;
             }
@@ -45,18 +38,5 @@ public sealed class EvaluatorHostActor : ReceiveActor
         {
             if (schedulers.Remove(e.RunId, out var s)) Context.Stop(s);
         });
-    }
-
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "evaluator host: {0}", e.Message);
-            return true;
-        }
     }
 }

@@ -9,11 +9,10 @@ namespace MetaMae.Actors;
 /// Runs learners on a learner node: one <see cref="LearnerSupervisorActor"/> per run it is asked for. Never fails
 /// itself; a learner that cannot start or keeps failing is reported to its run's coordinator.
 /// </summary>
-public sealed class LearnerHostActor : ReceiveActor
+public sealed class LearnerHostActor : SteadyActor
 {
     public const string Name = "learner-host";
     private readonly Dictionary<string, IActorRef> runs = [];
-    private readonly ILoggingAdapter log = Context.GetLogger();
     private int started;
 
     public LearnerHostActor()
@@ -21,18 +20,12 @@ public sealed class LearnerHostActor : ReceiveActor
         Receive<StartLearner>(s =>
         {
             if (runs.Remove(s.RunId, out var old)) Context.Stop(old); // a coordinator that moved asks again
-            RunSpec config;
-            try
+            if (s.Spec.Refusal() is { } refused)
             {
-                config = s.Spec;
-                config.Validate(); // on this node: its data, its devices
-            }
-            catch (Exception e)
-            {
-                s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node refused the config: {e.Message}"));
+                s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node refused the config: {refused}"));
                 return;
             }
-            var supervisor = Context.ActorOf(LearnerSupervisorActor.Props(config, s.RunId, s.RunDirectory, s.Coordinator), $"run-{++started}");
+            var supervisor = Context.ActorOf(LearnerSupervisorActor.Props(s.Spec, s.RunId, s.RunDirectory, s.Coordinator), $"run-{++started}");
             Context.Watch(supervisor);
             runs[s.RunId] = supervisor;
         });
@@ -45,19 +38,6 @@ public sealed class LearnerHostActor : ReceiveActor
             foreach (var (id, _) in runs.Where(r => r.Value.Equals(t.ActorRef)).ToList()) runs.Remove(id);
         });
     }
-
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "learner host: {0}", e.Message);
-            return true;
-        }
-    }
 }
 
 /// <summary>
@@ -68,7 +48,6 @@ public sealed class LearnerHostActor : ReceiveActor
 public sealed class LearnerSupervisorActor : ReceiveActor
 {
     private readonly RunSpec config;
-    private readonly IActorRef coordinator;
     private readonly string runId;
     private readonly ILoggingAdapter log = Context.GetLogger();
     private int restarts;
@@ -78,7 +57,6 @@ public sealed class LearnerSupervisorActor : ReceiveActor
     {
         this.config = config;
         this.runId = runId;
-        this.coordinator = coordinator;
         var learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory, coordinator), "learner");
         Context.Watch(learner);
         Receive<Terminated>(_ =>
@@ -94,7 +72,7 @@ public sealed class LearnerSupervisorActor : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
         var cause = e is ActorInitializationException { InnerException: { } inner } ? inner : e;
-        error = $"learner failed: {Describe(cause)}";
+        error = $"learner failed: {Failures.Describe(cause)}";
         if (cause is Model.Training.NonFiniteLossException or ConfigException) return Directive.Stop;
         if (restarts >= config.MaxLearnerRestarts)
         {
@@ -107,12 +85,4 @@ public sealed class LearnerSupervisorActor : ReceiveActor
         return Directive.Restart;
     });
 
-    /// <summary>The message alone for errors that name their cause; the type too for the rest.</summary>
-    public static string Describe(Exception e) => e switch
-    {
-        AggregateException { InnerExceptions.Count: 1 } a => Describe(a.InnerExceptions[0]),
-        IOException or UnauthorizedAccessException or ArgumentException or FormatException or InvalidDataException
-            or Data.DataLayoutException or FailPointException or InvalidOperationException => e.Message,
-        _ => $"{e.GetType().Name}: {e.Message}",
-    };
 }

@@ -12,7 +12,7 @@ namespace MetaMae.Actors;
 /// crashes (its own errors it reports itself) is replaced, the probe it was running is reported failed with the
 /// cause, and its queue goes on: a crash never reaches the coordinator's supervision of the learner and the stream.
 /// </summary>
-public sealed class ProbeSchedulerActor : ReceiveActor
+public sealed class ProbeSchedulerActor : SteadyActor
 {
     private sealed record Slot(DatasetRef Dataset, Queue<ProbeRequest> Queue)
     {
@@ -71,19 +71,6 @@ public sealed class ProbeSchedulerActor : ReceiveActor
     public static Props Props(string runId, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue) =>
         Akka.Actor.Props.Create(() => new ProbeSchedulerActor(runId, settings, modelConfig, maxAbsValue));
 
-    /// <summary>Never fails: a fault here would reach the coordinator's supervision of the learner.</summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "probe scheduler: {0} while handling {1}", e.Message, message.GetType().Name);
-            return true;
-        }
-    }
 
     /// <summary>A crashed evaluator is stopped (and replaced on demand), never restarted with its probe lost.</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>

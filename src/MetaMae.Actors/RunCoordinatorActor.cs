@@ -249,7 +249,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         }
         catch (Exception e)
         {
-            Fail($"{stage} failed: {LearnerSupervisorActor.Describe(e)}");
+            Fail($"{stage} failed: {Failures.Describe(e)}");
             return true;
         }
     }
@@ -507,7 +507,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         catch (Exception e)
         {
             log.Error("could not update the run record: {0}", e.Message);
-            problems.Add($"could not update the run record: {LearnerSupervisorActor.Describe(e)}");
+            problems.Add($"could not update the run record: {Failures.Describe(e)}");
         }
         var message = problems.Count == 0 ? error : string.Join("; ", new[] { error }.Concat(problems).Where(m => m is not null));
         var result = done! with { Error = message };

@@ -13,7 +13,7 @@ namespace MetaMae.Actors.Cluster;
 /// When the singleton moves to another node (its node died), the new one rebuilds from the durable run record: runs
 /// recorded as running are resumed from their latest valid checkpoint.
 /// </summary>
-public sealed class RunManagerActor : ReceiveActor
+public sealed class RunManagerActor : SteadyActor
 {
     public const string Name = "run-manager";
 
@@ -113,17 +113,12 @@ public sealed class RunManagerActor : ReceiveActor
             Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
             return;
         }
-        RunSpec config;
-        try
+        if (s.Spec.Refusal() is { } refused)
         {
-            config = s.Spec;
-                config.Validate(); // on this node: its data, its devices
-        }
-        catch (Exception e)
-        {
-            Sender.Tell(new RunFinished(s.RunId, RunStatus.Failed, 0, s.RunDirectory, [], $"the coordinator node refused the config: {e.Message}"));
+            Sender.Tell(new RunFinished(s.RunId, RunStatus.Failed, 0, s.RunDirectory, [], $"the coordinator node refused the config: {refused}"));
             return;
         }
+        var config = s.Spec;
         var publisher = Context.ActorOf(Akka.Actor.Props.Create(() => new TopicPublisherActor(Topic(s.RunId))));
         var coordinator = Context.ActorOf(RunCoordinatorActor.Props(config, s.RunId, s.RunDirectory, publisher,
             new RunStartOptions { Hosts = Current, LockToken = s.LockToken, FromScratch = s.FromScratch }));
@@ -131,19 +126,6 @@ public sealed class RunManagerActor : ReceiveActor
         runs[s.RunId] = coordinator;
         Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
         coordinator.Tell(StartRun.Instance, Sender);
-    }
-
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            log.Error(e, "run manager: {0}", e.Message);
-            return true;
-        }
     }
 }
 

@@ -57,7 +57,7 @@ public sealed class RunReporterActor : ReceiveActor
         catch (Exception e)
         {
             failed = true;
-            Context.Parent.Tell(new ReporterFailed($"{what} failed: {LearnerSupervisorActor.Describe(e)}"));
+            Context.Parent.Tell(new ReporterFailed($"{what} failed: {Failures.Describe(e)}"));
         }
     }
 
@@ -69,7 +69,7 @@ public sealed class RunReporterActor : ReceiveActor
         }
         catch (Exception e)
         {
-            problems.Add($"could not {what}: {LearnerSupervisorActor.Describe(e)}");
+            problems.Add($"could not {what}: {Failures.Describe(e)}");
         }
     }
 

@@ -111,6 +111,23 @@ public static class RunSpecs
         }
     }
 
+    extension(RunSpec spec)
+    {
+        /// <summary>Why this node refuses the spec (its data, its devices), or null when it is valid here.</summary>
+        public string? Refusal()
+        {
+            try
+            {
+                spec.Validate();
+                return null;
+            }
+            catch (Exception e)
+            {
+                return e.Message;
+            }
+        }
+    }
+
     extension(EvaluationConfig evaluation)
     {
         /// <summary>Checks every probe setting; <paramref name="prefix"/> names the keys ("evaluation." in a run config).</summary>
