@@ -56,13 +56,7 @@ public static class RunHost
         NodeOptions? node = null)
     {
         node ??= new NodeOptions { Roles = Roles.All, Hostname = "127.0.0.1", Port = 0 };
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
-        // Signals must reach the coordinator (final checkpoint first), not stop the host and its actor system under it.
-        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
-        using var host = builder.Build();
-        host.Start();
+        using var host = StartNode(node);
         var system = host.Services.GetRequiredService<ActorSystem>();
         var manager = host.Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>();
         var stopRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -105,15 +99,25 @@ public static class RunHost
         }
     }
 
-    /// <summary>Joins a cluster as <paramref name="node"/>, runs <paramref name="action"/> with the run manager, and leaves.</summary>
-    public static T WithNode<T>(NodeOptions node, Func<ActorSystem, IActorRef, T> action)
+    /// <summary>
+    /// Starts a node as the command hosts it: Akka.Hosting with the command's logging and Akka policy, and a lifetime
+    /// that leaves SIGINT and SIGTERM to the command (a run's final checkpoint first, not the host stopping under it).
+    /// </summary>
+    public static IHost StartNode(NodeOptions node)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
-        using var host = builder.Build();
+        var host = builder.Build();
         host.Start();
+        return host;
+    }
+
+    /// <summary>Joins a cluster as <paramref name="node"/>, runs <paramref name="action"/> with the run manager, and leaves.</summary>
+    public static T WithNode<T>(NodeOptions node, Func<ActorSystem, IActorRef, T> action)
+    {
+        using var host = StartNode(node);
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();

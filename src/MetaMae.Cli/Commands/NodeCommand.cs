@@ -1,12 +1,10 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Akka.Actor;
-using Akka.Hosting;
 using MetaMae.Actors.Cluster;
 using MetaMae.Protocol;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace MetaMae.Cli.Commands;
 
@@ -40,12 +38,7 @@ public static class NodeCommand
 
     private static int Run(NodeOptions options)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
-        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(options));
-        using var host = builder.Build();
-        host.Start();
+        using var host = RunHost.StartNode(options);
         var system = host.Services.GetRequiredService<ActorSystem>();
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         void OnSignal(PosixSignalContext c)
