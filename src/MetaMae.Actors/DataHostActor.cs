@@ -100,11 +100,11 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
         run.Coordinator = o.Coordinator;
         run.Current?.Shutdown();
         run.Generation = o.Generation;
-        var config2 = run.Config;
+        var spec = run.Config;
         var settings = new PipelineSettings
         {
-            BatchSize = config2.EffectiveBatchSize, Seed = config2.Seed, Parallelism = config2.DataParallelism, MaxBadFraction = config2.MaxBadFraction,
-            MaxAbsValue = config2.MaxAbsValue, ShardIndex = o.Shard, ShardCount = o.ShardCount,
+            BatchSize = spec.EffectiveBatchSize, Seed = spec.Seed, Parallelism = spec.DataParallelism, MaxBadFraction = spec.MaxBadFraction,
+            MaxAbsValue = spec.MaxAbsValue, ShardIndex = o.Shard, ShardCount = o.ShardCount,
         };
         var self = Self;
         var runId = o.RunId;
@@ -129,14 +129,11 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
                 .Run(Context.Materializer());
             run.Current = kill;
             var learner = o.Learner;
-            sourceRef.ContinueWith(t => t.IsCompletedSuccessfully
-                ? (object)new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result)
-                : new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"), TaskScheduler.Default)
-                .ContinueWith(t =>
-                {
-                    if (t.Result is FeedOffered offered) learner.Tell(offered);
-                    else self.Tell(t.Result);
-                }, TaskScheduler.Default);
+            sourceRef.ContinueWith(t =>
+            {
+                if (t.IsCompletedSuccessfully) learner.Tell(new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result));
+                else self.Tell(new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"));
+            }, TaskScheduler.Default);
             log.Info("feed {0} of {1}: shard {2} of {3} from {4}", generation, runId, o.Shard, o.ShardCount, o.Start);
         }
         catch (Exception e)

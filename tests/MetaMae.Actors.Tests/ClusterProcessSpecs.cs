@@ -67,7 +67,8 @@ public sealed class NodeProcess : IDisposable
 /// SIGKILL mid-run; the singleton moves, the shard is reassigned, the probe is asked elsewhere, and the run ends with
 /// the weights of a run nobody interrupted.
 /// </summary>
-public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest, IClassFixture<StraightRun>
+[Collection(StraightRunCollection.Name)]
+public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
 {
     [Fact]
     public async Task Killing_a_data_node_an_evaluator_node_and_the_coordinators_node_mid_run_loses_no_batch_and_ends_with_the_straight_weights()

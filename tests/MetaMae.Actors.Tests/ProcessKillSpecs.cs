@@ -6,7 +6,7 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-/// <summary>The uninterrupted 120-step run every interrupted one must end equal to, trained once per test class.</summary>
+/// <summary>The uninterrupted 120-step run every interrupted one must end equal to, trained once for all who compare with it.</summary>
 public sealed class StraightRun : IDisposable
 {
     public const long Steps = 120;
@@ -89,7 +89,14 @@ public static class ProcessRuns
 /// A long run's promise: kill the process at any moment (mid-step, inside a checkpoint write, inside a resume), resume,
 /// and end where an uninterrupted run ends, bit for bit.
 /// </summary>
-public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest, IClassFixture<StraightRun>
+[CollectionDefinition(Name)]
+public sealed class StraightRunCollection : ICollectionFixture<StraightRun>
+{
+    public const string Name = "compared with the straight run";
+}
+
+[Collection(StraightRunCollection.Name)]
+public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
 {
     [Fact]
     public void Kills_at_seeded_steps_inside_steps_checkpoint_writes_and_resume_end_with_the_uninterrupted_weights()

@@ -8,20 +8,12 @@ namespace MetaMae.Actors.Tests;
 
 public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 {
-    private async Task<RunFinished> Run(RunSpec config, string runId, IActorRef? progress = null)
-    {
-        var dir = Path.Combine(config.Out, runId);
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, dir, progress));
-        coordinator.Tell(StartRun.Instance, TestActor);
-        return await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(3));
-    }
-
     [Fact]
     public async Task A_run_completes_with_probe_results_for_random_init_and_pretrained_checkpoints()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         var progress = CreateTestProbe();
-        var result = await Run(config, "probe-run", progress: progress.Ref);
+        var result = await RunAsync(config, "probe-run", progress: progress.Ref);
         Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Equal(8, result.Step);
         Assert.Equal(new long[] { 0, 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());
@@ -39,9 +31,9 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     [Fact]
     public async Task An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
     {
-        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
+        var straight = await RunAsync(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
         FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1);
-        var faulty = await Run(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
+        var faulty = await RunAsync(TestRuns.Tiny(Path.Combine(Root, "b"), steps: 12, every: 4), "faulty");
         Assert.Equal(RunStatus.Completed, faulty.Status);
         Assert.Equal(12, faulty.Step);
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(faulty.RunDirectory, 12));
@@ -55,7 +47,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     {
         var config = TestRuns.Tiny(Root, steps: 12, every: 4) with { MaxLearnerRestarts = 2 };
         FailPoints.Set("learner.step", FailAction.Throw, at: 3);
-        var result = await Run(config, "broken");
+        var result = await RunAsync(config, "broken");
         Assert.Equal(RunStatus.Failed, result.Status);
         Assert.Contains("fail point 'learner.step' fired at 3", result.Error);
         Assert.Contains("after 2 restart(s)", result.Error);
@@ -65,7 +57,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     public async Task A_corrupted_newest_checkpoint_is_skipped_and_the_previous_one_used()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4);
-        var first = await Run(config, "resumed");
+        var first = await RunAsync(config, "resumed");
         var newest = Path.Combine(first.RunDirectory, "checkpoints", "step-00000008", Checkpoint.WeightsFile);
         var bytes = File.ReadAllBytes(newest);
         bytes[^5] ^= 0x55;
@@ -73,7 +65,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
 
         await EventFilter.Warning(contains: "step-00000008").ExpectOneAsync(async () =>
         {
-            var again = await Run(config with { Steps = 12 }, "resumed");
+            var again = await RunAsync(config with { Steps = 12 }, "resumed");
             Assert.Equal(RunStatus.Completed, again.Status);
             Assert.Equal(12, again.Step);
         });
@@ -81,7 +73,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         var lines = File.ReadAllLines(Path.Combine(first.RunDirectory, "metrics.jsonl"));
         Assert.Equal(2, lines.Count(l => l.Contains("\"step\":5,")));
         // Same weights as a run that went straight to 12.
-        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 12, every: 4), "straight12");
+        var straight = await RunAsync(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 12, every: 4), "straight12");
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 12), TestRuns.FinalWeights(first.RunDirectory, 12));
     }
 

@@ -9,13 +9,6 @@ namespace MetaMae.Actors.Tests;
 /// <summary>One live owner per run directory; the record, the probes and the disk agree with what happened.</summary>
 public sealed class RunRecordSpecs : MetaMaeTestKit
 {
-    private async Task<RunFinished> Run(RunSpec config, string runId, RunStartOptions? options = null, TimeSpan? timeout = null)
-    {
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), options: options));
-        coordinator.Tell(StartRun.Instance, TestActor);
-        return await ExpectMsgAsync<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
-    }
-
     private static long[] StepsOnDisk(string runDir) => new CheckpointStore(runDir, 1).List().Select(c => c.Step).Order().ToArray();
 
     [Fact]
@@ -27,7 +20,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
             var busy = Assert.Throws<RunDirectoryBusyException>(() => RunDirectoryLock.Acquire(dir));
             Assert.Contains($"pid {Environment.ProcessId}", busy.Message);
             Assert.Contains(Environment.MachineName, busy.Message);
-            var refused = await Run(TestRuns.Tiny(Root), "owned");
+            var refused = await RunAsync(TestRuns.Tiny(Root), "owned");
             Assert.Equal(RunStatus.Failed, refused.Status);
             Assert.Contains("is in use by pid", refused.Error);
             Assert.False(File.Exists(Path.Combine(dir, "config.json")));
@@ -54,7 +47,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 10, every: 2, evaluate: true) with { KeepCheckpoints = 1 };
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.probe", FailAction.Sleep, millis: 400);
-        var result = await Run(config, "pruned");
+        var result = await RunAsync(config, "pruned");
         Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Null(result.Error);
         Assert.Equal(new long[] { 0, 2, 4, 6, 8, 10 }, result.Results.Select(r => r.Step).Order().ToArray());
@@ -72,7 +65,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.probe", FailAction.Throw, at: 8);
-        var first = await Run(config, "probes");
+        var first = await RunAsync(config, "probes");
         FailPoints.Clear();
         Assert.Equal(RunStatus.Failed, first.Status);
         Assert.Contains("pretraining completed at step 8, but 1 probe(s) failed: step 8", first.Error);
@@ -84,7 +77,7 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
         File.WriteAllText(Path.Combine(ckpts, ".step-00000012.tmp-0123", "model.safetensors"), "half");
         Directory.Move(Path.Combine(ckpts, "step-00000004"), Path.Combine(ckpts, ".step-00000004.old-4567"));
 
-        var again = await Run(config, "probes");
+        var again = await RunAsync(config, "probes");
         Assert.Equal(RunStatus.Completed, again.Status);
         Assert.Equal(new long[] { 0, 4, 8 }, again.Results.Select(r => r.Step).Order().ToArray());
         Assert.Equal(new[] { "step-00000000", "step-00000004", "step-00000008" },
@@ -99,20 +92,20 @@ public sealed class RunRecordSpecs : MetaMaeTestKit
     public async Task A_run_whose_every_checkpoint_is_corrupt_fails_unless_asked_to_start_over()
     {
         var config = TestRuns.Tiny(Root, steps: 4, every: 2);
-        var first = await Run(config, "corrupt");
+        var first = await RunAsync(config, "corrupt");
         foreach (var dir in Directory.GetDirectories(Path.Combine(first.RunDirectory, "checkpoints")))
             File.WriteAllText(Path.Combine(dir, Checkpoint.WeightsFile), "garbage");
-        var refused = await Run(config with { Steps = 6 }, "corrupt");
+        var refused = await RunAsync(config with { Steps = 6 }, "corrupt");
         Assert.Equal(RunStatus.Failed, refused.Status);
         Assert.Contains("all 3 checkpoint(s)", refused.Error);
         Assert.Contains("--from-scratch", refused.Error);
 
-        var over = await Run(config with { Steps = 6 }, "corrupt", new RunStartOptions { FromScratch = true });
+        var over = await RunAsync(config with { Steps = 6 }, "corrupt", options: new RunStartOptions { FromScratch = true });
         Assert.Equal(RunStatus.Completed, over.Status);
         Assert.Equal(6, over.Step);
         var aside = Directory.GetDirectories(Path.Combine(first.RunDirectory, "corrupt-checkpoints")).Single();
         Assert.Equal(3, Directory.GetDirectories(aside).Length); // kept for inspection, not deleted
-        var straight = await Run(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 6, every: 2), "straight");
+        var straight = await RunAsync(TestRuns.Tiny(Path.Combine(Root, "s"), steps: 6, every: 2), "straight");
         Assert.Equal(TestRuns.FinalWeights(straight.RunDirectory, 6), TestRuns.FinalWeights(over.RunDirectory, 6));
     }
 }

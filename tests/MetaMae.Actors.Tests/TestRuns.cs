@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Akka.Actor;
 using MetaMae.Actors.Runs;
 using MetaMae.Model.Checkpoints;
 using MetaMae.Protocol;
@@ -84,6 +85,15 @@ public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable
     protected string Root { get; } = Directory.CreateTempSubdirectory("metamae-spec-").FullName;
 
     protected MetaMaeTestKit() : base(MetaMaeHocon.Config) { }
+
+    /// <summary>Runs <paramref name="config"/> through a coordinator of this system and waits for its end.</summary>
+    protected async Task<RunFinished> RunAsync(RunSpec config, string runId, IActorRef? progress = null, RunStartOptions? options = null,
+        TimeSpan? timeout = null)
+    {
+        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), progress, options));
+        coordinator.Tell(StartRun.Instance, TestActor);
+        return await ExpectMsgAsync<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
+    }
 
     public new void Dispose()
     {

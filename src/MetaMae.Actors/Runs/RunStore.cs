@@ -163,24 +163,18 @@ public sealed class RunStore : IRunRecord
     }
 
     /// <summary>The run's config as recorded when it started (JSON), or null.</summary>
-    public string? Config(string id)
-    {
-        lock (gate)
-        {
-            using var cmd = connection.CreateCommand();
-            cmd.CommandText = "SELECT config FROM runs WHERE id = $id";
-            cmd.Parameters.AddWithValue("$id", id);
-            return cmd.ExecuteScalar() as string;
-        }
-    }
+    public string? Config(string id) => RunText("config", id);
 
     /// <summary>Why the run failed, as recorded (null when it did not).</summary>
-    public string? Error(string id)
+    public string? Error(string id) => RunText("error", id);
+
+    /// <summary>One text column of a run's row (the column is one of this class's own names, never input).</summary>
+    private string? RunText(string column, string id)
     {
         lock (gate)
         {
             using var cmd = connection.CreateCommand();
-            cmd.CommandText = "SELECT error FROM runs WHERE id = $id";
+            cmd.CommandText = $"SELECT {column} FROM runs WHERE id = $id";
             cmd.Parameters.AddWithValue("$id", id);
             return cmd.ExecuteScalar() as string;
         }
