@@ -43,6 +43,9 @@ public sealed class MaskedAutoencoder : nn.Module
     /// here so that training is reproducible step for step.
     /// </summary>
     public Generator? DropoutGenerator { get; set; }
+
+    /// <summary>The data-parallel group this replica trains in: its projector's BatchNorm uses the group's statistics.</summary>
+    public Distributed.ICollective Collective { get; set; } = Distributed.SoloCollective.Instance;
     public InputSpec Input => Config.Input;
 
     private static readonly Lock InitLock = new();
@@ -196,7 +199,17 @@ public sealed class MaskedAutoencoder : nn.Module
         if (projector is null) throw new InvalidOperationException("this model was built for MAE and has no projector");
         using var scope = NewDisposeScope();
         var pooled = latent[.., 1..].mean([1]);
-        return nn.functional.normalize(projector.call(pooled), dim: 1).MoveToOuterDisposeScope();
+        Tensor projected;
+        if (Collective.Size == 1 || !training) projected = projector.call(pooled);
+        else
+        {
+            // (N, D) -> (N, 4D) -> BatchNorm over every replica's rows -> ReLU -> (N, 128)
+            var layers = projector.named_children().ToDictionary(c => c.name, c => c.module);
+            var h = ((Linear)layers["0"]).call(pooled);
+            h = Distributed.SyncBatchNorm.Forward((BatchNorm1d)layers["1"], h, Collective);
+            projected = ((Linear)layers["3"]).call(nn.functional.relu(h));
+        }
+        return nn.functional.normalize(projected, dim: 1).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using MetaMae.Model.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -37,36 +38,56 @@ public static class LearningRate
         warmupSteps > 0 && step < warmupSteps ? baseLr * (step + 1) / warmupSteps : baseLr;
 }
 
-/// <summary>One MetaMAE (or MAE) optimisation step: (model, optimizer, batch, draws) -> metrics.</summary>
+/// <summary>
+/// One MetaMAE (or MAE) optimisation step: (model, optimizer, batch, draws) -> metrics, in three parts: compute the
+/// gradients, reduce them across the replica group (the identity for one learner), apply them. With a group, the
+/// replicas first agree on the losses (a non-finite loss on any replica stops all of them before any update) and the
+/// reported losses are the group's means.
+/// </summary>
 public static class TrainStep
 {
     public static StepMetrics Run(MaskedAutoencoder model, optim.Optimizer optimizer, Tensor x, MaskingDraws draws,
-        long step, double lr)
+        long step, double lr, DataParallel? parallel = null)
     {
+        parallel ??= DataParallel.Solo;
         var clock = Stopwatch.StartNew();
         using var scope = NewDisposeScope();
         model.train();
+        model.Collective = parallel.Group;
         Optimizers.SetLearningRate(optimizer, lr);
         optimizer.zero_grad();
         // The forward pass updates BatchNorm's running statistics; keep a copy so a refused step leaves no trace.
         var buffers = model.modules().OfType<BatchNorm1d>().SelectMany(m => m.buffers()).Select(b => (b, b.clone())).ToList();
 
         var output = Objectives.Compute(model, x, draws);
-        double total = output.Total.item<float>();
-        double recon = output.Recon.item<float>();
-        double? contrastive = output.Contrastive?.item<float>();
-        double? support = output.Support?.item<float>();
-        if (!double.IsFinite(total))
+        double?[] parts = [output.Total.item<float>(), output.Recon.item<float>(), output.Contrastive?.item<float>(), output.Support?.item<float>()];
+        var (mean, allFinite) = parallel.AgreeOnLosses(parts.Select(p => p ?? 0).ToList());
+        if (!allFinite)
         {
             using (no_grad())
                 foreach (var (live, saved) in buffers) live.copy_(saved);
-            throw new NonFiniteLossException(step, $"total {total}, recon {recon}, contrastive {contrastive}, support {support}");
+            var where = parallel.IsSolo ? "" : $"on {(double.IsFinite(parts[0]!.Value) ? "another replica" : $"replica {parallel.Group.Rank}")} of {parallel.Group.Size}, ";
+            throw new NonFiniteLossException(step, $"{where}total {parts[0]}, recon {parts[1]}, contrastive {parts[2]}, support {parts[3]}");
         }
 
         output.Total.backward();
+        parallel.AverageGradients(model.parameters());
         var gradNorm = GradNorm(model);
         optimizer.step();
-        return new StepMetrics(step, total, recon, contrastive, support, gradNorm, lr, clock.Elapsed.TotalSeconds);
+        return new StepMetrics(step, mean[0], mean[1], parts[2] is null ? null : mean[2], parts[3] is null ? null : mean[3], gradNorm, lr,
+            clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The seed of step <paramref name="step"/>'s masking and dropout draws on replica <paramref name="rank"/>: a pure
+    /// function, so a group that re-forms from a checkpoint replays exactly what it would have drawn.
+    /// </summary>
+    public static long DrawSeed(long seed, int rank, long step)
+    {
+        ulong z = unchecked((ulong)seed * 0x9E3779B97F4A7C15UL ^ (ulong)rank * 0xBF58476D1CE4E5B9UL ^ (ulong)step * 0x94D049BB133111EBUL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (long)((z ^ (z >> 31)) >> 1);
     }
 
     /// <summary>The global L2 norm of all parameter gradients.</summary>

@@ -1,0 +1,72 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MetaMae.Model.Distributed;
+
+/// <summary>
+/// What a replica does between its backward pass and the optimizer step, as DDP does it: agree with the others on
+/// whether the step may be applied, then average the gradients (one flat buffer, all-reduced in fp32 or bf16 on the
+/// wire). With one replica every method is the identity, at no cost.
+/// </summary>
+public sealed class DataParallel(ICollective group, WirePrecision precision = WirePrecision.Float32)
+{
+    public static readonly DataParallel Solo = new(SoloCollective.Instance);
+
+    private float[] buffer = [];
+
+    public ICollective Group { get; } = group;
+    public WirePrecision Precision { get; } = precision;
+    public bool IsSolo => Group.Size == 1;
+
+    /// <summary>True when every replica's batch can be trained (a replica whose batch lost its records skips with all).</summary>
+    public bool AllUsable(bool usable)
+    {
+        if (IsSolo) return usable;
+        var flag = new[] { usable ? 0f : 1f };
+        Group.AllReduceSum(flag, 1);
+        return flag[0] == 0;
+    }
+
+    /// <summary>
+    /// The group's mean of each loss part (NaN for a part a replica could not compute) and whether every replica's
+    /// parts were finite: one replica's NaN stops them all before any applies its update.
+    /// </summary>
+    public (double[] Mean, bool AllFinite) AgreeOnLosses(IReadOnlyList<double> parts)
+    {
+        if (IsSolo) return (parts.ToArray(), parts.All(double.IsFinite));
+        var values = new float[parts.Count + 1];
+        bool finite = parts.All(double.IsFinite);
+        for (int i = 0; i < parts.Count; i++) values[i] = finite ? (float)parts[i] : 0f;
+        values[^1] = finite ? 0f : 1f;
+        Group.AllReduceSum(values, values.Length);
+        bool allFinite = values[^1] == 0;
+        return (values.Take(parts.Count).Select(v => allFinite ? (double)v / Group.Size : double.NaN).ToArray(), allFinite);
+    }
+
+    /// <summary>
+    /// Replaces each gradient with its mean over the group. Parameters without a gradient are left out: every
+    /// replica's graph has the same shape, so they are the same ones everywhere.
+    /// </summary>
+    public void AverageGradients(IEnumerable<Parameter> all)
+    {
+        if (IsSolo) return;
+        AllReduceSumFunction.RethrowBackwardFailure();
+        var parameters = all.Where(p => p.grad is not null).ToList();
+        using var scope = NewDisposeScope();
+        long total = parameters.Sum(p => p.numel());
+        if (total > int.MaxValue) throw new InvalidOperationException($"{total} gradient elements exceed one buffer");
+        if (buffer.Length != total) buffer = new float[total];
+        var flat = cat(parameters.Select(p => p.grad!.detach().to(float32).cpu().flatten()).ToList());
+        flat.data<float>().CopyTo(buffer, 0);
+        Group.AllReduceSum(buffer, (int)total, Precision);
+        var reduced = tensor(buffer, float32).div_(Group.Size);
+        long offset = 0;
+        using var _ = no_grad();
+        foreach (var p in parameters)
+        {
+            var mean = reduced.narrow(0, offset, p.numel()).view(p.shape).to(p.dtype, p.device);
+            p.grad!.copy_(mean);
+            offset += p.numel();
+        }
+    }
+}

@@ -1,0 +1,246 @@
+using System.Security.Cryptography;
+using MetaMae.Model.Distributed;
+using MetaMae.Model.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MetaMae.Model.Tests;
+
+/// <summary>Data-parallel replicas as threads of one process (<see cref="LocalRing"/>): the maths of a group, without a cluster.</summary>
+public class DataParallelTests
+{
+    private static float[] RandomBuffer(int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+    }
+
+    /// <summary>Runs one body per replica on its own thread and waits for all.</summary>
+    private static T[] OnReplicas<T>(RingCollective[] ring, Func<RingCollective, T> body)
+    {
+        var results = new T[ring.Length];
+        var errors = new Exception?[ring.Length];
+        var threads = ring.Select(c => new Thread(() =>
+        {
+            try
+            {
+                results[c.Rank] = body(c);
+            }
+            catch (Exception e)
+            {
+                errors[c.Rank] = e;
+            }
+        }, 16 << 20)).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => Assert.True(t.Join(TimeSpan.FromMinutes(2)), "a replica did not finish"));
+        if (errors.FirstOrDefault(e => e is not null) is { } error) throw new AggregateException(error);
+        return results;
+    }
+
+    [Theory]
+    [InlineData(2, 10_007, 1_000)]
+    [InlineData(3, 10_007, 333)]
+    [InlineData(4, 3, 1_000)] // fewer elements than replicas: some segments are empty
+    [InlineData(4, 100_000, 4_096)]
+    public void Ring_all_reduce_sums_and_every_replica_gets_the_same_bits(int size, int length, int chunk)
+    {
+        var inputs = Enumerable.Range(0, size).Select(r => RandomBuffer(length, r)).ToArray();
+        var expected = Enumerable.Range(0, length).Select(i => inputs.Sum(b => (double)b[i])).ToArray();
+        var ring = LocalRing.Create(size, chunk);
+        var outputs = OnReplicas(ring, c =>
+        {
+            var data = inputs[c.Rank].ToArray();
+            c.AllReduceSum(data, length);
+            c.AllReduceSum(data.AsSpan(0, 0).ToArray(), 0); // an empty reduce keeps the replicas in step
+            return data;
+        });
+        for (int i = 0; i < length; i++) Assert.Equal(expected[i], outputs[0][i], 1e-5);
+        foreach (var o in outputs.Skip(1)) Assert.Equal(outputs[0], o); // bit-identical, not merely close
+    }
+
+    [Fact]
+    public void Bfloat16_transfer_sums_within_its_precision_and_stays_identical_across_replicas()
+    {
+        const int size = 3, length = 50_000;
+        var inputs = Enumerable.Range(0, size).Select(r => RandomBuffer(length, 10 + r)).ToArray();
+        var ring = LocalRing.Create(size, 7_000);
+        var outputs = OnReplicas(ring, c =>
+        {
+            var data = inputs[c.Rank].ToArray();
+            c.AllReduceSum(data, length, WirePrecision.BFloat16);
+            return data;
+        });
+        double worst = 0;
+        for (int i = 0; i < length; i++)
+        {
+            double exact = inputs.Sum(b => (double)b[i]);
+            worst = Math.Max(worst, Math.Abs(outputs[0][i] - exact));
+        }
+        // Each of the N-1 hops and the final rounding lose at most half a bf16 ulp (2^-8 relative) of a partial sum <= 3.
+        Assert.InRange(worst, 1e-6, size * 3 * Math.Pow(2, -8));
+        foreach (var o in outputs.Skip(1)) Assert.Equal(outputs[0], o);
+        Assert.Equal(1.0f, Bf16.ToSingle(Bf16.FromSingle(1.0f)));
+        Assert.Equal(1.0f, Bf16.ToSingle(Bf16.FromSingle(1.00390625f))); // ties round to even
+        Assert.True(float.IsNaN(Bf16.ToSingle(Bf16.FromSingle(float.NaN))));
+    }
+
+    [Fact]
+    public void A_dissolved_group_wakes_a_blocked_replica_with_the_reason()
+    {
+        var inbox = new ChunkInbox(TimeSpan.FromSeconds(30));
+        var replica = new RingCollective(0, 0, 2, (_, _) => { }, inbox);
+        var blocked = Task.Run(() => replica.AllReduceSum(new float[10], 10));
+        Thread.Sleep(100);
+        inbox.Dissolve("replica 1's node left the cluster");
+        var e = Assert.Throws<AggregateException>(() => blocked.Wait(TimeSpan.FromSeconds(10)));
+        Assert.Contains("replica 1's node left", Assert.IsType<CollectiveAbortedException>(e.InnerException).Message);
+
+        var silent = new RingCollective(0, 0, 2, (_, _) => { }, new ChunkInbox(TimeSpan.FromMilliseconds(200)));
+        Assert.Contains("collective_timeout_seconds", Assert.Throws<CollectiveAbortedException>(() => silent.AllReduceSum(new float[4], 4)).Message);
+    }
+
+    [Fact]
+    public void Sync_batch_norm_over_two_halves_matches_batch_norm_over_the_whole_batch()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(3);
+        var x = randn(12, 6, generator: g) * 3 + 1;
+        var probe = randn(12, 6, generator: g); // the loss is sum(y * probe): a different weight per element
+
+        var whole = nn.BatchNorm1d(6);
+        using (no_grad()) whole.weight!.copy_(rand(6, generator: g) + 0.5);
+        var state = whole.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        var xWhole = x.clone().requires_grad_();
+        (whole.call(xWhole) * probe).sum().backward();
+
+        var ring = LocalRing.Create(2);
+        var replicas = OnReplicas(ring, c =>
+        {
+            using var s = NewDisposeScope();
+            var norm = nn.BatchNorm1d(6);
+            norm.load_state_dict(state);
+            norm.train();
+            var rows = x[(6 * c.Rank)..(6 * c.Rank + 6)].clone().requires_grad_();
+            var y = SyncBatchNorm.Forward(norm, rows, c);
+            (y * probe[(6 * c.Rank)..(6 * c.Rank + 6)]).sum().backward();
+            return (y.detach().MoveToOuterDisposeScope(), rows.grad!.MoveToOuterDisposeScope(), norm.weight!.grad!.clone().MoveToOuterDisposeScope(),
+                norm.running_mean!.clone().MoveToOuterDisposeScope(), norm.running_var!.clone().MoveToOuterDisposeScope());
+        });
+        var yWhole = whole.call(x.clone()).detach(); // in training mode: the same normalisation, for comparison
+        Close.Tensor(yWhole, cat([replicas[0].Item1, replicas[1].Item1]), "output", 1e-5);
+        Close.Tensor(xWhole.grad!, cat([replicas[0].Item2, replicas[1].Item2]), "input gradient", 1e-5);
+        Close.Tensor(whole.weight!.grad!, replicas[0].Item3 + replicas[1].Item3, "weight gradient (summed over replicas, as DDP then averages)", 1e-5);
+        // The whole-batch module has taken two steps of running statistics (two forward calls): compare after one.
+        var once = nn.BatchNorm1d(6);
+        once.load_state_dict(state);
+        once.train();
+        once.call(x.clone());
+        Close.Tensor(once.running_mean!, replicas[0].Item4, "running mean", 1e-6);
+        Close.Tensor(once.running_var!, replicas[1].Item5, "running variance (unbiased)", 1e-5);
+    }
+
+    private static (MaskedAutoencoder Model, optim.Optimizer Optimizer) Replica(ModelConfig config)
+    {
+        var model = MaskedAutoencoder.Create(config, seed: 5);
+        return (model, Optimizers.AdamW(model, lr: 1e-3));
+    }
+
+    private static string ParameterHash(MaskedAutoencoder model)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var (name, p) in model.named_parameters())
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(p.detach().cpu().data<float>().ToArray().AsSpan()));
+        }
+        foreach (var (name, b) in model.named_buffers())
+            if (b.dtype == float32) hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(b.cpu().data<float>().ToArray().AsSpan()));
+        return Convert.ToHexString(hash.GetHashAndReset());
+    }
+
+    [Theory]
+    [InlineData(WirePrecision.Float32)]
+    [InlineData(WirePrecision.BFloat16)]
+    public void Replicas_on_different_batches_stay_bit_identical_over_many_steps(WirePrecision precision)
+    {
+        var input = ModelTests.Spec("series");
+        var config = ModelTests.Tiny(input) with { Size = ModelTests.Tiny(input).Size with { Dropout = 0.1 } };
+        var ring = LocalRing.Create(3, 5_000);
+        var hashes = OnReplicas(ring, c =>
+        {
+            var (model, optimizer) = Replica(config);
+            using var generator = new Generator(1);
+            model.DropoutGenerator = generator;
+            var parallel = new DataParallel(c, precision);
+            for (long step = 1; step <= 12; step++)
+            {
+                using var s = NewDisposeScope();
+                generator.manual_seed(TrainStep.DrawSeed(7, c.Rank, step));
+                var x = ModelTests.Batch(input, 4, generator); // each replica its own batch
+                using var draws = MaskingDraws.Sample(4, input.NumTokens, generator);
+                TrainStep.Run(model, optimizer, x, draws, step, 1e-3, parallel);
+            }
+            var h = ParameterHash(model);
+            model.Dispose();
+            return h;
+        });
+        Assert.Single(hashes.Distinct());
+    }
+
+    [Fact]
+    public void Two_replicas_with_batch_b_equal_one_learner_with_batch_2b_on_the_same_samples()
+    {
+        // Plain MAE: its loss is a mean over equally many masked tokens per sample, so it splits exactly across
+        // replicas. MetaMAE's support loss is normalised per replica and its NT-Xent negatives are per replica, as in the
+        // original under DDP, so a MetaMAE group is not a bigger batch (SyncBatchNorm above is checked on its own).
+        var input = ModelTests.Spec("image");
+        var config = ModelTests.Tiny(input, Objective.Mae);
+        const int b = 4, steps = 5;
+        var g = new Generator(9);
+        var batches = Enumerable.Range(0, steps).Select(_ => ModelTests.Batch(input, 2 * b, g)).ToList();
+        var noise = Enumerable.Range(0, steps).Select(_ => rand(2 * b, input.NumTokens, generator: g)).ToList();
+
+        var (single, singleOptimizer) = Replica(config);
+        for (int s = 0; s < steps; s++)
+            TrainStep.Run(single, singleOptimizer, batches[s], new MaskingDraws(noise[s], noise[s]), s + 1, 1e-3);
+
+        var ring = LocalRing.Create(2);
+        var models = OnReplicas(ring, c =>
+        {
+            var (model, optimizer) = Replica(config);
+            var parallel = new DataParallel(c);
+            for (int s = 0; s < steps; s++)
+            {
+                var rows = (c.Rank * b)..(c.Rank * b + b);
+                TrainStep.Run(model, optimizer, batches[s][rows], new MaskingDraws(noise[s][rows], noise[s][rows]), s + 1, 1e-3, parallel);
+            }
+            return model;
+        });
+        var replicaParameters = models[0].named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in single.named_parameters())
+            Close.Tensor(p, replicaParameters[name], name, 2e-5);
+    }
+
+    [Fact]
+    public void A_non_finite_loss_on_one_replica_stops_every_replica_before_any_update()
+    {
+        var input = ModelTests.Spec("series");
+        var config = ModelTests.Tiny(input, Objective.Mae); // MetaMAE's synchronised BatchNorm would spread the NaN itself
+        var ring = LocalRing.Create(2);
+        var outcomes = OnReplicas(ring, c =>
+        {
+            var (model, optimizer) = Replica(config);
+            var before = ParameterHash(model);
+            using var g = new Generator((ulong)(2 + c.Rank));
+            var x = ModelTests.Batch(input, 4, g);
+            if (c.Rank == 1) x[0, 0, 0] = float.NaN;
+            using var draws = MaskingDraws.Sample(4, input.NumTokens, g);
+            var e = Record.Exception(() => TrainStep.Run(model, optimizer, x, draws, 1, 1e-3, new DataParallel(c)));
+            return (e?.Message, Unchanged: ParameterHash(model) == before);
+        });
+        Assert.All(outcomes, o => Assert.True(o.Unchanged));
+        Assert.Contains("on another replica of 2", outcomes[0].Message);
+        Assert.Contains("on replica 1 of 2", outcomes[1].Message);
+    }
+}
