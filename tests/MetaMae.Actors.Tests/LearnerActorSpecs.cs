@@ -18,7 +18,7 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
             int index = (int)(sequence * size + i);
             return new Decoded(new OrderedRecord(new StreamPosition(0, index), index), Data.Read(index, new DecodeContext(0, 0, index, true)), null);
         }).ToList();
-        return DataFlows.CollateGroup(Data.Spec, decoded, decoded[^1].Record.Position, size, Data.Count, sequence);
+        return DataFlows.CollateGroup(Data.Spec, decoded, new StreamPosition(0, (sequence + 1) * size), sequence);
     }
 
     private (Akka.TestKit.TestProbe Parent, IActorRef Learner) Start(RunSpec config)

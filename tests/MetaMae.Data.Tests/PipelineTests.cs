@@ -82,6 +82,39 @@ public class PipelineTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(whole.Select(b => b.End), merged.Select(b => b.End));
     }
 
+    [Theory]
+    [InlineData(2, 10)]
+    [InlineData(3, 10)] // slices of 3, 3 and 4
+    [InlineData(4, 6)]
+    public void Slices_of_each_batch_for_replicas_put_together_equal_the_whole_batch_with_its_end(int slices, int batch)
+    {
+        var settings = new PipelineSettings { BatchSize = batch, Seed = 3, Epochs = 2 };
+        var whole = Run(new Numbers(47), settings);
+        var parts = Enumerable.Range(0, slices).Select(r => Run(new Numbers(47), settings with { SliceIndex = r, SliceCount = slices })).ToList();
+        Assert.All(parts, p => Assert.Equal(whole.Count, p.Count));
+        for (int i = 0; i < whole.Count; i++)
+        {
+            Assert.Equal(FirstValues([whole[i]]), parts.SelectMany(p => FirstValues([p[i]])));
+            Assert.All(parts, p => Assert.Equal(whole[i].End, p[i].End)); // every replica ends at the global batch's end
+            Assert.All(parts, p => Assert.Equal(whole[i].Sequence, p[i].Sequence));
+        }
+        Assert.Equal(batch, parts.Sum(p => p[0].Size));
+    }
+
+    [Fact]
+    public void A_start_off_the_batch_grid_makes_whole_batches_from_there_and_the_grid_again_next_epoch()
+    {
+        // A group re-formed with another global batch resumes at a position that is a multiple of the old size only.
+        var settings = new PipelineSettings { BatchSize = 8, Seed = 4, Epochs = 2, Shuffle = false };
+        var batches = Run(new Numbers(30), settings, new StreamPosition(0, 6));
+        var firstEpoch = batches.TakeWhile(b => b.End.Epoch == 0).ToList();
+        Assert.Equal(new float[] { 6, 14 }, firstEpoch.Select(b => b.Values![0]));    // [6, 14) and [14, 22)
+        Assert.Equal(new StreamPosition(1, 0), batches[2].End);                      // [22, 30) ends the epoch
+        Assert.Equal(new float[] { 0, 8, 16 }, batches.Skip(3).Select(b => b.Values![0]));
+        Assert.Equal(batches.Select(b => b.Sequence).Distinct().Count(), batches.Count);
+        Assert.Equal(batches.Select(b => b.Sequence).Order(), batches.Select(b => b.Sequence));
+    }
+
     [Fact]
     public void Bad_records_are_counted_logged_and_skipped()
     {

@@ -15,6 +15,15 @@ public sealed record PipelineSettings
     /// <summary>This stream makes the batches whose global index i has i mod ShardCount == ShardIndex.</summary>
     public int ShardIndex { get; init; }
     public int ShardCount { get; init; } = 1;
+    /// <summary>
+    /// Of each batch, this stream makes only slice SliceIndex of SliceCount: positions [B*s/S, B*(s+1)/S) of the
+    /// batch's range, so S data-parallel replicas each train their part of one global batch of B.
+    /// </summary>
+    public int SliceIndex { get; init; }
+    public int SliceCount { get; init; } = 1;
+
+    /// <summary>The records of this stream's slice of each batch.</summary>
+    public int SliceSize => (int)((long)BatchSize * (SliceIndex + 1) / SliceCount - (long)BatchSize * SliceIndex / SliceCount);
     /// <summary>Shuffle each epoch (a seeded permutation per epoch); false reads in listing order.</summary>
     public bool Shuffle { get; init; } = true;
     /// <summary>Stop after this many epochs; null streams forever.</summary>
@@ -35,13 +44,18 @@ public sealed record PipelineSettings
         if (Parallelism < 1) throw new ArgumentException($"parallelism must be at least 1, got {Parallelism}");
         if (ShardCount < 1 || ShardIndex < 0 || ShardIndex >= ShardCount)
             throw new ArgumentException($"shard {ShardIndex} of {ShardCount} is not valid");
+        if (SliceCount < 1 || SliceIndex < 0 || SliceIndex >= SliceCount || SliceCount > BatchSize)
+            throw new ArgumentException($"slice {SliceIndex} of {SliceCount} of a batch of {BatchSize} is not valid");
         if (!(MaxAbsValue > 0)) throw new ArgumentException($"max abs value must be positive, got {MaxAbsValue}");
         if (MaxBadFraction is < 0 or > 1) throw new ArgumentException($"max bad fraction must be in [0, 1], got {MaxBadFraction}");
     }
 }
 
-/// <summary>A record scheduled for reading: its place in the stream's order, its index in the data set, and its batch.</summary>
-public readonly record struct OrderedRecord(StreamPosition Position, int Index, long BatchIndex = 0);
+/// <summary>
+/// A record scheduled for reading: its place in the stream's order, its index in the data set, its batch, and where
+/// the batch after it starts.
+/// </summary>
+public readonly record struct OrderedRecord(StreamPosition Position, int Index, long BatchIndex = 0, StreamPosition? BatchEnd = null);
 
 /// <summary>A record after decoding: the sample, or why it could not be read.</summary>
 public readonly record struct Decoded(OrderedRecord Record, Sample? Sample, BadRecordException? Error);
@@ -71,19 +85,28 @@ public static class DataFlows
     /// <summary>Full batches per epoch (the partial remainder is dropped).</summary>
     public static long BatchesPerEpoch(int count, int batchSize) => count / batchSize;
 
-    /// <summary>(epoch, offset) -> record index and batch, from <paramref name="start"/> (a batch boundary) onwards.</summary>
+    /// <summary>
+    /// (epoch, offset) -> record index and batch, from <paramref name="start"/> onwards. Batches are the ranges
+    /// [start + k*B, start + (k+1)*B) of the start's epoch and [k*B, (k+1)*B) of later ones, each range that fits in
+    /// the epoch (a start off the B grid happens when a data-parallel group re-forms with another global batch).
+    /// </summary>
     public static IEnumerable<OrderedRecord> Order(int count, PipelineSettings settings, StreamPosition start)
     {
         int size = settings.BatchSize;
         long perEpoch = BatchesPerEpoch(count, size);
         if (perEpoch == 0) yield break;
-        if (start.Offset % size != 0)
-            throw new ArgumentException($"stream start {start} is not a batch boundary (offsets are multiples of the batch size {size})");
+        long sliceFrom = (long)size * settings.SliceIndex / settings.SliceCount, sliceTo = (long)size * (settings.SliceIndex + 1) / settings.SliceCount;
         for (long epoch = start.Epoch; settings.Epochs is not { } n || epoch < n; epoch++)
         {
             var order = EpochOrder(count, settings.Seed, epoch, settings.Shuffle);
-            for (long offset = epoch == start.Epoch ? start.Offset : 0; offset < perEpoch * size; offset++)
-                yield return new OrderedRecord(new StreamPosition(epoch, offset), order[offset], epoch * perEpoch + offset / size);
+            long first = epoch == start.Epoch ? start.Offset : 0, phase = first % size;
+            for (long from = first; from + size <= count; from += size)
+            {
+                long batch = epoch * perEpoch + (from - phase) / size;
+                var end = from + 2L * size <= count ? new StreamPosition(epoch, from + size) : new StreamPosition(epoch + 1, 0);
+                for (long offset = from + sliceFrom; offset < from + sliceTo; offset++)
+                    yield return new OrderedRecord(new StreamPosition(epoch, offset), order[offset], batch, end);
+            }
         }
     }
 
@@ -130,9 +153,9 @@ public static class DataFlows
     /// Groups each batch's decoded positions (a batch's positions arrive together and in order), drops and counts
     /// its bad records and collates the rest into a <see cref="Batch"/> numbered by its global index.
     /// </summary>
-    public static Flow<Decoded, Batch, NotUsed> Collate(DatasetSpec spec, PipelineSettings settings, int count, DataMetrics metrics,
+    public static Flow<Decoded, Batch, NotUsed> Collate(DatasetSpec spec, PipelineSettings settings, DataMetrics metrics,
         Action<string>? log = null) =>
-        Flow.Create<Decoded>().Grouped(settings.BatchSize).Select(grouped =>
+        Flow.Create<Decoded>().Grouped(settings.SliceSize).Select(grouped =>
         {
             var group = grouped.ToList();
             var index = group[0].Record.BatchIndex;
@@ -143,17 +166,16 @@ public static class DataFlows
                 if (d.Error is null) good.Add(d);
                 else CountBad(spec.Name, d, settings, metrics, log);
             }
-            var batch = CollateGroup(spec, good, group[^1].Record.Position, settings.BatchSize, count, index);
+            var batch = CollateGroup(spec, good, group[^1].Record.BatchEnd!, index);
             metrics.Batched(group.Count);
             return batch;
         }).Named("collate");
 
     /// <summary>
-    /// One batch of plain arrays from its good records; <paramref name="last"/> is the position of the batch's last
-    /// record (good or bad), so <see cref="Batch.End"/> is where the next batch starts. A batch whose records were
-    /// all bad has size 0 and still carries its end, so consumers advance past it.
+    /// One batch of plain arrays from its good records; <paramref name="end"/> is where the next batch starts. A batch
+    /// whose records were all bad has size 0 and still carries its end, so consumers advance past it.
     /// </summary>
-    public static Batch CollateGroup(DatasetSpec spec, IReadOnlyList<Decoded> group, StreamPosition last, int batchSize, int count, long sequence)
+    public static Batch CollateGroup(DatasetSpec spec, IReadOnlyList<Decoded> group, StreamPosition end, long sequence)
     {
         int n = group.Count, labelsPer = spec.LabelsPerSample;
         var first = n > 0 ? group[0].Sample : null;
@@ -167,7 +189,6 @@ public static class DataFlows
             if (ids is not null) s.Ids!.CopyTo(ids, (long)i * s.Ids!.Length);
             s.Labels.CopyTo(labels, i * labelsPer);
         }
-        var end = last.Offset + 1 >= BatchesPerEpoch(count, batchSize) * batchSize ? new StreamPosition(last.Epoch + 1, 0) : last with { Offset = last.Offset + 1 };
         return new Batch(n, spec.Shape, values, ids, labels, labelsPer, end, sequence);
     }
 
@@ -182,7 +203,7 @@ public static class DataFlows
         return Positions(dataset.Count, settings, start)
             .Via(Shard(settings.ShardIndex, settings.ShardCount))
             .Via(Decode(dataset, settings.Seed, training, settings.Parallelism, metrics, settings.MaxAbsValue))
-            .Via(Collate(dataset.Spec, settings, dataset.Count, metrics, log))
+            .Via(Collate(dataset.Spec, settings, metrics, log))
             .Buffer(settings.BufferBatches, OverflowStrategy.Backpressure)
             .Named($"batches-{dataset.Spec.Name}");
     }
