@@ -13,7 +13,8 @@ namespace MetaMae.Actors;
 /// <summary>
 /// Runs the tokenizing pipelines of a data node: for each <see cref="OpenFeed"/> it decodes its shard of the run's
 /// batches from the given position and offers them to the learner as a stream reference, back-pressured across the
-/// network. A newer generation of a run's feed replaces the older one. Pipeline failures (too many bad records, an
+/// network. A newer generation of a run's feed replaces the older one of the same slice (a data-parallel group has
+/// one feed per replica, each making that replica's slice of every global batch). Pipeline failures (too many bad records, an
 /// unreadable data set) go to the coordinator, which fails the run; counters go to it every few seconds.
 /// </summary>
 public sealed class DataHostActor : SteadyActor, IWithTimers
@@ -26,8 +27,15 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
         public required RunSpec Config { get; init; }
         public DataMetrics Metrics { get; } = new();
         public IActorRef Coordinator { get; set; } = ActorRefs.Nobody;
-        public UniqueKillSwitch? Current { get; set; }
-        public int Generation { get; set; } = -1;
+        /// <summary>The live feed of each slice (replica), with its generation.</summary>
+        public Dictionary<int, (int Generation, UniqueKillSwitch Kill)> Feeds { get; } = [];
+        public int SliceCount { get; set; } = 1;
+
+        public void ShutdownAll()
+        {
+            foreach (var (_, kill) in Feeds.Values) kill.Shutdown();
+            Feeds.Clear();
+        }
     }
 
     private sealed record Failed(string RunId, int Generation, string Reason);
@@ -45,7 +53,7 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
         Receive<OpenFeed>(Open);
         Receive<Failed>(f =>
         {
-            if (runs.TryGetValue(f.RunId, out var r) && r.Generation == f.Generation)
+            if (runs.TryGetValue(f.RunId, out var r) && r.Feeds.Values.Any(x => x.Generation == f.Generation))
                 r.Coordinator.Tell(new DataStreamFailed(f.RunId, f.Reason));
         });
         Receive<Tick>(_ =>
@@ -59,7 +67,7 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
         });
         Receive<RunEnded>(e =>
         {
-            if (runs.Remove(e.RunId, out var r)) r.Current?.Shutdown();
+            if (runs.Remove(e.RunId, out var r)) r.ShutdownAll();
         });
     }
 
@@ -67,7 +75,7 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
 
     protected override void PostStop()
     {
-        foreach (var r in runs.Values) r.Current?.Shutdown();
+        foreach (var r in runs.Values) r.ShutdownAll();
     }
 
     private void Open(OpenFeed o)
@@ -96,15 +104,17 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
             }
             runs[o.RunId] = run = new RunFeeds { Dataset = dataset, Config = config };
         }
-        if (o.Generation < run.Generation) return; // an older request overtaken by a newer one
+        if (run.Feeds.TryGetValue(o.Slice, out var current) && o.Generation < current.Generation) return; // overtaken by a newer one
+        if (o.SliceCount != run.SliceCount) run.ShutdownAll(); // the group re-formed with another size: every old slice is over
+        run.SliceCount = o.SliceCount;
         run.Coordinator = o.Coordinator;
-        run.Current?.Shutdown();
-        run.Generation = o.Generation;
+        if (run.Feeds.Remove(o.Slice, out var replaced)) replaced.Kill.Shutdown();
         var spec = run.Config;
         var settings = new PipelineSettings
         {
-            BatchSize = spec.EffectiveBatchSize, Seed = spec.Seed, Parallelism = spec.DataParallelism, MaxBadFraction = spec.MaxBadFraction,
-            MaxAbsValue = spec.MaxAbsValue, ShardIndex = o.Shard, ShardCount = o.ShardCount,
+            BatchSize = o.GlobalBatch > 0 ? o.GlobalBatch : spec.EffectiveBatchSize, Seed = spec.Seed, Parallelism = spec.DataParallelism,
+            MaxBadFraction = spec.MaxBadFraction, MaxAbsValue = spec.MaxAbsValue, ShardIndex = o.Shard, ShardCount = o.ShardCount,
+            SliceIndex = o.Slice, SliceCount = o.SliceCount,
         };
         var self = Self;
         var runId = o.RunId;
@@ -127,14 +137,14 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
                 })
                 .ToMaterialized(StreamRefs.SourceRef<Batch>(), Keep.Both)
                 .Run(Context.Materializer());
-            run.Current = kill;
+            run.Feeds[o.Slice] = (generation, kill);
             var learner = o.Learner;
             sourceRef.ContinueWith(t =>
             {
                 if (t.IsCompletedSuccessfully) learner.Tell(new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result));
                 else self.Tell(new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"));
             }, TaskScheduler.Default);
-            log.Info("feed {0} of {1}: shard {2} of {3} from {4}", generation, runId, o.Shard, o.ShardCount, o.Start);
+            log.Info("feed {0} of {1}: shard {2} of {3}, slice {4} of {5}, from {6}", [generation, runId, o.Shard, o.ShardCount, o.Slice, o.SliceCount, o.Start]);
         }
         catch (Exception e)
         {

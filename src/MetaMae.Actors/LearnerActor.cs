@@ -8,6 +8,7 @@ using MetaMae.Actors.Checkpoints;
 using MetaMae.Actors.Runs;
 using MetaMae.Model;
 using MetaMae.Model.Checkpoints;
+using MetaMae.Model.Distributed;
 using MetaMae.Model.Training;
 using MetaMae.Protocol;
 using TorchSharp;
@@ -21,6 +22,12 @@ namespace MetaMae.Actors;
 /// (ack-based sink), checkpoints every K steps and at the end, and on (re)start resumes from the latest valid
 /// checkpoint, telling the run's coordinator (wherever it is) where the data must resume. Batches come from data
 /// hosts as stream references, one per shard, merged by global batch index into the one-stream order.
+/// <para>
+/// As replica <c>rank</c> of a data-parallel group it trains its slice of each global batch and averages gradients with
+/// the others through a ring all-reduce (<see cref="ReplicaEndpointActor"/> takes the peers' chunks); masking and dropout
+/// draws follow from (seed, rank, step). Only rank 0 writes checkpoints and reports steps. When a collective fails or
+/// the group is dissolved it says so (<see cref="ReplicaLeft"/>) and stops; the coordinator re-forms the group.
+/// </para>
 /// </summary>
 public sealed class LearnerActor : ReceiveActor
 {
@@ -44,11 +51,21 @@ public sealed class LearnerActor : ReceiveActor
     private readonly Stopwatch sinceAck = new();
     private bool finished;
 
-    public LearnerActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator)
+    private readonly int rank, replicas, group;
+    private readonly ChunkInbox inbox;
+    private IActorRef endpoint = ActorRefs.Nobody;
+    private DataParallel parallel = DataParallel.Solo;
+    private bool Grouped => replicas > 1;
+
+    public LearnerActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator, int rank = 0, int replicas = 1, int group = 0)
     {
         this.config = config;
         this.runId = runId;
         this.coordinator = coordinator;
+        this.rank = rank;
+        this.replicas = replicas;
+        this.group = group;
+        inbox = new ChunkInbox(TimeSpan.FromSeconds(config.CollectiveTimeoutSeconds));
         store = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
 
         Receive<FeedInit>(init => init.Generation >= generation && init.Generation >= minGeneration, init =>
@@ -65,8 +82,10 @@ public sealed class LearnerActor : ReceiveActor
             feed?.Shutdown();
             feed = null;
             minGeneration = generation + 1;
-            coordinator.Tell(new LearnerReady(runId, step, position));
+            coordinator.Tell(Ready());
         });
+        Receive<FormGroup>(f => f.Group == group && f.Endpoints.Count == replicas, f =>
+            parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision));
         Receive<FeedBatch>(f => f.Generation == generation && generation >= minGeneration && !finished, f => Train(f.Batch));
         Receive<FeedBatch>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
         Receive<FeedCompleted>(c => c.Generation == generation && generation >= minGeneration, _ =>
@@ -78,6 +97,7 @@ public sealed class LearnerActor : ReceiveActor
         Receive<StopLearner>(_ =>
         {
             finished = true;
+            if (rank != 0) return; // the group's final checkpoint is rank 0's
             var path = Save(final: true);
             Sender.Tell(new LearnerStopped(runId, step, path));
         });
@@ -92,8 +112,11 @@ public sealed class LearnerActor : ReceiveActor
             .To(Sink.ActorRefWithAck<FeedBatch>(learner, new FeedInit(generation), FeedAck.Instance, new FeedCompleted(generation),
                 e => new FeedFailed(generation, e.Message)).WithAttributes(Attributes.CreateInputBuffer(1, 1)));
 
-    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator) =>
-        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, coordinator)).WithDispatcher(MetaMaeHocon.LearnerDispatcher);
+    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator, int rank = 0, int replicas = 1, int group = 0) =>
+        Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, coordinator, rank, replicas, group))
+            .WithDispatcher(MetaMaeHocon.LearnerDispatcher);
+
+    private LearnerReady Ready() => new(runId, step, position, rank, group, Grouped ? endpoint : null);
 
     protected override void PreStart()
     {
@@ -105,6 +128,7 @@ public sealed class LearnerActor : ReceiveActor
         generator = new Generator((ulong)config.Seed, device);
         model.DropoutGenerator = generator;
         optimizer = Optimizers.AdamW(model, config.Lr, config.WeightDecay);
+        if (Grouped) endpoint = Context.ActorOf(ReplicaEndpointActor.Props(group, inbox), ReplicaEndpointActor.Name);
 
         if (store.LatestValid() is { } latest)
         {
@@ -120,11 +144,12 @@ public sealed class LearnerActor : ReceiveActor
         {
             step = 0;
             position = StreamPosition.Start;
-            Save(final: false); // step 0: the randomly initialised encoder, the baseline evaluators probe
+            // Step 0: the randomly initialised encoder, the baseline evaluators probe (every replica draws the same one).
+            if (rank == 0) Save(final: false);
         }
         finished = step >= config.Steps;
-        coordinator.Tell(new LearnerReady(runId, step, position));
-        if (finished) coordinator.Tell(new LearnerFinished(runId, step, store.PathFor(step)));
+        coordinator.Tell(Ready());
+        if (finished && rank == 0) coordinator.Tell(new LearnerFinished(runId, step, store.PathFor(step)));
     }
 
     /// <summary>
@@ -165,43 +190,72 @@ public sealed class LearnerActor : ReceiveActor
 
     private void Train(Batch batch)
     {
-        if (batch.Size < 2)
+        if (Grouped && parallel.IsSolo)
         {
-            // Its records were (nearly) all bad: BatchNorm and NT-Xent need pairs, so the batch is passed over, not trained.
-            log.Warning("batch {0} has {1} readable record(s): skipped", batch.Sequence, batch.Size);
-            position = batch.End;
-            AckTo(Sender);
+            log.Warning("batch {0} arrived before group {1} formed: dropped", batch.Sequence, group);
             return;
         }
         var wait = sinceAck.Elapsed.TotalSeconds;
         long next = step + 1;
-        FailPoints.Hit("learner.step", next);
-
         StepMetrics metrics;
-        using (var scope = NewDisposeScope())
+        int globalSize;
+        try
         {
+            // BatchNorm and NT-Xent need pairs: a batch whose records were (nearly) all bad is passed over, by every replica.
+            var (usable, total) = parallel.AgreeOnBatch(batch.Size, minimum: 2);
+            globalSize = total;
+            if (!usable)
+            {
+                log.Warning("batch {0} has {1} readable record(s) here ({2} over the group): skipped", batch.Sequence, batch.Size, total);
+                position = batch.End;
+                AckTo(Sender);
+                return;
+            }
+            FailPoints.Hit("learner.step", next);
+            using var scope = NewDisposeScope();
             var x = ToTensor(batch);
+            generator!.manual_seed(TrainStep.DrawSeed(config.Seed, rank, next));
             using var draws = MaskingDraws.Sample(batch.Size, model!.Input.NumTokens, generator, device);
-            metrics = TrainStep.Run(model, optimizer!, x, draws, next, LearningRate.At(next, config.Lr, config.WarmupSteps));
+            metrics = TrainStep.Run(model, optimizer!, x, draws, next, LearningRate.At(next, config.Lr, config.WarmupSteps), parallel);
+        }
+        catch (CollectiveAbortedException e)
+        {
+            LeaveGroup(e.Message);
+            return;
         }
         step = next;
         position = batch.End;
-        var report = new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
-            metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, batch.Size, position);
-        coordinator.Tell(report);
+        if (rank == 0)
+            coordinator.Tell(new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
+                metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position));
 
+        if (Grouped && (step % config.CheckpointEvery == 0 || step >= config.Steps))
+            coordinator.Tell(new ReplicaDigest(runId, group, rank, step, ParameterDigest.Of(model!)));
         if (step >= config.Steps)
         {
             Finish();
             return;
         }
-        if (step % config.CheckpointEvery == 0) Save(final: false);
+        if (step % config.CheckpointEvery == 0 && rank == 0) Save(final: false);
         AckTo(Sender);
+    }
+
+    /// <summary>A replica that cannot go on with its group tells the coordinator, which re-forms the group, and stops.</summary>
+    private void LeaveGroup(string reason)
+    {
+        log.Warning("replica {0} of group {1} leaves at step {2}: {3}", rank, group, step, reason);
+        finished = true;
+        feed?.Shutdown();
+        feed = null;
+        coordinator.Tell(new ReplicaLeft(runId, group, rank, reason));
+        Context.Parent.Tell(new LearnerSupervisorActor.LeftGroup(reason));
+        Context.Stop(Self);
     }
 
     private void Finish()
     {
         finished = true;
+        if (rank != 0) return; // rank 0 writes the final checkpoint and reports the end for the group
         var path = Save(final: true);
         coordinator.Tell(new LearnerFinished(runId, step, path));
     }

@@ -25,7 +25,8 @@ public sealed class LearnerHostActor : SteadyActor
                 s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node refused the config: {refused}"));
                 return;
             }
-            var supervisor = Context.ActorOf(LearnerSupervisorActor.Props(s.Spec, s.RunId, s.RunDirectory, s.Coordinator), $"run-{++started}");
+            var supervisor = Context.ActorOf(LearnerSupervisorActor.Props(s.Spec, s.RunId, s.RunDirectory, s.Coordinator, s.Rank, s.Replicas, s.Group),
+                $"run-{++started}");
             Context.Watch(supervisor);
             runs[s.RunId] = supervisor;
         });
@@ -43,37 +44,51 @@ public sealed class LearnerHostActor : SteadyActor
 /// <summary>
 /// The parent of one run's learner: restarts it (it reloads the latest valid checkpoint) on any failure, up to
 /// max_learner_restarts; a non-finite loss or a broken configuration would only repeat, so those stop it. When it
-/// gives up it tells the coordinator why and stops.
+/// gives up it tells the coordinator why and stops. A replica of a group is never restarted alone (it would come back
+/// behind its peers): it is stopped and the coordinator re-forms the whole group from the latest checkpoint.
 /// </summary>
 public sealed class LearnerSupervisorActor : ReceiveActor
 {
+    /// <summary>The learner left its group on purpose (the group was dissolved): nothing to report.</summary>
+    public sealed record LeftGroup(string Reason);
+
     private readonly RunSpec config;
     private readonly string runId;
+    private readonly bool grouped;
     private readonly ILoggingAdapter log = Context.GetLogger();
     private int restarts;
     private string? error;
+    private bool retryable;
+    private bool left;
 
-    public LearnerSupervisorActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator)
+    public LearnerSupervisorActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator, int rank, int replicas, int group)
     {
         this.config = config;
         this.runId = runId;
-        var learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory, coordinator), "learner");
+        grouped = replicas > 1;
+        var learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory, coordinator, rank, replicas, group), "learner");
         Context.Watch(learner);
+        Receive<LeftGroup>(_ => left = true);
         Receive<Terminated>(_ =>
         {
-            coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped"));
+            if (!left) coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped", retryable));
             Context.Stop(Self);
         });
     }
 
-    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator) =>
-        Akka.Actor.Props.Create(() => new LearnerSupervisorActor(config, runId, runDirectory, coordinator));
+    public static Props Props(RunSpec config, string runId, string runDirectory, IActorRef coordinator, int rank = 0, int replicas = 1, int group = 0) =>
+        Akka.Actor.Props.Create(() => new LearnerSupervisorActor(config, runId, runDirectory, coordinator, rank, replicas, group));
 
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
         var cause = e is ActorInitializationException { InnerException: { } inner } ? inner : e;
         error = $"learner failed: {Failures.Describe(cause)}";
         if (cause is Model.Training.NonFiniteLossException or ConfigException) return Directive.Stop;
+        if (grouped)
+        {
+            retryable = true;
+            return Directive.Stop;
+        }
         if (restarts >= config.MaxLearnerRestarts)
         {
             error += $" (after {restarts} restart(s), the most max_learner_restarts allows)";
@@ -84,5 +99,4 @@ public sealed class LearnerSupervisorActor : ReceiveActor
             config.MaxLearnerRestarts);
         return Directive.Restart;
     });
-
 }

@@ -52,6 +52,17 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
 {
     private sealed record Refeed(int Generation);
     private sealed record LearnerLost(IActorRef Learner);
+    private sealed record PlacementDeadline(string Role);
+    private sealed record LeavingDeadline(int Group);
+
+    /// <summary>One replica of the learner group: where it runs, its learner once ready, and its current feed.</summary>
+    private sealed class Replica(IActorRef host)
+    {
+        public IActorRef Host { get; } = host;
+        public IActorRef? Learner { get; set; }
+        public LearnerReady? Ready { get; set; }
+        public int Generation { get; set; } = -1;
+    }
     private sealed record ProbeDeadline;
     private sealed record RepublishProbes;
 
@@ -77,8 +88,17 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private bool finishing;
     private RunFinished? done;
     private CheckpointStore? checkpoints;
-    private IActorRef? learner;
-    private IActorRef? learnerHost;
+    /// <summary>The learner group by rank (one replica when replicas = 1); empty while none is placed.</summary>
+    private readonly List<Replica> replicas = [];
+    /// <summary>Learners of a dissolved group not yet stopped, with their hosts: the next group waits for them.</summary>
+    private readonly Dictionary<IActorRef, IActorRef> leaving = [];
+    private int group;
+    private bool formed;
+    private bool growAtCheckpoint;
+    private int regroups;
+    private string groupReason = "run started";
+    /// <summary>Each replica's parameter digest at a checkpoint step, until all of the group's are in.</summary>
+    private readonly Dictionary<long, string?[]> digests = [];
     private readonly HashSet<IActorRef> deadHosts = [];
     private int generation;
     private int refeeds;
@@ -111,20 +131,23 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             if (!started && !finished) Begin();
         });
         Receive<HostsChanged>(h => UpdateHosts(h.Hosts));
-        Receive<LearnerReady>(r => r.RunId == runId, r =>
+        Receive<LearnerReady>(r => r.RunId == runId, OnLearnerReady);
+        Receive<ReplicaLeft>(l => l.RunId == runId && l.Group == group, l => Regroup($"replica {l.Rank} left group {l.Group}: {l.Reason}"));
+        Receive<ReplicaDigest>(d => d.RunId == runId && d.Group == group && d.Rank < replicas.Count, d =>
         {
-            if (learner is null || !learner.Equals(Sender))
-            {
-                learner = Sender;
-                Context.Watch(learner);
-            }
-            if (status == RunStatus.Stopped) learner.Tell(StopLearner.Instance); // restarted while stopping
-            else StartStream(r);
+            if (!digests.TryGetValue(d.Step, out var all)) digests[d.Step] = all = new string?[replicas.Count];
+            all[d.Rank] = d.Digest;
+            if (all.Any(x => x is null)) return;
+            digests.Remove(d.Step);
+            if (all.Distinct().Count() == 1) reporter!.Tell(new ReplicasAgreeAt(d.Step, group, all.Length, all[0]!));
+            else Fail($"the {all.Length} replicas of learner group {group} diverged at step {d.Step} (parameter digests " +
+                      string.Join(", ", all.Select((x, r) => $"{r}: {x![..12]}")) + "); their weights cannot be trusted");
         });
         Receive<StepReport>(r =>
         {
             step = r.Step;
             refeeds = 0;
+            regroups = 0;
             reporter!.Tell(r);
             stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
@@ -141,6 +164,11 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             progress?.Tell(c);
             if (ShouldEvaluate(c.Step, c.Final)) Probe(c);
             Prune();
+            if (growAtCheckpoint && !c.Final && status == RunStatus.Running && !learnerDone && LiveLearnerHosts().Count > replicas.Count)
+            {
+                growAtCheckpoint = false;
+                Regroup($"a learner node joined: the group grows from the checkpoint of step {c.Step}", counts: false);
+            }
         });
         Receive<ProbeAccepted>(a =>
         {
@@ -195,8 +223,9 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             log.Info("stopping run {0}: {1}", runId, s.Reason);
             pending.Clear(); // probes in flight are redone by `resume`
             status = RunStatus.Stopped;
-            if (learnerDone || (learner is null && learnerHost is null)) Finish();
-            else learner?.Tell(StopLearner.Instance); // a learner still starting is told when it reports ready
+            // Rank 0 writes the group's final checkpoint; a learner still starting is told when it reports ready.
+            if (learnerDone || replicas.Count == 0) Finish();
+            else replicas[0].Learner?.Tell(StopLearner.Instance);
         });
         Receive<LearnerStopped>(s =>
         {
@@ -204,33 +233,57 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             learnerDone = true;
             Finish();
         });
-        Receive<LearnerGaveUp>(g => g.RunId == runId, g => Fail(g.Reason));
+        Receive<LearnerGaveUp>(g => g.RunId == runId, g =>
+        {
+            if (g.Retryable && replicas.Count > 1) Regroup(g.Reason);
+            else Fail(g.Reason);
+        });
+        Receive<PlacementDeadline>(d =>
+        {
+            if (finished || learnerDone) return;
+            if (d.Role == Roles.Learner && replicas.Count == 0)
+                Fail($"no learner node to train on within placement_timeout_seconds ({config.PlacementTimeoutSeconds:0} s): " +
+                     $"{LiveLearnerHosts().Count} learner node(s) up, min_replicas is {config.MinReplicas}; start one with `metamae node --roles learner`");
+            else if (d.Role == Roles.Data && LiveDataHosts().Count == 0)
+                Fail($"no data node to read {config.Dataset.Name} within placement_timeout_seconds ({config.PlacementTimeoutSeconds:0} s); " +
+                     "start one with `metamae node --roles data`");
+        });
+        Receive<LeavingDeadline>(d =>
+        {
+            if (d.Group == group && leaving.Count > 0 && !finished)
+                Fail($"{leaving.Count} replica(s) of the dissolved learner group did not stop within 60 s; not starting a new group beside them");
+        });
         Receive<ReporterFailed>(f => Fail(f.Reason));
         Receive<FinalReportWritten>(w => Complete(w.Problems));
         Receive<ReceiveTimeout>(_ => Complete(["could not write the plots and report.md within 60 s"]));
         Receive<DataStreamFailed>(f => f.RunId == runId, f => Fail($"data stream failed: {f.Reason}"));
-        Receive<FeedInterrupted>(f => f.RunId == runId && f.Generation == generation, f =>
+        Receive<FeedInterrupted>(f => f.RunId == runId && replicas.Any(m => m.Generation == f.Generation), f =>
         {
             // A data node left or the transport broke: the data hosts say so themselves if the data is at fault;
             // otherwise the feed is opened again from where the learner stands, a bounded number of times in a row.
             if (++refeeds > 10) Fail($"data stream keeps breaking off without progress: {f.Reason}");
-            else Timers.StartSingleTimer("refeed", new Refeed(generation), TimeSpan.FromSeconds(1));
+            else Timers.StartSingleTimer($"refeed-{f.Generation}", new Refeed(f.Generation), TimeSpan.FromSeconds(1));
         });
         Receive<Refeed>(r =>
         {
-            if (r.Generation == generation && !learnerDone && status == RunStatus.Running) learner?.Tell(new ReportPosition(runId));
+            if (!learnerDone && status == RunStatus.Running)
+                replicas.FirstOrDefault(m => m.Generation == r.Generation)?.Learner?.Tell(new ReportPosition(runId));
         });
-        Receive<Terminated>(t => t.ActorRef.Equals(learner), t =>
+        Receive<Terminated>(t => leaving.ContainsKey(t.ActorRef), t =>
         {
-            if (!learnerDone) Timers.StartSingleTimer("learner-lost", new LearnerLost(t.ActorRef), TimeSpan.FromSeconds(1));
+            leaving.Remove(t.ActorRef);
+            if (leaving.Count == 0 && replicas.Count == 0 && !learnerDone && !finished) PlaceGroup();
+        });
+        Receive<Terminated>(t => replicas.Any(m => t.ActorRef.Equals(m.Learner)), t =>
+        {
+            if (!learnerDone) Timers.StartSingleTimer($"learner-lost-{t.ActorRef.Path}", new LearnerLost(t.ActorRef), TimeSpan.FromSeconds(1));
         });
         Receive<LearnerLost>(l =>
         {
             // No word from its host (which reports a learner it gave up on): the learner's node is gone.
-            if (finished || learnerDone || !l.Learner.Equals(learner)) return;
-            log.Warning("the learner of run {0} is gone with its node; placing it again", runId);
-            learner = null;
-            PlaceLearner();
+            var lost = replicas.FindIndex(m => l.Learner.Equals(m.Learner));
+            if (finished || learnerDone || lost < 0) return;
+            Regroup(replicas.Count == 1 ? "the learner is gone with its node" : $"replica {lost}'s learner is gone with its node", counts: false);
         });
         Receive<Terminated>(t => HostGone(t.ActorRef));
     }
@@ -302,25 +355,117 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
                 config.Evaluation.Datasets.Count > 0 ? [Context.ActorOf(Akka.Actor.Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)] : []);
         }
         foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) Context.Watch(h);
-        PlaceLearner();
+        PlaceGroup();
         // Probes a kill interrupted (or that failed before) are redone on the checkpoints still on disk.
         foreach (var (s, path) in valid.OrderBy(c => c.Step))
             if (ShouldEvaluate(s, final: s >= config.Steps)) Probe(new CheckpointSaved(runId, s, path, s >= config.Steps));
         stage = "running";
     }
 
-    /// <summary>Asks a learner host (one that is alive, in turn) to run the learner; with none, waits for one to join.</summary>
-    private void PlaceLearner()
+    private List<IActorRef> LiveLearnerHosts() => hosts.Learners.Where(h => !deadHosts.Contains(h)).ToList();
+    private List<IActorRef> LiveDataHosts() => hosts.Data.Where(h => !deadHosts.Contains(h)).ToList();
+
+    /// <summary>
+    /// Forms a learner group of min(replicas, learner nodes) replicas, one per learner node (taken in turn, so a lost
+    /// learner's replacement tends to go elsewhere); each resumes from the latest valid checkpoint. With fewer than
+    /// min_replicas learner nodes it waits for them to join, at most placement_timeout_seconds.
+    /// </summary>
+    private void PlaceGroup()
     {
-        var candidates = hosts.Learners.Where(h => !deadHosts.Contains(h)).ToList();
-        if (candidates.Count == 0)
+        var live = LiveLearnerHosts();
+        if (live.Count < config.MinReplicas)
         {
-            log.Warning("run {0}: no learner node yet; the learner starts when one joins", runId);
-            learnerHost = null;
+            log.Warning("run {0}: {1} learner node(s), {2} needed; the learner starts when enough join", runId, live.Count, config.MinReplicas);
+            if (!Timers.IsTimerActive("placement-learner"))
+                Timers.StartSingleTimer("placement-learner", new PlacementDeadline(Roles.Learner), TimeSpan.FromSeconds(config.PlacementTimeoutSeconds));
             return;
         }
-        learnerHost = candidates[placements++ % candidates.Count];
-        learnerHost.Tell(new StartLearner(runId, Path.GetFullPath(runDirectory), config, Self));
+        Timers.Cancel("placement-learner");
+        int size = Math.Min(config.Replicas, live.Count), first = placements++;
+        group++;
+        formed = false;
+        growAtCheckpoint = false;
+        for (int rank = 0; rank < size; rank++)
+        {
+            var host = live[(first + rank) % live.Count];
+            replicas.Add(new Replica(host));
+            host.Tell(new StartLearner(runId, Path.GetFullPath(runDirectory), config, Self, rank, size, group));
+        }
+        if (size > 1 || config.Replicas > 1)
+            log.Info("run {0}: learner group {1} of {2} replica(s) ({3} wanted), global batch {4}", [runId, group, size, config.Replicas, config.GlobalBatchSize(size)]);
+    }
+
+    /// <summary>
+    /// Ends the current group (its replicas wake from any collective and stop) and forms the next one from the latest
+    /// valid checkpoint once they have stopped, with the learner nodes there are then. Bounded: after
+    /// max(3, max_learner_restarts) re-forms without a step in between, the run fails.
+    /// </summary>
+    private void Regroup(string reason, bool counts = true)
+    {
+        if (finished || finishing || learnerDone) return;
+        if (counts && ++regroups > Math.Max(3, config.MaxLearnerRestarts))
+        {
+            Fail($"the learner group keeps breaking up without progress ({regroups - 1} re-forms without a step): {reason}");
+            return;
+        }
+        log.Warning("run {0}: re-forming the learner group from the latest checkpoint: {1}", runId, reason);
+        groupReason = reason;
+        foreach (var m in replicas)
+        {
+            m.Ready?.Endpoint?.Tell(new DissolveGroup(runId, group, reason));
+            if (!deadHosts.Contains(m.Host)) m.Host.Tell(new RunEnded(runId)); // stops that host's learner of this run
+            if (m.Learner is not null && !deadHosts.Contains(m.Host)) leaving[m.Learner] = m.Host;
+        }
+        replicas.Clear();
+        digests.Clear();
+        formed = false;
+        if (status != RunStatus.Running) return;
+        if (leaving.Count == 0) PlaceGroup();
+        else Timers.StartSingleTimer("leaving", new LeavingDeadline(group), TimeSpan.FromSeconds(60));
+    }
+
+    /// <summary>
+    /// A replica is ready. One learner alone starts its feed at once (also after a restart); a group starts when every
+    /// replica is ready at the same step: each gets the others' endpoints, then its own feed of its slice.
+    /// </summary>
+    private void OnLearnerReady(LearnerReady r)
+    {
+        if (r.Group != group || r.Rank >= replicas.Count) return; // a learner of a dissolved group, on its way out
+        var member = replicas[r.Rank];
+        if (member.Learner is null || !member.Learner.Equals(Sender))
+        {
+            member.Learner = Sender;
+            Context.Watch(Sender);
+        }
+        member.Ready = r;
+        if (status == RunStatus.Stopped)
+        {
+            if (r.Rank == 0) Sender.Tell(StopLearner.Instance); // started while stopping
+            return;
+        }
+        if (replicas.Count == 1 || formed)
+        {
+            if (replicas.Count == 1 && !formed) GroupFormed(r.Step);
+            StartStream(member, r);
+            return;
+        }
+        if (replicas.Any(m => m.Ready is null)) return;
+        if (replicas.Select(m => m.Ready!.Step).Distinct().Count() > 1)
+        {
+            Regroup("the replicas resumed at different steps (" + string.Join(", ", replicas.Select(m => m.Ready!.Step)) + ")");
+            return;
+        }
+        var endpoints = replicas.Select(m => m.Ready!.Endpoint ?? ActorRefs.Nobody).ToList();
+        foreach (var m in replicas) m.Learner!.Tell(new FormGroup(runId, group, endpoints));
+        GroupFormed(r.Step);
+        foreach (var m in replicas) StartStream(m, m.Ready!);
+    }
+
+    private void GroupFormed(long atStep)
+    {
+        formed = true;
+        if (replicas.Count < config.Replicas) growAtCheckpoint = true; // a learner node that joins is taken at the next checkpoint
+        if (config.Replicas > 1) reporter!.Tell(new GroupFormedAt(atStep, group, replicas.Count, config.GlobalBatchSize(replicas.Count), groupReason));
     }
 
     private void UpdateHosts(RunHosts updated)
@@ -330,20 +475,28 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         hosts = updated;
         foreach (var h in added) Context.Watch(h);
         if (!started || finished) return;
-        if (learner is null && learnerHost is null && !learnerDone) PlaceLearner();
-        if (dataChanged && learner is not null && !learnerDone && status == RunStatus.Running) learner.Tell(new ReportPosition(runId));
+        if (replicas.Count == 0 && leaving.Count == 0 && !learnerDone) PlaceGroup();
+        else if (replicas.Count < config.Replicas && LiveLearnerHosts().Count > replicas.Count) growAtCheckpoint = formed;
+        if (dataChanged && !learnerDone && status == RunStatus.Running)
+            foreach (var m in replicas) m.Learner?.Tell(new ReportPosition(runId));
         if (options.Hosts is null) foreach (var (key, _) in pending.Where(p => p.Value is null).ToList()) SendProbe(key.Step, key.Dataset);
     }
 
-    /// <summary>A host died: its learner is placed again, its shard reassigned, its probes asked elsewhere.</summary>
+    /// <summary>A host died: its learner is placed again (its group re-formed), its shard reassigned, its probes asked elsewhere.</summary>
     private void HostGone(IActorRef host)
     {
+        bool known = hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators).Contains(host) || pending.Values.Contains(host);
+        if (!known) return; // a learner of a dissolved group whose node is gone: nothing left to do for it
         deadHosts.Add(host);
         hosts = new RunHosts(hosts.Learners.Where(h => !h.Equals(host)).ToList(), hosts.Data.Where(h => !h.Equals(host)).ToList(),
             hosts.Evaluators.Where(h => !h.Equals(host)).ToList());
         if (!started || finished) return;
-        if (host.Equals(learnerHost) && !learnerDone && learner is null) PlaceLearner();
-        if (learner is not null && !learnerDone && status == RunStatus.Running) learner.Tell(new ReportPosition(runId)); // refeed without it
+        foreach (var (learner, _) in leaving.Where(l => l.Value.Equals(host)).ToList()) leaving.Remove(learner);
+        if (replicas.Count == 0 && leaving.Count == 0 && !learnerDone) PlaceGroup();
+        else if (replicas.Any(m => m.Host.Equals(host) && m.Learner is null) && !learnerDone)
+            Regroup("a learner node left before its replica started", counts: false);
+        if (!learnerDone && status == RunStatus.Running)
+            foreach (var m in replicas) m.Learner?.Tell(new ReportPosition(runId)); // refeed without it
         foreach (var (key, owner) in pending.Where(p => host.Equals(p.Value)).ToList())
         {
             log.Warning("the evaluator taking step {0} on {1} is gone; asking another", key.Step, key.Dataset);
@@ -435,20 +588,29 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Opens feed generation g from the learner's position: data host k of N makes the batches whose global index is
-    /// k mod N. An older generation's batches are dropped by the learner, so none is trained twice or skipped.
+    /// Opens feed generation g for one replica from its position: data host k of N makes the batches whose global
+    /// index is k mod N, each cut to the replica's slice. An older generation's batches are dropped by the learner, so
+    /// none is trained twice or skipped.
     /// </summary>
-    private void StartStream(LearnerReady ready)
+    private void StartStream(Replica member, LearnerReady ready)
     {
-        step = ready.Step;
-        if (step >= config.Steps) return;
+        if (ready.Rank == 0) step = ready.Step;
+        if (ready.Step >= config.Steps) return;
         stage = "starting the data stream";
         int gen = ++generation;
-        var data = hosts.Data.Where(h => !deadHosts.Contains(h)).ToList();
-        if (data.Count == 0) log.Warning("run {0}: no data node; the learner waits until one joins", runId);
+        member.Generation = gen;
+        var data = LiveDataHosts();
+        if (data.Count == 0)
+        {
+            log.Warning("run {0}: no data node; the learner waits until one joins", runId);
+            if (!Timers.IsTimerActive("placement-data"))
+                Timers.StartSingleTimer("placement-data", new PlacementDeadline(Roles.Data), TimeSpan.FromSeconds(config.PlacementTimeoutSeconds));
+        }
+        else Timers.Cancel("placement-data");
+        int globalBatch = config.GlobalBatchSize(replicas.Count);
         for (int k = 0; k < data.Count; k++)
-            data[k].Tell(new OpenFeed(runId, config, ready.Position, gen, k, data.Count, learner!, Self));
-        log.Info("feed {0} of {1} data node(s) starts at {2} for learner step {3}", gen, data.Count, ready.Position, ready.Step);
+            data[k].Tell(new OpenFeed(runId, config, ready.Position, gen, k, data.Count, member.Learner!, Self, ready.Rank, replicas.Count, globalBatch));
+        log.Info("feed {0} of {1} data node(s) starts at {2} for replica {3} at step {4}", [gen, data.Count, ready.Position, ready.Rank, ready.Step]);
         stage = "running";
     }
 
@@ -511,7 +673,9 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         }
         var message = problems.Count == 0 ? error : string.Join("; ", new[] { error }.Concat(problems).Where(m => m is not null));
         var result = done! with { Error = message };
-        // Hosts let go of the run, files are closed and the directory released before anyone hears the run ended.
+        // Replicas wake from any collective; hosts let go of the run, files are closed and the directory released before
+        // anyone hears the run ended.
+        foreach (var m in replicas) m.Ready?.Endpoint?.Tell(new DissolveGroup(runId, group, "the run ended"));
         foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) h.Tell(new RunEnded(runId));
         if (reporter is not null) Context.Stop(reporter);
         Release();

@@ -30,21 +30,31 @@ public sealed record RunAccepted(string RunId, string Topic) : IMetaMaeMessage;
 /// <summary>Stop one run cleanly (final checkpoint): sent to the run manager, which passes it on.</summary>
 public sealed record StopRunById(string RunId, string Reason) : IMetaMaeMessage;
 
-/// <summary>Asks a learner host to run the learner of a run; the learner reports to <see cref="Coordinator"/>.</summary>
-public sealed record StartLearner(string RunId, string RunDirectory, RunSpec Spec, IActorRef Coordinator) : IMetaMaeMessage;
+/// <summary>
+/// Asks a learner host to run the learner of a run; the learner reports to <see cref="Coordinator"/>. In a
+/// data-parallel group it is replica <see cref="Rank"/> of <see cref="Replicas"/> of group <see cref="Group"/> (a number
+/// the coordinator raises each time it forms a group).
+/// </summary>
+public sealed record StartLearner(string RunId, string RunDirectory, RunSpec Spec, IActorRef Coordinator, int Rank = 0, int Replicas = 1, int Group = 0)
+    : IMetaMaeMessage;
 
-/// <summary>A learner host stopped a learner that kept failing (or could not start): the run fails with the reason.</summary>
-public sealed record LearnerGaveUp(string RunId, string Reason) : IMetaMaeMessage;
+/// <summary>
+/// A learner host stopped a learner that kept failing (or could not start): the run fails with the reason, unless
+/// <see cref="Retryable"/> (a replica of a group, whose group is re-formed from the latest checkpoint instead).
+/// </summary>
+public sealed record LearnerGaveUp(string RunId, string Reason, bool Retryable = false) : IMetaMaeMessage;
 
 /// <summary>The coordinator asks its learner where it stands; the learner answers with <see cref="LearnerReady"/>.</summary>
 public sealed record ReportPosition(string RunId) : IMetaMaeMessage;
 
 /// <summary>
 /// Asks a data host for shard <see cref="Shard"/> of <see cref="ShardCount"/> of a run's batches from
-/// <see cref="Start"/>, as feed <see cref="Generation"/>, offered to <see cref="Learner"/>.
+/// <see cref="Start"/>, as feed <see cref="Generation"/>, offered to <see cref="Learner"/>: of each global batch of
+/// <see cref="GlobalBatch"/> (0: the run's batch size), only slice <see cref="Slice"/> of <see cref="SliceCount"/>, the
+/// learner's part as a replica.
 /// </summary>
 public sealed record OpenFeed(string RunId, RunSpec Spec, StreamPosition Start, int Generation, int Shard, int ShardCount,
-    IActorRef Learner, IActorRef Coordinator) : IMetaMaeMessage;
+    IActorRef Learner, IActorRef Coordinator, int Slice = 0, int SliceCount = 1, int GlobalBatch = 0) : IMetaMaeMessage;
 
 /// <summary>A data host's shard of a feed, as a back-pressured stream reference the learner pulls from.</summary>
 public sealed record FeedOffered(string RunId, int Generation, int Shard, int ShardCount, ISourceRef<Batch> Source) : IMetaMaeMessage;

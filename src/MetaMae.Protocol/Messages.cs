@@ -53,8 +53,13 @@ public sealed record EvaluationFailed(string RunId, long Step, string Dataset, s
 /// <summary>The learner reached the run's last step and wrote its final checkpoint.</summary>
 public sealed record LearnerFinished(string RunId, long Step, string FinalCheckpoint) : IMetaMaeMessage;
 
-/// <summary>The learner is ready to train from <see cref="Position"/> (after a fresh start, a resume or a restart).</summary>
-public sealed record LearnerReady(string RunId, long Step, StreamPosition Position) : IMetaMaeMessage;
+/// <summary>
+/// The learner is ready to train from <see cref="Position"/> (after a fresh start, a resume or a restart). A replica of a
+/// group says which (<see cref="Rank"/> of <see cref="Group"/>) and where its peers send it their gradient chunks
+/// (<see cref="Endpoint"/>).
+/// </summary>
+public sealed record LearnerReady(string RunId, long Step, StreamPosition Position, int Rank = 0, int Group = 0, Akka.Actor.IActorRef? Endpoint = null)
+    : IMetaMaeMessage;
 
 /// <summary>Write a final checkpoint now and take no more batches; answered with <see cref="LearnerStopped"/>.</summary>
 public sealed record StopLearner : IMetaMaeMessage

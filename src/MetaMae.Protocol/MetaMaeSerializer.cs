@@ -21,6 +21,8 @@ public sealed class MetaMaeSerializer : SerializerWithStringManifest
     public const int SerializerId = 731_001;
     private const string BatchManifest = "B1";
     private const string FeedBatchManifest = "FB1";
+    private const string GradientChunkManifest = "GC1";
+    private const int ChunkHeaderBytes = 4 * 4 + 8 + 4 + 4 + 1;
 
     /// <summary>HOCON that registers the serializer and binds the marker interface to it.</summary>
     public static readonly string Hocon = $$"""
@@ -57,6 +59,7 @@ public sealed class MetaMaeSerializer : SerializerWithStringManifest
     {
         Batch => BatchManifest,
         FeedBatch => FeedBatchManifest,
+        GradientChunk => GradientChunkManifest,
         IMetaMaeMessage m when Types.ContainsKey(m.GetType().Name) => m.GetType().Name,
         _ => throw new ArgumentException($"{nameof(MetaMaeSerializer)} cannot serialize {o.GetType()}"),
     };
@@ -69,6 +72,8 @@ public sealed class MetaMaeSerializer : SerializerWithStringManifest
                 return WriteBatch(b, null);
             case FeedBatch f:
                 return WriteBatch(f.Batch, f.Generation);
+            case GradientChunk c:
+                return WriteChunk(c);
             default:
                 Manifest(obj);
                 return JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), json);
@@ -83,6 +88,7 @@ public sealed class MetaMaeSerializer : SerializerWithStringManifest
             var (generation, batch) = ReadBatch(bytes, withGeneration: true);
             return new FeedBatch(generation, batch);
         }
+        if (manifest == GradientChunkManifest) return ReadChunk(bytes);
         if (!Types.TryGetValue(manifest, out var type)) throw new SerializationException($"unknown manifest '{manifest}' for {nameof(MetaMaeSerializer)}");
         return JsonSerializer.Deserialize(bytes, type, json) ?? throw new SerializationException($"empty {manifest}");
     }
@@ -151,6 +157,39 @@ public sealed class MetaMaeSerializer : SerializerWithStringManifest
         var ids = ReadArray<long>(r);
         var labels = ReadArray<float>(r) ?? throw new SerializationException("batch without labels");
         return (generation, new Batch(size, shape, values, ids, labels, labelsPer, end, sequence));
+    }
+
+    /// <summary>A fixed header, then the payload copied once from the array (no per-element work).</summary>
+    private static byte[] WriteChunk(GradientChunk c)
+    {
+        ReadOnlySpan<byte> payload = c.Half is { } half ? MemoryMarshal.AsBytes(half.AsSpan(0, c.Count)) : MemoryMarshal.AsBytes(c.Values.AsSpan(0, c.Count));
+        var bytes = new byte[ChunkHeaderBytes + payload.Length];
+        var span = bytes.AsSpan();
+        BitConverter.TryWriteBytes(span[0..], c.Group);
+        BitConverter.TryWriteBytes(span[4..], c.Step);
+        BitConverter.TryWriteBytes(span[8..], c.Index);
+        BitConverter.TryWriteBytes(span[12..], c.Offset);
+        BitConverter.TryWriteBytes(span[16..], c.Op);
+        BitConverter.TryWriteBytes(span[24..], c.Count);
+        BitConverter.TryWriteBytes(span[28..], payload.Length);
+        span[32] = c.Half is null ? (byte)0 : (byte)1;
+        payload.CopyTo(span[ChunkHeaderBytes..]);
+        return bytes;
+    }
+
+    private static GradientChunk ReadChunk(byte[] bytes)
+    {
+        var span = bytes.AsSpan();
+        if (span.Length < ChunkHeaderBytes) throw new SerializationException($"gradient chunk of {span.Length} bytes is shorter than its header");
+        int count = BitConverter.ToInt32(span[24..]), length = BitConverter.ToInt32(span[28..]);
+        bool half = span[32] == 1;
+        if (count < 0 || length != count * (half ? 2 : 4) || span.Length != ChunkHeaderBytes + length)
+            throw new SerializationException($"gradient chunk of {span.Length} bytes does not hold {count} {(half ? "bf16" : "fp32")} values");
+        var payload = span[ChunkHeaderBytes..];
+        float[]? values = half ? null : MemoryMarshal.Cast<byte, float>(payload).ToArray();
+        ushort[]? halves = half ? MemoryMarshal.Cast<byte, ushort>(payload).ToArray() : null;
+        return new GradientChunk(BitConverter.ToInt32(span[0..]), BitConverter.ToInt64(span[16..]), BitConverter.ToInt32(span[4..]),
+            BitConverter.ToInt32(span[8..]), BitConverter.ToInt32(span[12..]), count, values, halves);
     }
 
     private static void WriteArray<T>(BinaryWriter w, T[]? array) where T : unmanaged

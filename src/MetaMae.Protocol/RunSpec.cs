@@ -72,6 +72,25 @@ public sealed record RunSpec
     public double StopGraceSeconds { get; init; } = 25;
     /// <summary>After the last step, how long probes still owed may take before they are recorded as failed.</summary>
     public double ProbeTimeoutSeconds { get; init; } = 3600;
+    /// <summary>
+    /// Data-parallel learner replicas wanted, one per learner node: each trains a slice of every global batch and the
+    /// group averages gradients before the optimizer step. With fewer learner nodes the group is as large as there
+    /// are; it re-forms when one is lost and grows at the next checkpoint when one joins.
+    /// </summary>
+    public int Replicas { get; init; } = 1;
+    /// <summary>Fewest replicas a group may have; below it the run waits for learner nodes (placement_timeout_seconds).</summary>
+    public int MinReplicas { get; init; } = 1;
+    /// <summary>
+    /// "keep": the global batch is batch_size whatever the group's size (each replica takes batch_size / replicas, as
+    /// the original under DDP); "scale": each replica takes batch_size, so the global batch grows with the group.
+    /// </summary>
+    public string BatchScaling { get; init; } = "keep";
+    /// <summary>Gradients on the wire between replicas: "fp32", or "bf16" (half the bytes, summed in fp32).</summary>
+    public string GradientTransfer { get; init; } = "fp32";
+    /// <summary>How long a replica waits for a peer's part of a collective before the group is re-formed.</summary>
+    public double CollectiveTimeoutSeconds { get; init; } = 120;
+    /// <summary>How long a run waits for the learner and data nodes it needs before it fails naming the missing role.</summary>
+    public double PlacementTimeoutSeconds { get; init; } = 600;
     public EvaluationConfig Evaluation { get; init; } = new();
     /// <summary>Where run directories are created.</summary>
     public string Out { get; init; } = "runs";
@@ -86,6 +105,8 @@ public sealed record RunSpec
 
     public static readonly string[] Models = ["mae", "metamae"];
     public static readonly string[] EvaluationWhen = ["every", "last"];
+    public static readonly string[] BatchScalings = ["keep", "scale"];
+    public static readonly string[] GradientTransfers = ["fp32", "bf16"];
 
     /// <summary>A run name becomes a directory name: letters, digits, '.', '_' and '-', starting with a letter or digit.</summary>
     public static readonly System.Text.RegularExpressions.Regex NamePattern = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");

@@ -26,6 +26,11 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         new EvaluationFailed("run-1", 40, "fashion-mnist", "no manifest.json"),
         new LearnerFinished("run-1", 100, "/x"),
         new LearnerReady("run-1", 20, new StreamPosition(2, 64)),
+        new GradientChunk(3, 41, 2, 5, 1_310_720, 4, [1.5f, -2.25f, float.NaN, 0f], null),
+        new GradientChunk(3, 41, 2, 5, 7, 3, null, [0x3F80, 0xC010, 0x7FC0]),
+        new DissolveGroup("run-1", 3, "replica 2's node left"),
+        new ReplicaLeft("run-1", 3, 1, "the replica group was dissolved"),
+        new ReplicaDigest("run-1", 3, 1, 40, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         StopLearner.Instance,
         new LearnerStopped("run-1", 33, "/x"),
         new DataStreamFailed("run-1", "too many bad records"),
@@ -63,6 +68,8 @@ public sealed class SerializationSpecs : MetaMaeTestKit
             new ProbeRequest(Spec, new CheckpointSaved("run-1", 40, "/x", false), "fashion-mnist", probe),
             new ProbeAccepted("run-1", 40, "fashion-mnist", probe),
             new RunEnded("run-1"),
+            new FormGroup("run-1", 3, [probe, CreateTestProbe().Ref]),
+            new LearnerReady("run-1", 20, new StreamPosition(2, 64), 1, 3, probe),
         ];
     }
 
@@ -87,6 +94,12 @@ public sealed class SerializationSpecs : MetaMaeTestKit
                 var batches = await ((FeedOffered)back).Source.Source.RunWith(Akka.Streams.Dsl.Sink.Seq<Batch>(), Sys.Materializer());
                 Assert.Equal(SmallBatch.Values, Assert.Single(batches).Values);
                 Assert.Equal((offered.RunId, offered.Generation, offered.Shard), (((FeedOffered)back).RunId, ((FeedOffered)back).Generation, ((FeedOffered)back).Shard));
+                continue;
+            }
+            if (sample is FormGroup form)
+            {
+                Assert.Equal(form.Endpoints, ((FormGroup)back).Endpoints);
+                Assert.Equal((form.RunId, form.Group), (((FormGroup)back).RunId, ((FormGroup)back).Group));
                 continue;
             }
             if (sample.GetType().GetProperties().Any(p => p.PropertyType == typeof(Akka.Actor.IActorRef)))

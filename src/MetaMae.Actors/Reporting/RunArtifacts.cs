@@ -42,7 +42,7 @@ public sealed class RunArtifacts : IDisposable
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
                 kind = "step", r.Step, r.Total, r.Recon, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
-                step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
+                step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, batch = r.BatchSize, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
             }, Json));
             int step = (int)r.Step;
             tensorboard.add_scalar("loss/total", (float)r.Total, step);
@@ -70,6 +70,26 @@ public sealed class RunArtifacts : IDisposable
             tensorboard.add_scalar("data/queued_samples", queuedSamples, (int)step);
             tensorboard.add_scalar("data/bad_records", badRecords, (int)step);
         }
+    }
+
+    /// <summary>Who trains from which step: the group's size and global batch, and why it (re)formed.</summary>
+    public void Group(GroupFormedAt g)
+    {
+        lock (gate)
+        {
+            metrics.WriteLine(JsonSerializer.Serialize(new
+            {
+                kind = "group", g.Step, g.Group, g.Replicas, global_batch = g.GlobalBatch, g.Reason,
+            }, Json));
+            tensorboard.add_scalar("train/replicas", g.Replicas, (int)g.Step);
+        }
+    }
+
+    /// <summary>The group's replicas were bit-identical at a checkpoint step (their common parameter digest).</summary>
+    public void Replicas(ReplicasAgreeAt a)
+    {
+        lock (gate)
+            metrics.WriteLine(JsonSerializer.Serialize(new { kind = "replicas", a.Step, a.Group, a.Replicas, a.Digest }, Json));
     }
 
     public void Evaluation(EvaluationResult r)

@@ -7,6 +7,12 @@ namespace MetaMae.Actors.Reporting;
 public sealed record DataMetricsAt(long Step, double SamplesPerSecond, double BytesPerSecond, long BadRecords, long RecordsRead, long QueuedSamples,
     string? Node = null);
 
+/// <summary>A learner group formed: from step <see cref="Step"/>, <see cref="Replicas"/> replicas train global batches of <see cref="GlobalBatch"/>.</summary>
+public sealed record GroupFormedAt(long Step, int Group, int Replicas, int GlobalBatch, string Reason);
+
+/// <summary>Every replica of the group had the same parameter digest at <see cref="Step"/>.</summary>
+public sealed record ReplicasAgreeAt(long Step, int Group, int Replicas, string Digest);
+
 /// <summary>Write plots and report.md now; answered with <see cref="FinalReportWritten"/>.</summary>
 public sealed record WriteFinalReport(RunStatus Status, long Step, string ConfigJson, IReadOnlyList<EvaluationResult> Results, string? Error,
     IReadOnlyList<EvaluationFailed> FailedProbes);
@@ -36,6 +42,8 @@ public sealed class RunReporterActor : ReceiveActor
         Receive<DataMetricsAt>(d => Write("writing data metrics", () =>
             artifacts.Data(d.Step, d.SamplesPerSecond, d.BytesPerSecond, d.BadRecords, d.RecordsRead, d.QueuedSamples, d.Node)));
         Receive<EvaluationResult>(r => Write("writing an evaluation to metrics.jsonl", () => artifacts.Evaluation(r)));
+        Receive<GroupFormedAt>(g => Write("writing a group event to metrics.jsonl", () => artifacts.Group(g)));
+        Receive<ReplicasAgreeAt>(a => Write("writing replica digests to metrics.jsonl", () => artifacts.Replicas(a)));
         Receive<WriteFinalReport>(f =>
         {
             var problems = new List<string>();

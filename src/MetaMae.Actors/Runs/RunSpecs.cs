@@ -16,6 +16,12 @@ public static class RunSpecs
         public DatasetSpec DatasetSpec => DatasetCatalog.Get(spec.Dataset.Name).Spec;
         public int EffectiveBatchSize => spec.BatchSize ?? spec.DatasetSpec.BatchSize;
 
+        /// <summary>The batch a group of <paramref name="replicas"/> trains per step, as batch_scaling says.</summary>
+        public int GlobalBatchSize(int replicas) => spec.BatchScaling == "scale" ? spec.EffectiveBatchSize * replicas : spec.EffectiveBatchSize;
+
+        public Model.Distributed.WirePrecision WirePrecision =>
+            spec.GradientTransfer == "bf16" ? Model.Distributed.WirePrecision.BFloat16 : Model.Distributed.WirePrecision.Float32;
+
         /// <summary>The model this run trains: input from the data set's spec, size from the preset, objective from the keys.</summary>
         public ModelConfig ToModelConfig()
         {
@@ -67,6 +73,14 @@ public static class RunSpecs
             RequireFinite("max_abs_value", s.MaxAbsValue, min: 0, max: 1e30, minExclusive: true);
             RequireFinite("stop_grace_seconds", s.StopGraceSeconds, min: 0, max: 86_400, minExclusive: true);
             RequireFinite("probe_timeout_seconds", s.ProbeTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
+            Require("replicas", s.Replicas is >= 1 and <= 1024, $"must be in [1, 1024], got {s.Replicas}");
+            Require("min_replicas", s.MinReplicas >= 1 && s.MinReplicas <= s.Replicas, $"must be in [1, replicas = {s.Replicas}], got {s.MinReplicas}");
+            Require("batch_scaling", s.BatchScaling is not null && RunSpec.BatchScalings.Contains(s.BatchScaling),
+                $"'{s.BatchScaling}' is not allowed; allowed: {string.Join(", ", RunSpec.BatchScalings)}");
+            Require("gradient_transfer", s.GradientTransfer is not null && RunSpec.GradientTransfers.Contains(s.GradientTransfer),
+                $"'{s.GradientTransfer}' is not allowed; allowed: {string.Join(", ", RunSpec.GradientTransfers)}");
+            RequireFinite("collective_timeout_seconds", s.CollectiveTimeoutSeconds, min: 0, max: 86_400, minExclusive: true);
+            RequireFinite("placement_timeout_seconds", s.PlacementTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
             Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
             Require("evaluation", s.Evaluation is not null, "must be an object (use {\"datasets\": []} for none)");
             s.Evaluation!.Validate();
@@ -96,6 +110,9 @@ public static class RunSpecs
                 Require(key, probe.Kind == pretrain.Kind && probe.Shape.SequenceEqual(pretrain.Shape) && probe.Vocab == pretrain.Vocab,
                     $"'{probe.Name}' has samples of shape {string.Join("x", probe.Shape)}, the encoder takes {string.Join("x", pretrain.Shape)}");
             }
+            Require("replicas", s.BatchScaling == "scale" || s.EffectiveBatchSize >= 2 * s.Replicas,
+                $"{s.Replicas} replicas would each take fewer than 2 of a global batch of {s.EffectiveBatchSize} (batch_scaling \"keep\"); " +
+                "raise batch_size or use batch_scaling \"scale\"");
             try
             {
                 s.ToModelConfig().Validate();

@@ -18,13 +18,16 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
     public WirePrecision Precision { get; } = precision;
     public bool IsSolo => Group.Size == 1;
 
-    /// <summary>True when every replica's batch can be trained (a replica whose batch lost its records skips with all).</summary>
-    public bool AllUsable(bool usable)
+    /// <summary>
+    /// Whether every replica's batch has at least <paramref name="minimum"/> records (one replica's batch that lost its
+    /// records to bad input makes them all skip the step) and how many records the group trains.
+    /// </summary>
+    public (bool Usable, int Total) AgreeOnBatch(int size, int minimum)
     {
-        if (IsSolo) return usable;
-        var flag = new[] { usable ? 0f : 1f };
-        Group.AllReduceSum(flag, 1);
-        return flag[0] == 0;
+        if (IsSolo) return (size >= minimum, size);
+        var values = new[] { size >= minimum ? 0f : 1f, size };
+        Group.AllReduceSum(values, 2);
+        return (values[0] == 0, (int)values[1]);
     }
 
     /// <summary>
@@ -68,5 +71,23 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
             p.grad!.copy_(mean);
             offset += p.numel();
         }
+    }
+}
+
+/// <summary>A replica's identity: SHA-256 over every parameter and floating-point buffer, by name, bit for bit.</summary>
+public static class ParameterDigest
+{
+    public static string Of(TorchSharp.torch.nn.Module model)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var scope = NewDisposeScope();
+        foreach (var (name, tensor) in model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(model.named_buffers()))
+        {
+            if (!tensor.is_floating_point()) continue;
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            var host = tensor.detach().to(float32).cpu().contiguous();
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(host.data<float>().ToArray().AsSpan()));
+        }
+        return Convert.ToHexString(hash.GetHashAndReset()).ToLowerInvariant();
     }
 }

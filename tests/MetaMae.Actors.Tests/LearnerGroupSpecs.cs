@@ -1,0 +1,76 @@
+using System.Text.Json;
+using MetaMae.Actors.Cluster;
+using MetaMae.Actors.Reporting;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>Data-parallel learner groups on a cluster of ActorSystems in one process, gradients crossing real remoting.</summary>
+public sealed class LearnerGroupSpecs : TempDirTest
+{
+    internal static List<JsonElement> Lines(string runDir, string kind) =>
+        File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Where(l => l.Contains($"\"kind\":\"{kind}\"", StringComparison.Ordinal))
+            .Select(l => JsonDocument.Parse(l).RootElement).ToList();
+
+    [Theory]
+    [InlineData("fp32", "keep", 16)]
+    [InlineData("bf16", "scale", 32)]
+    public async Task Two_learner_nodes_train_as_one_group_whose_replicas_are_bit_identical_at_every_checkpoint(string transfer, string scaling, int globalBatch)
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, transfer), steps: 24, every: 8) with
+        {
+            Replicas = 2, GradientTransfer = transfer, BatchScaling = scaling,
+        };
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Coordinator, Roles.Data);
+        await cluster.Add(Roles.Learner);
+        await cluster.Add(Roles.Learner);
+        var result = await cluster.Run(0, config, "pair", TimeSpan.FromMinutes(3));
+        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        Assert.Equal(24, result.Step);
+
+        var formed = Assert.Single(Lines(result.RunDirectory, "group"));
+        Assert.Equal((2, globalBatch), (formed.GetProperty("replicas").GetInt32(), formed.GetProperty("global_batch").GetInt32()));
+        // Every checkpoint step, both replicas' parameters hashed the same (the coordinator fails the run otherwise).
+        var agreed = Lines(result.RunDirectory, "replicas");
+        Assert.Equal(new long[] { 8, 16, 24 }, agreed.Select(a => a.GetProperty("step").GetInt64()));
+        Assert.All(agreed, a => Assert.Equal(2, a.GetProperty("replicas").GetInt32()));
+        // One report per step, from rank 0, for the global batch; the data position moves one global batch per step.
+        var steps = RunArtifacts.ReadSteps(Path.Combine(result.RunDirectory, "metrics.jsonl"));
+        Assert.Equal(Enumerable.Range(1, 24).Select(i => (long)i), steps.Keys);
+        var count = Data.DatasetCatalog.Open("fashion-mnist", new Data.Readers.ReaderOptions(Data.EmbeddedData.Resolve("embedded"), Data.Split.Pretrain)).Count;
+        foreach (var (k, e) in steps)
+        {
+            Assert.Equal(globalBatch, e.GetProperty("batch").GetInt32());
+            Assert.Equal(k * globalBatch % (count / globalBatch * globalBatch), e.GetProperty("offset").GetInt64());
+        }
+    }
+
+    [Fact]
+    public async Task A_run_that_wants_more_replicas_than_there_are_learner_nodes_trains_with_those_there_are()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "fewer"), steps: 8, every: 4) with { Replicas = 3 };
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Coordinator, Roles.Data, Roles.Learner);
+        await cluster.Add(Roles.Learner);
+        var result = await cluster.Run(0, config, "fewer", TimeSpan.FromMinutes(3));
+        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        var formed = Assert.Single(Lines(result.RunDirectory, "group"));
+        Assert.Equal(2, formed.GetProperty("replicas").GetInt32());
+        Assert.Equal(new long[] { 4, 8 }, Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()));
+    }
+
+    [Fact]
+    public async Task A_run_without_a_learner_node_fails_after_the_placement_timeout_naming_the_missing_role()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "none"), steps: 8) with { PlacementTimeoutSeconds = 3 };
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Coordinator, Roles.Data);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await cluster.Run(0, config, "none", TimeSpan.FromMinutes(1));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("no learner node", result.Error);
+        Assert.Contains("placement_timeout_seconds", result.Error);
+        Assert.InRange(clock.Elapsed.TotalSeconds, 2.5, 30);
+    }
+}
