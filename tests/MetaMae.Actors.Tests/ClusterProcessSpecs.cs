@@ -160,3 +160,97 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
         }
     }
 }
+
+/// <summary>
+/// Elastic learner groups with real `metamae node` processes on loopback: a learner process SIGKILLed mid-run, the
+/// group re-formed with the two left, then a new learner process joining and the group growing back to three.
+/// </summary>
+public sealed class ElasticGroupProcessSpecs : TempDirTest
+{
+    private static List<System.Text.Json.JsonElement> Lines(string runs, string kind)
+    {
+        var dirs = Directory.Exists(runs) ? Directory.GetDirectories(runs) : [];
+        if (dirs.Length != 1 || !File.Exists(Path.Combine(dirs[0], "metrics.jsonl"))) return [];
+        using var stream = new FileStream(Path.Combine(dirs[0], "metrics.jsonl"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        var lines = new List<System.Text.Json.JsonElement>();
+        while (reader.ReadLine() is { } line)
+            if (line.Contains($"\"kind\":\"{kind}\"", StringComparison.Ordinal) && line.EndsWith('}'))
+                lines.Add(System.Text.Json.JsonDocument.Parse(line).RootElement);
+        return lines;
+    }
+
+    private static int[] GroupSizes(string runs) => Lines(runs, "group").Select(g => g.GetProperty("replicas").GetInt32()).ToArray();
+
+    [Fact]
+    public async Task Killing_one_of_three_learner_processes_re_forms_the_group_with_two_and_a_joining_learner_grows_it_back_to_three()
+    {
+        const long steps = 150;
+        var runs = Path.Combine(Root, "runs");
+        int seedValue = Environment.TickCount & 0xFFFF, killAt = new Random(seedValue).Next(12, 30);
+        int firstPort = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{firstPort}";
+        var nodes = new List<NodeProcess>();
+        try
+        {
+            var coordinator = new NodeProcess("coordinator,data", firstPort, null, runs);
+            nodes.Add(coordinator);
+            coordinator.WaitUp(TimeSpan.FromSeconds(60));
+            var learners = Enumerable.Range(0, 3).Select(_ => new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)")).ToList();
+            nodes.AddRange(learners);
+            foreach (var n in learners) n.WaitUp(TimeSpan.FromSeconds(60));
+
+            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "replicas=3", "--set", "checkpoint_every=10", "--cluster", seed).ToList();
+            args[0] = "run";
+            var (client, output, error) = ProcessRuns.Start(null, [.. args]);
+            using (client)
+            {
+                string Context() => $"kill at step {killAt} (seed {seedValue}); groups [{string.Join(", ", GroupSizes(runs))}]\n" +
+                                    string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
+                async Task Until(Func<bool> condition, string what, TimeSpan timeout)
+                {
+                    var clock = Stopwatch.StartNew();
+                    while (!condition())
+                    {
+                        if (client.HasExited) Assert.Fail($"the run ended while waiting for {what}: {await output}{await error}\n{Context()}");
+                        if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{Context()}");
+                        await Task.Delay(20);
+                    }
+                }
+                await Until(() => ProcessRuns.Reached(runs) >= killAt && GroupSizes(runs).FirstOrDefault() == 3, $"step {killAt} with three replicas",
+                    TimeSpan.FromMinutes(2));
+                learners[new Random(seedValue).Next(3)].Kill();
+                await Until(() => GroupSizes(runs).SequenceEqual([3, 2]), "the group re-formed with two replicas", TimeSpan.FromSeconds(90));
+                long reformedAt = ProcessRuns.Reached(runs);
+                await Until(() => ProcessRuns.Reached(runs) >= reformedAt + 5, "progress with two replicas", TimeSpan.FromMinutes(1));
+
+                var joining = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)");
+                nodes.Add(joining);
+                joining.WaitUp(TimeSpan.FromSeconds(60));
+                await Until(() => GroupSizes(runs).SequenceEqual([3, 2, 3]), "the group grown back to three", TimeSpan.FromSeconds(90));
+
+                Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end");
+                client.WaitForExit();
+                Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n{Context()}");
+            }
+
+            var groups = Lines(runs, "group");
+            // A grown group starts at a checkpoint step; every replica agreed at every checkpoint it reached.
+            Assert.Equal(0, groups[2].GetProperty("step").GetInt64() % 10);
+            var agreed = Lines(runs, "replicas");
+            Assert.Contains(agreed, a => a.GetProperty("replicas").GetInt32() == 2);
+            Assert.Equal(3, agreed[^1].GetProperty("replicas").GetInt32());
+            Assert.Equal(steps, agreed[^1].GetProperty("step").GetInt64());
+            // The global batch stays 16 (batch_scaling keep): after the last line of step k the data is k batches in.
+            var runDir = Directory.GetDirectories(runs).Single();
+            var stepLines = RunArtifacts.ReadSteps(Path.Combine(runDir, "metrics.jsonl"));
+            Assert.Equal(Enumerable.Range(1, (int)steps).Select(i => (long)i), stepLines.Keys);
+            foreach (var (k, e) in stepLines) Assert.Equal(k * 16 % (8000 / 16 * 16), e.GetProperty("offset").GetInt64());
+            Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", $"step-{steps:D8}", Model.Checkpoints.Checkpoint.WeightsFile)));
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Dispose();
+        }
+    }
+}
