@@ -227,7 +227,7 @@ public sealed class LearnerActor : ReceiveActor
         position = batch.End;
         if (rank == 0)
             coordinator.Tell(new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
-                metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position));
+                metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position, metrics.CommunicationSeconds));
 
         if (Grouped && (step % config.CheckpointEvery == 0 || step >= config.Steps))
             coordinator.Tell(new ReplicaDigest(runId, group, rank, step, ParameterDigest.Of(model!)));

@@ -119,44 +119,7 @@ public static class ClusterBench
         double streamRef = received / 1e6 / clock.Elapsed.TotalSeconds;
 
         var bytesOfBatch = producer.Serialization.FindSerializerFor(batch).ToBinary(batch);
-        double tcp = await TcpCopy(bytesOfBatch, count);
+        double tcp = await Loopback.TcpCopy(bytesOfBatch, count);
         return new TransferRow(kind, bytesOfBatch.Length, count, streamRef, tcp);
-    }
-
-    /// <summary>Length-prefixed copies of <paramref name="payload"/> over a loopback socket, read whole on the other side.</summary>
-    private static async Task<double> TcpCopy(byte[] payload, int count)
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        var reader = Task.Run(async () =>
-        {
-            using var server = await listener.AcceptTcpClientAsync();
-            var stream = server.GetStream();
-            var length = new byte[4];
-            var buffer = new byte[payload.Length];
-            long total = 0;
-            for (int i = 0; i < count; i++)
-            {
-                await stream.ReadExactlyAsync(length);
-                int n = BitConverter.ToInt32(length);
-                await stream.ReadExactlyAsync(buffer.AsMemory(0, n));
-                total += n;
-            }
-            return total;
-        });
-        var clock = Stopwatch.StartNew();
-        using (var client = new TcpClient())
-        {
-            await client.ConnectAsync(IPAddress.Loopback, port);
-            var stream = client.GetStream();
-            for (int i = 0; i < count; i++)
-            {
-                await stream.WriteAsync(BitConverter.GetBytes(payload.Length));
-                await stream.WriteAsync(payload);
-            }
-            var total = await reader;
-            return total / 1e6 / clock.Elapsed.TotalSeconds;
-        }
     }
 }

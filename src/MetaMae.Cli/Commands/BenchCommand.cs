@@ -15,6 +15,9 @@ public static class BenchCommand
         bench.Add(ModelCommand());
         bench.Add(DataCommand());
         bench.Add(ClusterCommand());
+        bench.Add(AllReduceCommand());
+        bench.Add(AllReduceWorkerCommand());
+        bench.Add(ScalingCommand());
         foreach (var c in more) bench.Add(c);
         return bench;
     }
@@ -124,6 +127,77 @@ public static class BenchCommand
             foreach (var t in transfers)
                 transfer.AddRow(t.Kind, $"{t.BatchBytes / 1e6:F2}", t.Batches.ToString(), $"{t.StreamRefMBps:F0}", $"{t.TcpMBps:F0}", $"{t.StreamRefMBps / t.TcpMBps:F2}");
             AnsiConsole.Write(transfer);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command AllReduceCommand()
+    {
+        var replicas = new Option<string>("--replicas") { Description = "Comma-separated learner process counts.", DefaultValueFactory = _ => "2,3,4" };
+        var floats = new Option<int?>("--floats") { Description = "Gradient elements (default: the dabs preset's MetaMAE, about 7.3 M)." };
+        var iterations = new Option<int>("--iterations") { Description = "Timed all-reduces per row (after 2 warm-ups).", DefaultValueFactory = _ => 10 };
+        var chunk = new Option<int>("--chunk-floats") { Description = "Elements per message.", DefaultValueFactory = _ => Model.Distributed.RingCollective.DefaultChunkFloats };
+        var cmd = new Command("allreduce", "Time per gradient all-reduce across 2-4 learner processes on loopback (fp32 and bf16), next to raw TCP.")
+        {
+            replicas, floats, iterations, chunk,
+        };
+        cmd.SetAction(parse =>
+        {
+            int n = parse.GetValue(floats) ?? AllReduceBench.DabsGradients();
+            AnsiConsole.MarkupLine($"[bold]All-reduce benchmark[/]: {Environment.ProcessorCount} cores, {n:N0} floats ({n * 4 / 1e6:F1} MB fp32), " +
+                                   $"ring over Akka.Remote on 127.0.0.1, chunks of {parse.GetValue(chunk):N0}");
+            var rows = AllReduceBench.Run(Split(parse.GetValue(replicas)!).Select(int.Parse).ToList(), n, parse.GetValue(iterations), parse.GetValue(chunk),
+                line => AnsiConsole.WriteLine(line));
+            var table = new Table().AddColumns("processes", "wire", "median ms", "min ms", "max ms", "buffer GB/s", "link MB/s", "raw TCP MB/s", "link : TCP");
+            foreach (var r in rows)
+                table.AddRow(r.Replicas.ToString(), r.Precision, $"{r.MedianMs:F1}", $"{r.MinMs:F1}", $"{r.MaxMs:F1}", $"{r.Floats * 4 / 1e9 / (r.MedianMs / 1e3):F2}",
+                    $"{r.LinkMBps:F0}", $"{r.TcpMBps:F0}", $"{r.LinkMBps / r.TcpMBps:F2}");
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+
+    /// <summary>One replica of `bench allreduce`, started by it (hidden).</summary>
+    private static Command AllReduceWorkerCommand()
+    {
+        var rank = new Option<int>("--rank");
+        var ports = new Option<string>("--ports");
+        var floats = new Option<int>("--floats");
+        var iterations = new Option<int>("--iterations");
+        var chunk = new Option<int>("--chunk-floats");
+        var cmd = new Command("allreduce-worker", "One replica of `bench allreduce`.") { rank, ports, floats, iterations, chunk };
+        cmd.Hidden = true;
+        cmd.SetAction(parse => AllReduceBench.Worker(parse.GetValue(rank), Split(parse.GetValue(ports)!).Select(int.Parse).ToList(), parse.GetValue(floats),
+            parse.GetValue(iterations), parse.GetValue(chunk)));
+        return cmd;
+    }
+
+    private static Command ScalingCommand()
+    {
+        var replicas = new Option<string>("--replicas") { Description = "Comma-separated learner process counts.", DefaultValueFactory = _ => "1,2,3" };
+        var preset = new Option<string>("--preset") { Description = "Model preset.", DefaultValueFactory = _ => "small" };
+        var batch = new Option<int>("--batch") { Description = "Batch per replica (batch_scaling scale).", DefaultValueFactory = _ => 32 };
+        var steps = new Option<int>("--steps") { Description = "Steps per row.", DefaultValueFactory = _ => 20 };
+        var cmd = new Command("scaling", "Samples/s of a learner group of 1-3 processes and the communication share of its step.")
+        {
+            replicas, preset, batch, steps,
+        };
+        cmd.SetAction(parse =>
+        {
+            var p = parse.GetValue(preset)!;
+            Presets.Get(p);
+            AnsiConsole.MarkupLine($"[bold]Scaling benchmark[/]: {Environment.ProcessorCount} cores, fashion-mnist, preset {p}, batch {parse.GetValue(batch)} per replica, " +
+                                   "1 thread per learner process, one coordinator+data process");
+            var rows = ScalingBench.Run(Split(parse.GetValue(replicas)!).Select(int.Parse).ToList(), p, parse.GetValue(batch), parse.GetValue(steps),
+                line => AnsiConsole.WriteLine(line));
+            var table = new Table().AddColumns("learner processes", "global batch", "samples/s", "x 1 process", "step ms", "communication ms", "communication %", "data wait ms");
+            var one = rows.FirstOrDefault(r => r.Replicas == 1);
+            foreach (var r in rows)
+                table.AddRow(r.Replicas.ToString(), r.GlobalBatch.ToString(), $"{r.SamplesPerSecond:F1}", one is null ? "" : $"{r.SamplesPerSecond / one.SamplesPerSecond:F2}",
+                    $"{r.StepMs:F0}", $"{r.CommunicationMs:F0}", $"{100 * r.CommunicationMs / r.StepMs:F1}", $"{r.DataWaitMs:F0}");
+            AnsiConsole.Write(table);
             return 0;
         });
         return cmd;

@@ -13,8 +13,13 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
     public static readonly DataParallel Solo = new(SoloCollective.Instance);
 
     private float[] buffer = [];
+    private readonly TimedCollective timed = new(group);
 
-    public ICollective Group { get; } = group;
+    /// <summary>The group, timed: every collective of a step (SyncBatchNorm's too) adds to <see cref="CommunicationSeconds"/>.</summary>
+    public ICollective Group => timed;
+    /// <summary>Seconds spent in collectives since the last <see cref="ResetClock"/>.</summary>
+    public double CommunicationSeconds => timed.Seconds;
+    public void ResetClock() => timed.Seconds = 0;
     public WirePrecision Precision { get; } = precision;
     public bool IsSolo => Group.Size == 1;
 
@@ -70,6 +75,28 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
             var mean = reduced.narrow(0, offset, p.numel()).view(p.shape).to(p.dtype, p.device);
             p.grad!.copy_(mean);
             offset += p.numel();
+        }
+    }
+}
+
+/// <summary>A collective that adds the time each call takes (waiting for peers included) to <see cref="Seconds"/>.</summary>
+internal sealed class TimedCollective(ICollective inner) : ICollective
+{
+    public double Seconds { get; set; }
+    public int Rank => inner.Rank;
+    public int Size => inner.Size;
+
+    public void AllReduceSum(float[] data, int count, WirePrecision precision = WirePrecision.Float32)
+    {
+        if (inner.Size == 1) return;
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            inner.AllReduceSum(data, count, precision);
+        }
+        finally
+        {
+            Seconds += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
         }
     }
 }

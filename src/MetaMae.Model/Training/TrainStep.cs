@@ -9,7 +9,7 @@ namespace MetaMae.Model.Training;
 /// <summary>What one optimisation step reports.</summary>
 public sealed record StepMetrics(
     long Step, double Total, double Recon, double? Contrastive, double? Support, double GradNorm, double LearningRate,
-    double Seconds);
+    double Seconds, double CommunicationSeconds = 0);
 
 /// <summary>Thrown when a loss is NaN or infinite: training stops rather than corrupt the weights.</summary>
 public sealed class NonFiniteLossException(long step, string parts)
@@ -51,6 +51,7 @@ public static class TrainStep
     {
         parallel ??= DataParallel.Solo;
         var clock = Stopwatch.StartNew();
+        parallel.ResetClock();
         using var scope = NewDisposeScope();
         model.train();
         model.Collective = parallel.Group;
@@ -75,7 +76,7 @@ public static class TrainStep
         var gradNorm = GradNorm(model);
         optimizer.step();
         return new StepMetrics(step, mean[0], mean[1], parts[2] is null ? null : mean[2], parts[3] is null ? null : mean[3], gradNorm, lr,
-            clock.Elapsed.TotalSeconds);
+            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds);
     }
 
     /// <summary>
