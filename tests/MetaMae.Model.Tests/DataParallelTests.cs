@@ -189,6 +189,45 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void Bfloat16_gradient_transfer_trains_within_a_stated_tolerance_of_fp32()
+    {
+        // bf16 keeps 8 bits of mantissa, so each averaged gradient is off by up to ~2^-8 relative; the runs drift apart
+        // a little (a parameter with a near-zero gradient can step either way). Stated tolerance: after 10 steps the
+        // distance between the bf16 and fp32 weights is under 5% of the distance the fp32 weights travelled from init.
+        var input = ModelTests.Spec("series");
+        var config = ModelTests.Tiny(input);
+        Dictionary<string, Tensor> Train(WirePrecision precision)
+        {
+            var ring = LocalRing.Create(2, 3_000);
+            var models = OnReplicas(ring, c =>
+            {
+                var (model, optimizer) = Replica(config);
+                using var generator = new Generator(1);
+                var parallel = new DataParallel(c, precision);
+                for (long step = 1; step <= 10; step++)
+                {
+                    using var s = NewDisposeScope();
+                    generator.manual_seed(TrainStep.DrawSeed(11, c.Rank, step));
+                    var x = ModelTests.Batch(input, 4, generator);
+                    using var draws = MaskingDraws.Sample(4, input.NumTokens, generator);
+                    TrainStep.Run(model, optimizer, x, draws, step, 1e-3, parallel);
+                }
+                return model;
+            });
+            return models[0].named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        }
+        var (initial, _) = Replica(config);
+        var init = initial.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        var fp32 = Train(WirePrecision.Float32);
+        var bf16 = Train(WirePrecision.BFloat16);
+        double Distance(Dictionary<string, Tensor> a, Dictionary<string, Tensor> b) =>
+            Math.Sqrt(a.Sum(p => (p.Value - b[p.Key]).square().sum().item<float>()));
+        double travelled = Distance(fp32, init), apart = Distance(bf16, fp32);
+        Assert.True(apart > 0, "bf16 transfer changed nothing: is it used?");
+        Assert.True(apart < 0.05 * travelled, $"bf16 weights are {apart:G3} from fp32's, {100 * apart / travelled:F2}% of the {travelled:G3} fp32 travelled");
+    }
+
+    [Fact]
     public void Two_replicas_with_batch_b_equal_one_learner_with_batch_2b_on_the_same_samples()
     {
         // Plain MAE: its loss is a mean over equally many masked tokens per sample, so it splits exactly across
