@@ -13,7 +13,7 @@ export MALLOC_TOP_PAD_ ?= 268435456
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: setup build test run bench bench-model bench-data publish clean
+.PHONY: setup build test run bench bench-model bench-data bench-allreduce bench-scaling publish clean
 
 setup:
 	$(DOTNET) restore MetaMae.Actors.sln
@@ -37,6 +37,12 @@ bench-model:
 
 bench-data:
 	$(CLI) bench data $(ARGS)
+
+bench-allreduce:
+	$(CLI) bench allreduce $(ARGS)
+
+bench-scaling:
+	$(CLI) bench scaling $(ARGS)
 
 publish:
 	$(DOTNET) publish src/MetaMae.Cli -c $(CONFIGURATION) -o artifacts/metamae
