@@ -112,9 +112,24 @@ public sealed class ConfigSpecs
     [InlineData("name=/abs", "name")]
     [InlineData("max_abs_value=0", "max_abs_value")]
     [InlineData("lr=NaN", "lr")]
+    [InlineData("replicas=0", "replicas")]
+    [InlineData("min_replicas=2", "min_replicas")] // more than replicas (1)
+    [InlineData("batch_scaling=double", "batch_scaling")]
+    [InlineData("gradient_transfer=fp8", "gradient_transfer")]
+    [InlineData("collective_timeout_seconds=0", "collective_timeout_seconds")]
+    [InlineData("placement_timeout_seconds=-1", "placement_timeout_seconds")]
     public void Values_validation_once_let_through_are_refused_naming_the_key(string assignment, string key)
     {
         var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, [assignment]));
         Assert.Equal(key, e.Key);
+    }
+
+    [Fact]
+    public void Replicas_that_would_each_get_fewer_than_two_of_a_kept_global_batch_are_refused()
+    {
+        var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, ["batch_size=8", "replicas=5"]));
+        Assert.Equal("replicas", e.Key);
+        Assert.Contains("batch_scaling", e.Message);
+        Assert.Equal(40, RunSpec.Load(MainConfig, ["batch_size=8", "replicas=5", "batch_scaling=scale"]).GlobalBatchSize(5));
     }
 }
