@@ -54,12 +54,15 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private sealed record LearnerLost(IActorRef Learner);
     private sealed record PlacementDeadline(string Role);
     private sealed record LeavingDeadline(int Group);
+    private sealed record FinalDigestsLate;
 
     /// <summary>One replica of the learner group: where it runs, its learner once ready, and its current feed.</summary>
     private sealed class Replica(IActorRef host)
     {
         public IActorRef Host { get; } = host;
         public IActorRef? Learner { get; set; }
+        /// <summary>Its learner's Terminated has arrived (death watch says so only once).</summary>
+        public bool Gone { get; set; }
         public LearnerReady? Ready { get; set; }
         public int Generation { get; set; } = -1;
     }
@@ -92,13 +95,15 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private readonly List<Replica> replicas = [];
     /// <summary>Learners of a dissolved group not yet stopped, with their hosts: the next group waits for them.</summary>
     private readonly Dictionary<IActorRef, IActorRef> leaving = [];
-    private int group;
+    /// <summary>The current (or next) group's number: raised as a group is dissolved, so nothing of the old one counts.</summary>
+    private int group = 1;
     private bool formed;
     private bool growAtCheckpoint;
     private int regroups;
     private string groupReason = "run started";
     /// <summary>Each replica's parameter digest at a checkpoint step, until all of the group's are in.</summary>
     private readonly Dictionary<long, string?[]> digests = [];
+    private bool finalDigestsLate;
     private readonly HashSet<IActorRef> deadHosts = [];
     private int generation;
     private int refeeds;
@@ -139,7 +144,11 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             all[d.Rank] = d.Digest;
             if (all.Any(x => x is null)) return;
             digests.Remove(d.Step);
-            if (all.Distinct().Count() == 1) reporter!.Tell(new ReplicasAgreeAt(d.Step, group, all.Length, all[0]!));
+            if (all.Distinct().Count() == 1)
+            {
+                reporter!.Tell(new ReplicasAgreeAt(d.Step, group, all.Length, all[0]!));
+                TryFinish();
+            }
             else Fail($"the {all.Length} replicas of learner group {group} diverged at step {d.Step} (parameter digests " +
                       string.Join(", ", all.Select((x, r) => $"{r}: {x![..12]}")) + "); their weights cannot be trusted");
         });
@@ -248,6 +257,12 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
                 Fail($"no data node to read {config.Dataset.Name} within placement_timeout_seconds ({config.PlacementTimeoutSeconds:0} s); " +
                      "start one with `metamae node --roles data`");
         });
+        Receive<FinalDigestsLate>(_ =>
+        {
+            log.Warning("run {0}: not every replica's parameter digest of step {1} arrived within 10 s; finishing without it", runId, step);
+            finalDigestsLate = true;
+            TryFinish();
+        });
         Receive<LeavingDeadline>(d =>
         {
             if (d.Group == group && leaving.Count > 0 && !finished)
@@ -276,6 +291,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         });
         Receive<Terminated>(t => replicas.Any(m => t.ActorRef.Equals(m.Learner)), t =>
         {
+            foreach (var m in replicas.Where(m => t.ActorRef.Equals(m.Learner))) m.Gone = true;
             if (!learnerDone) Timers.StartSingleTimer($"learner-lost-{t.ActorRef.Path}", new LearnerLost(t.ActorRef), TimeSpan.FromSeconds(1));
         });
         Receive<LearnerLost>(l =>
@@ -382,7 +398,6 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         }
         Timers.Cancel("placement-learner");
         int size = Math.Min(config.Replicas, live.Count), first = placements++;
-        group++;
         formed = false;
         growAtCheckpoint = false;
         for (int rank = 0; rank < size; rank++)
@@ -414,11 +429,12 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         {
             m.Ready?.Endpoint?.Tell(new DissolveGroup(runId, group, reason));
             if (!deadHosts.Contains(m.Host)) m.Host.Tell(new RunEnded(runId)); // stops that host's learner of this run
-            if (m.Learner is not null && !deadHosts.Contains(m.Host)) leaving[m.Learner] = m.Host;
+            if (m.Learner is not null && !m.Gone && !deadHosts.Contains(m.Host)) leaving[m.Learner] = m.Host;
         }
         replicas.Clear();
         digests.Clear();
         formed = false;
+        group++; // the old group's late words (ready, left, digests) no longer count
         if (status != RunStatus.Running) return;
         if (leaving.Count == 0) PlaceGroup();
         else Timers.StartSingleTimer("leaving", new LeavingDeadline(group), TimeSpan.FromSeconds(60));
@@ -485,13 +501,17 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>A host died: its learner is placed again (its group re-formed), its shard reassigned, its probes asked elsewhere.</summary>
     private void HostGone(IActorRef host)
     {
+        foreach (var (learner, _) in leaving.Where(l => l.Value.Equals(host)).ToList()) leaving.Remove(learner);
         bool known = hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators).Contains(host) || pending.Values.Contains(host);
-        if (!known) return; // a learner of a dissolved group whose node is gone: nothing left to do for it
+        if (!known) // a host the run manager already reported gone, or a dissolved group's learner: only a wait may end
+        {
+            if (leaving.Count == 0 && replicas.Count == 0 && started && !finished && !learnerDone && status == RunStatus.Running) PlaceGroup();
+            return;
+        }
         deadHosts.Add(host);
         hosts = new RunHosts(hosts.Learners.Where(h => !h.Equals(host)).ToList(), hosts.Data.Where(h => !h.Equals(host)).ToList(),
             hosts.Evaluators.Where(h => !h.Equals(host)).ToList());
         if (!started || finished) return;
-        foreach (var (learner, _) in leaving.Where(l => l.Value.Equals(host)).ToList()) leaving.Remove(learner);
         if (replicas.Count == 0 && leaving.Count == 0 && !learnerDone) PlaceGroup();
         else if (replicas.Any(m => m.Host.Equals(host) && m.Learner is null) && !learnerDone)
             Regroup("a learner node left before its replica started", counts: false);
@@ -614,9 +634,16 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         stage = "running";
     }
 
+    /// <summary>Ends the run once training is done, no probe is owed and the final step's replica digests are in (or late).</summary>
     private void TryFinish()
     {
-        if (learnerDone && pending.Count == 0) Finish();
+        if (!learnerDone || pending.Count > 0) return;
+        if (digests.ContainsKey(step) && !finalDigestsLate)
+        {
+            if (!Timers.IsTimerActive("final-digests")) Timers.StartSingleTimer("final-digests", new FinalDigestsLate(), TimeSpan.FromSeconds(10));
+            return;
+        }
+        Finish();
     }
 
     private void Fail(string reason)
