@@ -71,7 +71,7 @@ public sealed class LearnerSupervisorActor : ReceiveActor
         Receive<LeftGroup>(_ => left = true);
         Receive<Terminated>(_ =>
         {
-            if (!left) coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped", retryable));
+            if (!left) coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped", retryable, group));
             Context.Stop(Self);
         });
     }

@@ -244,7 +244,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         });
         Receive<LearnerGaveUp>(g => g.RunId == runId, g =>
         {
-            if (g.Retryable && replicas.Count > 1) Regroup(g.Reason);
+            if (g.Group != group && g.Group != 0) return; // a replica of a dissolved group: its group is already being re-formed
+            if (g.Retryable && replicas.Count > 1) Regroup($"a replica failed: {g.Reason}");
             else Fail(g.Reason);
         });
         Receive<PlacementDeadline>(d =>

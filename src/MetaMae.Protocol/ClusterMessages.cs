@@ -40,9 +40,9 @@ public sealed record StartLearner(string RunId, string RunDirectory, RunSpec Spe
 
 /// <summary>
 /// A learner host stopped a learner that kept failing (or could not start): the run fails with the reason, unless
-/// <see cref="Retryable"/> (a replica of a group, whose group is re-formed from the latest checkpoint instead).
+/// <see cref="Retryable"/> (a replica of group <see cref="Group"/>, which is re-formed from the latest checkpoint instead).
 /// </summary>
-public sealed record LearnerGaveUp(string RunId, string Reason, bool Retryable = false) : IMetaMaeMessage;
+public sealed record LearnerGaveUp(string RunId, string Reason, bool Retryable = false, int Group = 0) : IMetaMaeMessage;
 
 /// <summary>The coordinator asks its learner where it stands; the learner answers with <see cref="LearnerReady"/>.</summary>
 public sealed record ReportPosition(string RunId) : IMetaMaeMessage;

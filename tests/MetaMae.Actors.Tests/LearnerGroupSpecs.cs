@@ -73,4 +73,29 @@ public sealed class LearnerGroupSpecs : TempDirTest
         Assert.Contains("placement_timeout_seconds", result.Error);
         Assert.InRange(clock.Elapsed.TotalSeconds, 2.5, 30);
     }
+
+    [Fact]
+    public async Task A_replica_that_fails_is_not_restarted_alone_the_group_re_forms_from_the_latest_checkpoint()
+    {
+        var config = TestRuns.Tiny(Path.Combine(Root, "fails"), steps: 12, every: 4) with { Replicas = 2 };
+        FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1); // one replica, once (both run in this process)
+        try
+        {
+            await using var cluster = new InProcessCluster();
+            await cluster.Add(Roles.Coordinator, Roles.Data);
+            await cluster.Add(Roles.Learner);
+            await cluster.Add(Roles.Learner);
+            var result = await cluster.Run(0, config, "fails", TimeSpan.FromMinutes(3));
+            Assert.True(result.Status == RunStatus.Completed, result.Error);
+            var groups = Lines(result.RunDirectory, "group");
+            Assert.Equal(new[] { 2, 2 }, groups.Select(g => g.GetProperty("replicas").GetInt32()));
+            Assert.Equal(4, groups[1].GetProperty("step").GetInt64()); // from the checkpoint before the failure
+            Assert.Contains("fail point 'learner.step' fired at 7", groups[1].GetProperty("reason").GetString());
+            Assert.Equal(new long[] { 4, 8, 12 }, Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()).Distinct());
+        }
+        finally
+        {
+            FailPoints.Clear();
+        }
+    }
 }
