@@ -342,7 +342,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         stage = "opening metrics.jsonl and TensorBoard";
         reporter = Context.ActorOf(RunReporterActor.Props(runId, runDirectory), "reporter");
         var runs = RunRecord.RunsDirectoryOf(runDirectory);
-        stage = $"opening the run record {Path.Combine(runs, RunRecord.FileName)}";
+        stage = $"opening the run record {RunRecord.Describe(runs)}";
         store = RunRecord.Open(runs);
         store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
 

@@ -14,13 +14,14 @@ public sealed class NodeProcess : IDisposable
     public ConcurrentQueue<string> Lines { get; } = new();
     public string Roles { get; }
 
-    public NodeProcess(string roles, int port, string? seed, string resumeFrom, string? failPoints = null)
+    public NodeProcess(string roles, int port, string? seed, string resumeFrom, string? failPoints = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         Roles = roles;
         var args = new List<string> { "node", "--roles", roles, "--port", port.ToString(), "--resume-from", resumeFrom };
         if (seed is not null) args.AddRange(["--seed-nodes", seed]);
         var psi = TestRuns.Cli([.. args]);
         if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
         process = Process.Start(psi)!;
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
@@ -247,6 +248,57 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
             Assert.Equal(Enumerable.Range(1, (int)steps).Select(i => (long)i), stepLines.Keys);
             foreach (var (k, e) in stepLines) Assert.Equal(k * 16 % (8000 / 16 * 16), e.GetProperty("offset").GetInt64());
             Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", $"step-{steps:D8}", Model.Checkpoints.Checkpoint.WeightsFile)));
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Dispose();
+        }
+    }
+}
+
+/// <summary>The cluster's record in PostgreSQL: the coordinator's node killed, the singleton moves and reads it there.</summary>
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresFailoverProcessSpecs(PostgresServer server) : TempDirTest
+{
+    [SkippableFact]
+    public async Task Killing_the_coordinators_node_moves_the_singleton_which_reads_the_PostgreSQL_record_and_completes_the_run()
+    {
+        Skip.If(server.Unavailable is not null, server.Unavailable);
+        var record = new Dictionary<string, string> { [Runs.RunRecord.Variable] = server.NewDatabase($"failover_{Guid.NewGuid():N}") };
+        var runs = Path.Combine(Root, "runs");
+        int firstPort = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{firstPort}";
+        var nodes = new List<NodeProcess>();
+        try
+        {
+            var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs, environment: record);
+            nodes.Add(coordinator1);
+            coordinator1.WaitUp(TimeSpan.FromSeconds(60));
+            int secondPort = NodeProcess.FreePort();
+            nodes.Add(new NodeProcess("coordinator", secondPort, seed, runs, environment: record));
+            nodes.Add(new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(150)", environment: record));
+            nodes.Add(new NodeProcess("data", 0, seed, runs, environment: record));
+            foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
+
+            var args = ProcessRuns.PretrainArgs(runs, 60, "--set", "checkpoint_every=10", "--cluster", seed).ToList();
+            args[0] = "run";
+            var (client, output, error) = ProcessRuns.Start(null, [.. args]);
+            using (client)
+            {
+                var clock = Stopwatch.StartNew();
+                while (ProcessRuns.Reached(runs) < 20 && clock.Elapsed < TimeSpan.FromMinutes(2) && !client.HasExited) await Task.Delay(20);
+                Assert.True(ProcessRuns.Reached(runs) >= 20, $"the run did not reach step 20: {(client.HasExited ? await output + await error : "still running")}");
+                coordinator1.Kill(); // the run manager singleton and the run's coordinator live here
+                Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end after the coordinator's node was killed");
+                client.WaitForExit();
+                Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n--- nodes:\n" +
+                                                  string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(15))));
+            }
+            Assert.False(File.Exists(Path.Combine(runs, Runs.RunRecord.FileName)), "a node wrote an SQLite record beside the PostgreSQL one");
+            using var store = new Runs.PostgresRunStore(record[Runs.RunRecord.Variable]);
+            var run = Assert.Single(store.Runs());
+            Assert.Equal((RunStatus.Completed, 60L), (run.Status, run.Step));
+            Assert.Contains(60L, store.Checkpoints(run.Id).Select(c => c.Step));
         }
         finally
         {

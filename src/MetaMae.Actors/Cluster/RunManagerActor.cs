@@ -46,11 +46,11 @@ public sealed class RunManagerActor : SteadyActor
             }
             try
             {
-                if (!File.Exists(Path.Combine(resumeFrom, RunRecord.FileName))) Sender.Tell(new RunList([], resumeFrom, null));
+                if (!RunRecord.Exists(resumeFrom)) Sender.Tell(new RunList([], RunRecord.Describe(resumeFrom), null));
                 else
                 {
                     using var store = RunRecord.Open(resumeFrom);
-                    Sender.Tell(new RunList(RunRecord.Summaries(store, runs.Keys.ToHashSet()), resumeFrom, null));
+                    Sender.Tell(new RunList(RunRecord.Summaries(store, runs.Keys.ToHashSet()), store.Path, null));
                 }
             }
             catch (IOException e)
@@ -78,8 +78,8 @@ public sealed class RunManagerActor : SteadyActor
     protected override void PreStart()
     {
         if (resumeFrom is null) return;
-        var db = Path.Combine(resumeFrom, RunRecord.FileName);
-        if (!File.Exists(db)) return;
+        var db = RunRecord.Describe(resumeFrom);
+        if (!RunRecord.Exists(resumeFrom)) return;
         try
         {
             using var store = RunRecord.Open(resumeFrom);

@@ -55,6 +55,14 @@ public static class RunRecord
             ? new PostgresRunStore(server)
             : new RunStore(System.IO.Path.Combine(runsDirectory, FileName));
 
+    /// <summary>Whether there is a record to read for <paramref name="runsDirectory"/> (a PostgreSQL one always is).</summary>
+    public static bool Exists(string runsDirectory) =>
+        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } || File.Exists(System.IO.Path.Combine(runsDirectory, FileName));
+
+    /// <summary>Where the record of <paramref name="runsDirectory"/> is, for messages.</summary>
+    public static string Describe(string runsDirectory) =>
+        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } server ? PostgresRunStore.Connect(server).Name : System.IO.Path.Combine(runsDirectory, FileName);
+
     /// <summary>The runs directory a run directory belongs to.</summary>
     public static string RunsDirectoryOf(string runDirectory) => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(runDirectory))!;
 }

@@ -161,10 +161,9 @@ public static class RunCommands
             }
             else
             {
-                var db = Path.Combine(p.GetValue(dir)!, RunRecord.FileName);
-                if (!File.Exists(db))
+                if (!RunRecord.Exists(p.GetValue(dir)!))
                 {
-                    Console.WriteLine($"no runs recorded yet ({db} does not exist)");
+                    Console.WriteLine($"no runs recorded yet ({RunRecord.Describe(p.GetValue(dir)!)} does not exist)");
                     return 0;
                 }
                 using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
