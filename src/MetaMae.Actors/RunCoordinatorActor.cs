@@ -158,6 +158,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             refeeds = 0;
             regroups = 0;
             reporter!.Tell(r);
+            Cluster.RunMetrics.Record(r);
             stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
             stage = "writing data metrics";
@@ -165,7 +166,11 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             stage = "running";
             progress?.Tell(r);
         });
-        Receive<DataReport>(d => d.RunId == runId, d => dataReports[d.Node] = d);
+        Receive<DataReport>(d => d.RunId == runId, d =>
+        {
+            dataReports[d.Node] = d;
+            Cluster.RunMetrics.BadRecords.WithLabels(runId).Set(dataReports.Values.Sum(x => x.BadRecords));
+        });
         Receive<CheckpointSaved>(c =>
         {
             stage = $"recording checkpoint {c.Path}";
@@ -193,6 +198,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             stage = "recording an evaluation";
             store!.AddEvaluation(r);
             reporter!.Tell(r);
+            Cluster.RunMetrics.Probe.WithLabels(runId, r.Dataset, r.Metric).Set(r.Value);
             progress?.Tell(r);
             Prune();
             TryFinish();
@@ -481,6 +487,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private void GroupFormed(long atStep)
     {
         formed = true;
+        Cluster.RunMetrics.Replicas.WithLabels(runId).Set(replicas.Count);
         if (replicas.Count < config.Replicas) growAtCheckpoint = true; // a learner node that joins is taken at the next checkpoint
         if (config.Replicas > 1) reporter!.Tell(new GroupFormedAt(atStep, group, replicas.Count, config.GlobalBatchSize(replicas.Count), groupReason));
     }

@@ -111,6 +111,11 @@ public static class RunHost
         builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
         var host = builder.Build();
         host.Start();
+        if (node.OpsPort is { } port)
+        {
+            var ops = new OpsEndpoint(host.Services.GetRequiredService<ActorSystem>(), port);
+            host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(ops.Dispose);
+        }
         return host;
     }
 

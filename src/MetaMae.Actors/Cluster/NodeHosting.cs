@@ -3,6 +3,9 @@ using Akka.Cluster.Hosting;
 using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
+using Akka.Management;
+using Akka.Management.Cluster.Bootstrap;
+using Akka.Discovery.KubernetesApi;
 using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Cluster;
@@ -22,6 +25,18 @@ public sealed record NodeOptions
     public string? ResumeFrom { get; init; }
     /// <summary>How long a partition must be stable before the split-brain resolver downs the minority.</summary>
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(7);
+    /// <summary>How the node finds the cluster: "seeds" (<see cref="SeedNodes"/>) or "kubernetes" (Akka.Management
+    /// cluster bootstrap over Akka.Discovery.KubernetesApi: pods labelled app=<see cref="ServiceName"/>).</summary>
+    public string Discovery { get; init; } = "seeds";
+    public string ServiceName { get; init; } = "metamae";
+    /// <summary>Nodes bootstrap waits to see before the first forms a new cluster (kubernetes discovery).</summary>
+    public int RequiredContactPoints { get; init; } = 2;
+    /// <summary>Akka.Management's HTTP port (cluster bootstrap's contact point), with kubernetes discovery.</summary>
+    public int ManagementPort { get; init; } = 8558;
+    /// <summary>The ops port: /alive, /ready, /metrics (null: none).</summary>
+    public int? OpsPort { get; init; }
+
+    public static readonly string[] Discoveries = ["seeds", "kubernetes"];
 
     public const string SystemName = "metamae";
 
@@ -36,6 +51,11 @@ public sealed record NodeOptions
         foreach (var s in SeedNodes)
             if (!s.Contains("://", StringComparison.Ordinal) && (s.Split(':') is not [var h, var p] || h.Length == 0 || !int.TryParse(p, out _)))
                 throw new ArgumentException($"seed node '{s}' is not host:port");
+        if (!Discoveries.Contains(Discovery)) throw new ArgumentException($"unknown discovery '{Discovery}'; use {string.Join(" or ", Discoveries)}");
+        if (Discovery == "kubernetes" && SeedNodes.Count > 0) throw new ArgumentException("--seed-nodes and kubernetes discovery exclude each other");
+        if (RequiredContactPoints < 1) throw new ArgumentException($"required contact points must be at least 1, got {RequiredContactPoints}");
+        if (OpsPort is < 1 or > 65535) throw new ArgumentException($"ops port {OpsPort} is not a TCP port");
+        if (ManagementPort is < 1 or > 65535) throw new ArgumentException($"management port {ManagementPort} is not a TCP port");
     }
 }
 
@@ -68,6 +88,11 @@ public static class NodeHosting
                 SplitBrainResolver = new KeepMajorityOption(),
             })
             .WithDistributedPubSub(null!);
+        if (node.Discovery == "kubernetes")
+            // Pods find each other through the Kubernetes API (label app=SERVICE) and Akka.Management's HTTP contact points.
+            builder.WithAkkaManagement(hostName: node.Hostname, port: node.ManagementPort, bindHostname: "0.0.0.0", bindPort: node.ManagementPort, autoStart: true)
+                .WithClusterBootstrap(serviceName: node.ServiceName, requiredContactPoints: node.RequiredContactPoints, autoStart: true)
+                .WithKubernetesDiscovery(podLabelSelector: "app={0}");
         // The proxy's "failed to find the singleton" warning fires at start-up and shutdown of every node here; the run
         // manager's own log says when it starts and moves.
         var singleton = new ClusterSingletonOptions { Role = Roles.Coordinator, LogSingletonIdentificationFailure = false };
@@ -92,7 +117,7 @@ public static class NodeHosting
                     new Akka.Cluster.Tools.PublishSubscribe.Subscribe(RunCoordinatorActor.ProbeTopic, evaluator, RunCoordinatorActor.ProbeGroup), evaluator);
             }
             if (registrations.Count > 0) system.ActorOf(Props.Create(() => new HostRegistrarActor(manager, registrations)), "host-registrar");
-            if (node.SeedNodes.Count == 0)
+            if (node.SeedNodes.Count == 0 && node.Discovery == "seeds")
             {
                 var cluster = Akka.Cluster.Cluster.Get(system);
                 cluster.Join(cluster.SelfAddress);

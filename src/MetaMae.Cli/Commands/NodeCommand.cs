@@ -18,8 +18,13 @@ public static class NodeCommand
         var port = new Option<int>("--port") { Description = "TCP port (0: any free port).", DefaultValueFactory = _ => 0 };
         var seeds = new Option<string?>("--seed-nodes") { Description = "Comma-separated host:port of nodes to join; none: start a new cluster." };
         var resume = new Option<string?>("--resume-from") { Description = "Runs directory (shared) whose runs recorded as running a coordinator resumes when it takes over." };
+        var discovery = new Option<string>("--discovery") { Description = "seeds (--seed-nodes) or kubernetes (Akka.Management cluster bootstrap, pods labelled app=SERVICE).", DefaultValueFactory = _ => "seeds" };
+        var service = new Option<string>("--service-name") { Description = "The app label pods share (kubernetes discovery).", DefaultValueFactory = _ => "metamae" };
+        var contacts = new Option<int>("--required-contact-points") { Description = "Pods bootstrap waits to see before forming a new cluster.", DefaultValueFactory = _ => 2 };
+        var management = new Option<int>("--management-port") { Description = "Akka.Management HTTP port (kubernetes discovery).", DefaultValueFactory = _ => 8558 };
+        var ops = new Option<int?>("--ops-port") { Description = "Serve /alive, /ready and /metrics (Prometheus) on this port." };
         var cmd = new Command("node", "Run a cluster node with the given roles until SIGTERM (it then leaves the cluster gracefully).")
-            { roles, hostname, port, seeds, resume };
+            { roles, hostname, port, seeds, resume, discovery, service, contacts, management, ops };
         cmd.SetAction(p =>
         {
             var options = new NodeOptions
@@ -29,6 +34,8 @@ public static class NodeCommand
                 Port = p.GetValue(port),
                 SeedNodes = p.GetValue(seeds)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
                 ResumeFrom = p.GetValue(resume) is { } r ? Path.GetFullPath(r) : null,
+                Discovery = p.GetValue(discovery)!, ServiceName = p.GetValue(service)!, RequiredContactPoints = p.GetValue(contacts),
+                ManagementPort = p.GetValue(management), OpsPort = p.GetValue(ops),
             };
             options.Validate();
             return Run(options);
@@ -51,7 +58,8 @@ public static class NodeCommand
         var self = Akka.Cluster.Cluster.Get(system).SelfAddress;
         if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(120)) && !stop.Task.IsCompleted)
         {
-            Console.Error.WriteLine($"error: node {self} did not join the cluster within 120 s (seed nodes: {string.Join(", ", options.SeedNodes)})");
+            Console.Error.WriteLine($"error: node {self} did not join the cluster within 120 s " +
+                                    (options.Discovery == "kubernetes" ? $"(kubernetes discovery of app={options.ServiceName})" : $"(seed nodes: {string.Join(", ", options.SeedNodes)})"));
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
             return ExitCodes.Failed;
         }

@@ -1,0 +1,34 @@
+using System.Net;
+using MetaMae.Actors.Cluster;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>A node's ops port: liveness, readiness and the run's figures in Prometheus text format.</summary>
+public sealed class OpsEndpointSpecs : TempDirTest
+{
+    [Fact]
+    public async Task The_ops_port_answers_alive_ready_and_exports_the_runs_figures_for_prometheus()
+    {
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.All);
+        int port = NodeProcess.FreePort();
+        using var ops = new OpsEndpoint(cluster.Seed, port, "127.0.0.1");
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(OpsEndpoint.AlivePath)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(OpsEndpoint.ReadyPath)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/nothing")).StatusCode);
+
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
+        var result = await cluster.Run(0, config, "observed", TimeSpan.FromMinutes(3));
+        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        var metrics = await http.GetStringAsync(OpsEndpoint.MetricsPath);
+        Assert.Contains("metamae_step{run=\"observed\"} 8", metrics);
+        Assert.Contains("metamae_steps_total{run=\"observed\"} 8", metrics);
+        Assert.Matches("metamae_probe\\{run=\"observed\",dataset=\"fashion-mnist\",metric=\"accuracy\"\\} 0\\.\\d+", metrics);
+        Assert.Contains("metamae_samples_per_second{run=\"observed\"}", metrics);
+        Assert.Contains("# TYPE metamae_allreduce_seconds gauge", metrics);
+    }
+}
