@@ -5,13 +5,20 @@ namespace MetaMae.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args)
+    /// <summary>Every command and option of the program (also what the deployment specs parse their arguments with).</summary>
+    public static RootCommand Commands()
     {
         var root = new RootCommand("metamae: modality-agnostic self-supervised pretraining (MetaMAE) on an Akka.NET pipeline.");
         foreach (var c in RunCommands.Create()) root.Add(c);
         root.Add(NodeCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(BenchCommand.Create());
+        return root;
+    }
+
+    public static int Main(string[] args)
+    {
+        var root = Commands();
         try
         {
             return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

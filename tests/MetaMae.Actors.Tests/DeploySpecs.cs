@@ -1,0 +1,168 @@
+using System.CommandLine;
+using MetaMae.Actors.Cluster;
+using MetaMae.Actors.Runs;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>
+/// deploy/ cannot silently rot: every YAML parses, every command line in it parses with the program's own commands,
+/// and the wiring (roles, ports, probe paths, discovery labels, environment names, image, secret keys, files listed)
+/// matches what the program expects. Running them for real needs Docker or a cluster; this checks what can be checked here.
+/// </summary>
+public sealed class DeploySpecs
+{
+    private static readonly string Deploy = Path.Combine(TestRuns.RepoRoot, "deploy");
+
+    private static List<Dictionary<object, object>> Documents(string file)
+    {
+        using var reader = new StringReader(File.ReadAllText(file));
+        var parser = new MergingParser(new Parser(reader));
+        var deserializer = new DeserializerBuilder().Build();
+        var docs = new List<Dictionary<object, object>>();
+        parser.Consume<YamlDotNet.Core.Events.StreamStart>();
+        while (parser.Accept<YamlDotNet.Core.Events.DocumentStart>(out _))
+            if (deserializer.Deserialize<Dictionary<object, object>?>(parser) is { } doc) docs.Add(doc);
+        return docs;
+    }
+
+    private static object? At(object? node, params string[] path)
+    {
+        foreach (var key in path)
+            node = node switch
+            {
+                Dictionary<object, object> map when map.TryGetValue(key, out var v) => v,
+                List<object> list when int.TryParse(key, out var i) && i < list.Count => list[i],
+                _ => null,
+            };
+        return node;
+    }
+
+    private static List<string> Strings(object? node) => ((List<object>?)node ?? []).Select(o => o.ToString()!).ToList();
+
+    private static string? Arg(List<string> args, string name) => args.IndexOf(name) is var i and >= 0 && i + 1 < args.Count ? args[i + 1] : null;
+
+    /// <summary>The program's own parser: no unknown option, no bad value.</summary>
+    private static void Parses(IReadOnlyList<string> args, string where)
+    {
+        var result = MetaMae.Cli.Program.Commands().Parse(args.Select(a => a.Replace("$(POD_IP)", "10.0.0.7")).ToArray());
+        Assert.True(result.Errors.Count == 0, $"{where}: `metamae {string.Join(' ', args)}`: {string.Join("; ", result.Errors.Select(e => e.Message))}");
+    }
+
+    [Fact]
+    public void Every_yaml_file_in_deploy_parses()
+    {
+        var files = Directory.GetFiles(Deploy, "*.yaml", SearchOption.AllDirectories);
+        Assert.True(files.Length >= 15, $"only {files.Length} YAML files under deploy/");
+        foreach (var f in files) Assert.NotEmpty(Documents(f));
+    }
+
+    [Fact]
+    public void The_compose_cluster_is_wired_as_the_program_expects()
+    {
+        var compose = Documents(Path.Combine(Deploy, "compose.yaml")).Single();
+        var services = (Dictionary<object, object>)compose["services"];
+        Assert.Equal(new[] { "coordinator", "data1", "data2", "evaluator", "learner1", "learner2", "postgres", "submit" },
+            services.Keys.Select(k => k.ToString()!).Order());
+        var coordinatorPort = Arg(Strings(At(services["coordinator"], "command")), "--port");
+        var roles = new List<string>();
+        foreach (var (name, service) in services.Where(s => s.Key.ToString() != "postgres").Select(s => (s.Key.ToString()!, s.Value)))
+        {
+            var command = Strings(At(service, "command"));
+            Parses(command, $"compose service {name}");
+            Assert.Equal(name, At(service, "hostname")?.ToString());
+            Assert.Equal(name, Arg(command, "--hostname")); // what the node advertises must resolve to it
+            var record = At(service, "environment", RunRecord.Variable)?.ToString();
+            Assert.NotNull(record);
+            var (_, recordName) = PostgresRunStore.Connect(record!);
+            Assert.Equal("postgresql://postgres:5432/metamae", recordName);
+            Assert.True(TimeSpan.Parse("00:00:" + At(service, "stop_grace_period")!.ToString()!.TrimEnd('s')).TotalSeconds > new Protocol.RunSpec { Dataset = null! }.StopGraceSeconds);
+            if (command[0] == "node")
+            {
+                roles.AddRange(Arg(command, "--roles")!.Split(','));
+                var health = string.Join(' ', Strings(At(service, "healthcheck", "test")));
+                Assert.Contains($"http://localhost:{Arg(command, "--ops-port")}{OpsEndpoint.ReadyPath}", health);
+                if (name != "coordinator") Assert.Equal($"coordinator:{coordinatorPort}", Arg(command, "--seed-nodes"));
+            }
+            else
+            {
+                Assert.Equal($"coordinator:{coordinatorPort}", Arg(command, "--cluster"));
+                Assert.True(File.Exists(Path.Combine(TestRuns.RepoRoot, Arg(command, "--config")!)));
+                int replicas = int.Parse(command[command.IndexOf("replicas=2")].Split('=')[1]);
+                Assert.Equal(replicas, services.Keys.Count(k => k.ToString()!.StartsWith("learner", StringComparison.Ordinal)));
+            }
+        }
+        Assert.Equal(new[] { "coordinator", "data", "data", "evaluator", "learner", "learner" }, roles.Order());
+        Assert.All(roles, r => Assert.Contains(r, Protocol.Roles.All));
+        Assert.Equal("metamae", At(services["postgres"], "environment", "POSTGRES_DB"));
+        var gpu = Documents(Path.Combine(Deploy, "compose.gpu.yaml")).Single();
+        Assert.Equal("nvidia", At(gpu, "services", "learner1", "deploy", "resources", "reservations", "devices", "0", "driver"));
+        Assert.Equal("cuda", At(gpu, "services", "learner1", "build", "args", "TORCH_BACKEND"));
+        Assert.Contains("ARG TORCH_BACKEND", File.ReadAllText(Path.Combine(Deploy, "Dockerfile")));
+    }
+
+    [Fact]
+    public void The_kubernetes_manifests_are_wired_as_the_program_expects()
+    {
+        var baseDir = Path.Combine(Deploy, "k8s", "base");
+        var kustomization = Documents(Path.Combine(baseDir, "kustomization.yaml")).Single();
+        Assert.Equal(Directory.GetFiles(baseDir, "*.yaml").Select(Path.GetFileName).Where(f => f != "kustomization.yaml").Order(),
+            Strings(kustomization["resources"]).Order()); // every manifest listed, none missing
+        var docs = Directory.GetFiles(baseDir, "*.yaml").SelectMany(Documents).ToList();
+        Dictionary<object, object> Of(string kind, string name) =>
+            docs.Single(d => d["kind"].ToString() == kind && At(d, "metadata", "name")?.ToString() == name);
+
+        var service = Of("Service", "metamae");
+        Assert.Equal("None", At(service, "spec", "clusterIP"));
+        var servicePorts = ((List<object>)At(service, "spec", "ports")!).ToDictionary(p => At(p, "name")!.ToString()!, p => At(p, "port")!.ToString()!);
+        var role = Of("Role", "pod-reader");
+        Assert.Contains("pods", Strings(At(role, "rules", "0", "resources")));
+        Assert.Contains("list", Strings(At(role, "rules", "0", "verbs")));
+        Assert.Equal("metamae", At(Of("RoleBinding", "metamae-reads-pods"), "subjects", "0", "name"));
+        var secret = Of("Secret", "metamae-record");
+
+        var workloads = docs.Where(d => d["kind"].ToString() is "Deployment" or "StatefulSet" && At(d, "metadata", "labels", "app")?.ToString() == "metamae").ToList();
+        Assert.Equal(new[] { "coordinator", "data", "evaluator", "learner" }, workloads.Select(w => At(w, "metadata", "name")!.ToString()!).Order());
+        foreach (var w in workloads)
+        {
+            var name = At(w, "metadata", "name")!.ToString()!;
+            var pod = At(w, "spec", "template")!;
+            var container = At(pod, "spec", "containers", "0")!;
+            var args = Strings(At(container, "args"));
+            Parses(args, $"k8s {name}");
+            Assert.Equal(name, Arg(args, "--roles"));
+            Assert.Equal("kubernetes", Arg(args, "--discovery"));
+            Assert.Equal(At(pod, "metadata", "labels", "app"), Arg(args, "--service-name")); // the pod label discovery selects on
+            Assert.Equal("$(POD_IP)", Arg(args, "--hostname"));
+            Assert.Equal("metamae", At(pod, "spec", "serviceAccountName"));
+            Assert.Equal("metamae", At(container, "image"));
+            var ports = ((List<object>)At(container, "ports")!).ToDictionary(p => At(p, "name")!.ToString()!, p => At(p, "containerPort")!.ToString()!);
+            Assert.Equal(Arg(args, "--port"), ports["remoting"]);
+            Assert.Equal(Arg(args, "--ops-port"), ports["ops"]);
+            Assert.Equal(new NodeOptions().ManagementPort.ToString(), ports["management"]); // bootstrap's contact point
+            foreach (var (port, value) in ports) Assert.Equal(value, servicePorts[port]);
+            Assert.Equal(OpsEndpoint.ReadyPath, At(container, "readinessProbe", "httpGet", "path"));
+            Assert.Equal(OpsEndpoint.AlivePath, At(container, "livenessProbe", "httpGet", "path"));
+            Assert.Equal("ops", At(container, "readinessProbe", "httpGet", "port"));
+            var env = ((List<object>)At(container, "env")!).ToDictionary(e => At(e, "name")!.ToString()!, e => e);
+            Assert.Equal("status.podIP", At(env["POD_IP"], "valueFrom", "fieldRef", "fieldPath"));
+            var secretKey = At(env[RunRecord.Variable], "valueFrom", "secretKeyRef")!;
+            Assert.Equal("metamae-record", At(secretKey, "name"));
+            Assert.NotNull(At(secret, "stringData", At(secretKey, "key")!.ToString()!));
+            Assert.True(int.Parse(At(pod, "spec", "terminationGracePeriodSeconds")!.ToString()!) > new Protocol.RunSpec { Dataset = null! }.StopGraceSeconds + 10);
+        }
+        var coordinator = Of("StatefulSet", "coordinator");
+        Assert.Equal("metamae", At(coordinator, "spec", "serviceName"));
+        var job = Strings(At(Of("Job", "fashion-mnist"), "spec", "template", "spec", "containers", "0", "args"));
+        Parses(job, "k8s job");
+        Assert.Equal($"coordinator-0.metamae:{servicePorts["remoting"]}", Arg(job, "--cluster")); // the StatefulSet's first pod
+        Assert.Equal(["coordinator", "learner"], docs.Where(d => d["kind"].ToString() == "PodDisruptionBudget").Select(d => At(d, "metadata", "name")!.ToString()!).Order());
+
+        var gpu = File.ReadAllText(Path.Combine(Deploy, "k8s", "overlays", "gpu", "kustomization.yaml"));
+        Assert.Contains("nvidia.com/gpu: 1", gpu);
+        Assert.Contains("../../base", Strings(Documents(Path.Combine(Deploy, "k8s", "overlays", "cpu", "kustomization.yaml")).Single()["resources"]));
+        var exposed = File.ReadLines(Path.Combine(Deploy, "Dockerfile")).Single(l => l.StartsWith("EXPOSE", StringComparison.Ordinal));
+        foreach (var p in servicePorts.Values) Assert.Contains(p, exposed);
+    }
+}
