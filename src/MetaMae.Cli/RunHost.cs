@@ -103,12 +103,28 @@ public static class RunHost
     /// Starts a node as the command hosts it: Akka.Hosting with the command's logging and Akka policy, and a lifetime
     /// that leaves SIGINT and SIGTERM to the command (a run's final checkpoint first, not the host stopping under it).
     /// </summary>
-    public static IHost StartNode(NodeOptions node)
+    /// <param name="jsonLogs">
+    /// One JSON object per log line on stdout (Akka's log events routed through Microsoft.Extensions.Logging's JSON
+    /// console: timestamp, level, category = the actor path's logger, message), for log collectors.
+    /// </param>
+    public static IHost StartNode(NodeOptions node, bool jsonLogs = false)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        if (jsonLogs) builder.Logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ");
+        else builder.Logging.SetMinimumLevel(LogLevel.Warning).AddSimpleConsole(o => o.SingleLine = true);
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
-        builder.Services.AddAkka(NodeOptions.SystemName, akka => akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node));
+        builder.Services.AddAkka(NodeOptions.SystemName, akka =>
+        {
+            akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node);
+            if (jsonLogs)
+                akka.ConfigureLoggers(loggers =>
+                {
+                    loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
+                    loggers.ClearLoggers();
+                    loggers.AddLoggerFactory();
+                });
+        });
         var host = builder.Build();
         host.Start();
         if (node.OpsPort is { } port)

@@ -31,4 +31,36 @@ public sealed class OpsEndpointSpecs : TempDirTest
         Assert.Contains("metamae_samples_per_second{run=\"observed\"}", metrics);
         Assert.Contains("# TYPE metamae_allreduce_seconds gauge", metrics);
     }
+
+    [Fact]
+    public void With_json_logs_a_node_writes_one_json_object_per_line_and_leaves_on_SIGTERM()
+    {
+        var psi = TestRuns.Cli("node", "--roles", "coordinator", "--port", "0", "--log-format", "json");
+        using var node = System.Diagnostics.Process.Start(psi)!;
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        node.OutputDataReceived += (_, e) => { if (!string.IsNullOrEmpty(e.Data)) lines.Enqueue(e.Data); };
+        node.BeginOutputReadLine();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            while (!lines.Any(l => l.Contains("node up: ", StringComparison.Ordinal)) && clock.Elapsed < TimeSpan.FromSeconds(60) && !node.HasExited)
+                Thread.Sleep(50);
+            ProcessRuns.Signal(node, "TERM");
+            Assert.True(node.WaitForExit(TimeSpan.FromSeconds(60)), "the node did not leave on SIGTERM");
+            node.WaitForExit();
+            Assert.Equal(0, node.ExitCode);
+        }
+        finally
+        {
+            if (!node.HasExited) node.Kill(entireProcessTree: true);
+        }
+        Assert.True(lines.Count >= 3, string.Join("\n", lines));
+        foreach (var line in lines)
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(line); // every line, not only most
+            Assert.True(json.RootElement.TryGetProperty("LogLevel", out _), line);
+            Assert.True(json.RootElement.TryGetProperty("Message", out _), line);
+        }
+        Assert.Contains(lines, l => l.Contains("node leaving the cluster", StringComparison.Ordinal));
+    }
 }

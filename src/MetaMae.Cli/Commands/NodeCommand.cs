@@ -23,8 +23,10 @@ public static class NodeCommand
         var contacts = new Option<int>("--required-contact-points") { Description = "Pods bootstrap waits to see before forming a new cluster.", DefaultValueFactory = _ => 2 };
         var management = new Option<int>("--management-port") { Description = "Akka.Management HTTP port (kubernetes discovery).", DefaultValueFactory = _ => 8558 };
         var ops = new Option<int?>("--ops-port") { Description = "Serve /alive, /ready and /metrics (Prometheus) on this port." };
+        var logFormat = new Option<string>("--log-format") { Description = "text, or json: one JSON object per log event.", DefaultValueFactory = _ => "text" };
+        logFormat.AcceptOnlyFromAmong("text", "json");
         var cmd = new Command("node", "Run a cluster node with the given roles until SIGTERM (it then leaves the cluster gracefully).")
-            { roles, hostname, port, seeds, resume, discovery, service, contacts, management, ops };
+            { roles, hostname, port, seeds, resume, discovery, service, contacts, management, ops, logFormat };
         cmd.SetAction(p =>
         {
             var options = new NodeOptions
@@ -38,14 +40,14 @@ public static class NodeCommand
                 ManagementPort = p.GetValue(management), OpsPort = p.GetValue(ops),
             };
             options.Validate();
-            return Run(options);
+            return Run(options, p.GetValue(logFormat) == "json");
         });
         return cmd;
     }
 
-    private static int Run(NodeOptions options)
+    private static int Run(NodeOptions options, bool jsonLogs)
     {
-        using var host = RunHost.StartNode(options);
+        using var host = RunHost.StartNode(options, jsonLogs);
         var system = host.Services.GetRequiredService<ActorSystem>();
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         void OnSignal(PosixSignalContext c)
@@ -63,10 +65,16 @@ public static class NodeCommand
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
             return ExitCodes.Failed;
         }
-        // One line a script or a test can wait for.
-        Console.WriteLine($"node up: {self} roles {string.Join(",", options.Roles)}");
+        // One line a script or a test can wait for (a JSON log event with --log-format json).
+        var logger = host.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("MetaMae.Node");
+        void Say(string line)
+        {
+            if (jsonLogs) Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(logger, "{Line}", line);
+            else Console.WriteLine(line);
+        }
+        Say($"node up: {self} roles {string.Join(",", options.Roles)}");
         Task.WhenAny(stop.Task, system.WhenTerminated).GetAwaiter().GetResult();
-        Console.WriteLine("node leaving the cluster");
+        Say("node leaving the cluster");
         host.StopAsync().Wait(TimeSpan.FromSeconds(30)); // CoordinatedShutdown: leave gracefully, hand the singleton over
         return 0;
     }
