@@ -85,5 +85,8 @@ public sealed record ListRuns : IMetaMaeMessage
 public sealed record RunSummary(string Id, RunStatus Status, long Step, long TotalSteps, int Checkpoints, string LatestProbes, string Updated,
     string Directory, bool Live);
 
-/// <summary>The runs of a record (<see cref="Source"/>), or why they could not be listed.</summary>
-public sealed record RunList(IReadOnlyList<RunSummary> Runs, string? Source, string? Error) : IMetaMaeMessage;
+/// <summary>One cluster member as `metamae runs --cluster` shows it.</summary>
+public sealed record NodeSummary(string Address, IReadOnlyList<string> Roles, string Status, bool Reachable);
+
+/// <summary>The runs of a record (<see cref="Source"/>), or why they could not be listed, and the cluster's nodes.</summary>
+public sealed record RunList(IReadOnlyList<RunSummary> Runs, string? Source, string? Error, IReadOnlyList<NodeSummary>? Nodes = null) : IMetaMaeMessage;

@@ -154,6 +154,11 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
             Assert.True(listed == 0, table + listErr);
             Assert.Contains("completed", table);
             Assert.Contains($"{StraightRun.Steps}/{StraightRun.Steps}", table);
+            // The cluster's nodes by role as they are now: the killed ones are gone.
+            Assert.Contains("coordinator: 1 up", table);
+            Assert.Contains("learner: 1 up", table);
+            Assert.Contains("data: 1 up", table);
+            Assert.Contains("evaluator: 1 up", table);
         }
         finally
         {

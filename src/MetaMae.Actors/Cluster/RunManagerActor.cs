@@ -39,23 +39,24 @@ public sealed class RunManagerActor : SteadyActor
         Receive<SubmitRun>(Submit);
         Receive<ListRuns>(_ =>
         {
+            var nodes = Nodes();
             if (resumeFrom is null)
             {
-                Sender.Tell(new RunList([], null, "the coordinator nodes were started without --resume-from, so they know no runs directory"));
+                Sender.Tell(new RunList([], null, "the coordinator nodes were started without --resume-from, so they know no runs directory", nodes));
                 return;
             }
             try
             {
-                if (!RunRecord.Exists(resumeFrom)) Sender.Tell(new RunList([], RunRecord.Describe(resumeFrom), null));
+                if (!RunRecord.Exists(resumeFrom)) Sender.Tell(new RunList([], RunRecord.Describe(resumeFrom), null, nodes));
                 else
                 {
                     using var store = RunRecord.Open(resumeFrom);
-                    Sender.Tell(new RunList(RunRecord.Summaries(store, runs.Keys.ToHashSet()), store.Path, null));
+                    Sender.Tell(new RunList(RunRecord.Summaries(store, runs.Keys.ToHashSet()), store.Path, null, nodes));
                 }
             }
             catch (IOException e)
             {
-                Sender.Tell(new RunList([], resumeFrom, e.Message));
+                Sender.Tell(new RunList([], resumeFrom, e.Message, nodes));
             }
         });
         Receive<StopRunById>(s =>
@@ -71,6 +72,17 @@ public sealed class RunManagerActor : SteadyActor
                 Broadcast();
             }
         });
+    }
+
+    /// <summary>The cluster's members as this node sees them: address, roles, status, reachability.</summary>
+    private static List<NodeSummary> Nodes()
+    {
+        var state = Akka.Cluster.Cluster.Get(Context.System).State;
+        var unreachable = state.Unreachable.Select(m => m.Address).ToHashSet();
+        return state.Members.OrderBy(m => m.Address.ToString(), StringComparer.Ordinal)
+            .Select(m => new NodeSummary(m.Address.ToString(), m.Roles.Where(r => !r.StartsWith("dc-", StringComparison.Ordinal)).Order().ToList(),
+                m.Status.ToString(), !unreachable.Contains(m.Address)))
+            .ToList();
     }
 
     public static Props Props(string? resumeFrom) => Akka.Actor.Props.Create(() => new RunManagerActor(resumeFrom));

@@ -157,6 +157,16 @@ public static class RunCommands
                     return ExitCodes.Failed;
                 }
                 runs = list.Runs.ToList();
+                if (list.Nodes is { Count: > 0 } nodes)
+                {
+                    var members = new Spectre.Console.Table().AddColumns("node", "roles", "status", "reachable");
+                    foreach (var n in nodes)
+                        members.AddRow(Markup.Escape(n.Address), Markup.Escape(n.Roles.Count == 0 ? "(client)" : string.Join(",", n.Roles)), n.Status,
+                            n.Reachable ? "yes" : "[red]no[/]");
+                    AnsiConsole.Write(members);
+                    foreach (var role in Protocol.Roles.All)
+                        AnsiConsole.MarkupLineInterpolated($"{role}: {nodes.Count(n => n.Roles.Contains(role) && n.Status == "Up" && n.Reachable)} up");
+                }
                 AnsiConsole.MarkupLineInterpolated($"runs recorded in {list.Source} (live ones coordinated now)");
             }
             else
