@@ -118,7 +118,9 @@ public static class RunHost
         {
             akka.AddHocon(CommandHocon.Config, HoconAddMode.Prepend).WithMetaMaeNode(node);
             if (jsonLogs)
-                akka.ConfigureLoggers(loggers =>
+                // Nothing may bypass the JSON lines: Akka's stdout logger (used before its loggers start and after they
+                // stop, at shutdown) is switched off.
+                akka.AddHocon("akka.stdout-loglevel = OFF", HoconAddMode.Prepend).ConfigureLoggers(loggers =>
                 {
                     loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
                     loggers.ClearLoggers();

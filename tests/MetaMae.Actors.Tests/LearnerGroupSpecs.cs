@@ -12,6 +12,18 @@ public sealed class LearnerGroupSpecs : TempDirTest
         File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Where(l => l.Contains($"\"kind\":\"{kind}\"", StringComparison.Ordinal))
             .Select(l => JsonDocument.Parse(l).RootElement).ToList();
 
+    /// <summary>A coordinator+data node and two learner nodes run <paramref name="config"/> to its end, completed.</summary>
+    private static async Task<RunFinished> OnTwoLearners(RunSpec config, string runId)
+    {
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Coordinator, Roles.Data);
+        await cluster.Add(Roles.Learner);
+        await cluster.Add(Roles.Learner);
+        var result = await cluster.Run(0, config, runId, TimeSpan.FromMinutes(3));
+        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        return result;
+    }
+
     [Theory]
     [InlineData("fp32", "keep", 16)]
     [InlineData("bf16", "scale", 32)]
@@ -21,12 +33,7 @@ public sealed class LearnerGroupSpecs : TempDirTest
         {
             Replicas = 2, GradientTransfer = transfer, BatchScaling = scaling,
         };
-        await using var cluster = new InProcessCluster();
-        await cluster.Add(Roles.Coordinator, Roles.Data);
-        await cluster.Add(Roles.Learner);
-        await cluster.Add(Roles.Learner);
-        var result = await cluster.Run(0, config, "pair", TimeSpan.FromMinutes(3));
-        Assert.True(result.Status == RunStatus.Completed, result.Error);
+        var result = await OnTwoLearners(config, "pair");
         Assert.Equal(24, result.Step);
 
         var formed = Assert.Single(Lines(result.RunDirectory, "group"));
@@ -81,12 +88,7 @@ public sealed class LearnerGroupSpecs : TempDirTest
         FailPoints.Set("learner.step", FailAction.Throw, at: 7, times: 1); // one replica, once (both run in this process)
         try
         {
-            await using var cluster = new InProcessCluster();
-            await cluster.Add(Roles.Coordinator, Roles.Data);
-            await cluster.Add(Roles.Learner);
-            await cluster.Add(Roles.Learner);
-            var result = await cluster.Run(0, config, "fails", TimeSpan.FromMinutes(3));
-            Assert.True(result.Status == RunStatus.Completed, result.Error);
+            var result = await OnTwoLearners(config, "fails");
             var groups = Lines(result.RunDirectory, "group");
             Assert.Equal(new[] { 2, 2 }, groups.Select(g => g.GetProperty("replicas").GetInt32()));
             Assert.Equal(4, groups[1].GetProperty("step").GetInt64()); // from the checkpoint before the failure

@@ -57,6 +57,7 @@ public sealed class OpsEndpointSpecs : TempDirTest
         Assert.True(lines.Count >= 3, string.Join("\n", lines));
         foreach (var line in lines)
         {
+            Assert.True(line.StartsWith('{') && line.EndsWith('}'), $"not a JSON object: {line}");
             using var json = System.Text.Json.JsonDocument.Parse(line); // every line, not only most
             Assert.True(json.RootElement.TryGetProperty("LogLevel", out _), line);
             Assert.True(json.RootElement.TryGetProperty("Message", out _), line);

@@ -40,7 +40,9 @@ public static class NodeCommand
                 ManagementPort = p.GetValue(management), OpsPort = p.GetValue(ops),
             };
             options.Validate();
-            return Run(options, p.GetValue(logFormat) == "json");
+            bool json = p.GetValue(logFormat) == "json";
+            if (json) Console.SetOut(new JsonLinesWriter(Console.Out));
+            return Run(options, json);
         });
         return cmd;
     }
