@@ -86,4 +86,15 @@ public class EvaluationTests
         var reg = LinearProbe.TrainAndScore(Line(200), Line(50), ProbeTask.Regression, 0, "spearman", new ProbeOptions(Epochs: 50, Lr: 1e-2));
         Assert.True(reg.Value > 0.99, $"spearman {reg.Value}");
     }
+
+    [Fact]
+    public void Labels_beyond_the_declared_classes_are_refused_in_words_naming_the_counts()
+    {
+        var train = new ProbeData(new float[4 * 2], 4, 1, 2, [0, 1, 2, 27]);
+        var test = new ProbeData(new float[2 * 2], 2, 1, 2, [1, 3]);
+        var e = Assert.Throws<InvalidDataException>(() => LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 3, "accuracy", new ProbeOptions(Epochs: 1)));
+        Assert.Contains("0..2 (the data set declares 3 classes)", e.Message);
+        Assert.Contains("1 of 4 train and 1 of 2 test labels", e.Message);
+        Assert.Contains("largest 27", e.Message);
+    }
 }

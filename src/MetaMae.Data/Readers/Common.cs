@@ -1,7 +1,11 @@
 namespace MetaMae.Data.Readers;
 
-/// <summary>Where a reader looks and which split it lists.</summary>
-public sealed record ReaderOptions(string Root, Split Split, long Seed = 0)
+/// <summary>
+/// Where a reader looks and which split it lists. There is deliberately no seed: a split is a function of the data set
+/// (its published split, or <see cref="Layout.SplitSeed"/>), never of a run, so a run's seed cannot move probe-test
+/// records into its pretraining data.
+/// </summary>
+public sealed record ReaderOptions(string Root, Split Split)
 {
     public bool Training => Split != Split.Test;
 }
@@ -9,6 +13,9 @@ public sealed record ReaderOptions(string Root, Split Split, long Seed = 0)
 /// <summary>Helpers shared by readers: layout checks, deterministic splits, label maps.</summary>
 public static class Layout
 {
+    /// <summary>The one seed of every shuffled split where a data set publishes none (as the original's fixed 42).</summary>
+    public const long SplitSeed = 42;
+
     public static string File(string path, string expected) =>
         System.IO.File.Exists(path) ? path : throw new DataLayoutException(path, expected);
 

@@ -74,7 +74,7 @@ public static class Sequences
     {
         string? Label(FastaRecord r) => r.Attribute("class") ?? r.Attribute("label");
         var map = Layout.LabelMap(records.Select(Label).Where(l => l is not null)!);
-        var chosen = map.Count == 0 && o.Split == Split.Pretrain ? records : Layout.SplitShuffled(records, o.Split, trainFraction, o.Seed + 42);
+        var chosen = map.Count == 0 && o.Split == Split.Pretrain ? records : Layout.SplitShuffled(records, o.Split, trainFraction, Layout.SplitSeed);
         int length = spec.Shape[^1];
         return new ListDataset<FastaRecord>(spec, chosen, r => $"{path}:{r.Line}", (r, ctx) =>
         {
@@ -146,7 +146,7 @@ public static class Sequences
         var table = CsvTable.Read(path);
         int labelAt = table.Column("label"), seqAt = table.Column("sequence");
         var map = Layout.LabelMap(table.Rows.Where(r => r.Fields.Length > labelAt).Select(r => r.Fields[labelAt]));
-        var rows = Layout.SplitShuffled(table.Rows, o.Split, 0.8, o.Seed + 42);
+        var rows = Layout.SplitShuffled(table.Rows, o.Split, 0.8, Layout.SplitSeed);
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>
         {
             if (r.Fields.Length != table.Header.Length) throw new FormatException($"{r.Fields.Length} fields, the header has {table.Header.Length}");

@@ -64,7 +64,7 @@ public static class Tables
         var table = CsvTable.Read(path);
         int labelAt = table.Column(labelColumn);
         var map = Layout.LabelMap(table.Rows.Where(r => r.Fields.Length > labelAt).Select(r => r.Fields[labelAt].Trim()));
-        var rows = splitByBlocks ? BlockSplit(table.Rows, o.Split) : Layout.SplitShuffled(table.Rows, o.Split, 0.8, o.Seed + 42);
+        var rows = splitByBlocks ? BlockSplit(table.Rows, o.Split) : Layout.SplitShuffled(table.Rows, o.Split, 0.8, Layout.SplitSeed);
         int features = table.Header.Length - 1;
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>
         {

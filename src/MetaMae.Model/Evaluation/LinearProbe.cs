@@ -22,10 +22,28 @@ public sealed record ProbeResult(string Metric, double Value, double Seconds);
 /// </summary>
 public static class LinearProbe
 {
+    /// <summary>
+    /// Labels outside [0, classes) are a data error, said in words before libtorch meets them (it would stop with
+    /// "Target 27 is out of bounds" and a native stack).
+    /// </summary>
+    public static void CheckLabels(ProbeData train, ProbeData test, int classes)
+    {
+        static (int Bad, float Max) Count(ProbeData d, int classes) =>
+            (d.Targets.Count(t => t < 0 || t >= classes || t != MathF.Floor(t)), d.Targets.Length == 0 ? 0 : d.Targets.Max());
+        var (badTrain, maxTrain) = Count(train, classes);
+        var (badTest, maxTest) = Count(test, classes);
+        if (badTrain + badTest > 0)
+            throw new InvalidDataException(
+                $"labels must be class numbers 0..{classes - 1} (the data set declares {classes} classes), but {badTrain} of {train.Targets.Length} " +
+                $"train and {badTest} of {test.Targets.Length} test labels are not (largest {Math.Max(maxTrain, maxTest):0.##}); " +
+                "check the label column and the class count");
+    }
+
     public static ProbeResult TrainAndScore(ProbeData train, ProbeData test, ProbeTask task, int classes, string metric, ProbeOptions options,
         Device? device = null)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        if (task == ProbeTask.MultiClass) CheckLabels(train, test, classes);
         device ??= CPU;
         using var scope = NewDisposeScope();
         var gen = new Generator((ulong)options.Seed, device);
