@@ -106,21 +106,40 @@ public static class RunCommands
     {
         var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint directory (RUN/checkpoints/step-N)." };
         var dataset = new Option<string>("--dataset") { Description = "Transfer data set to probe.", Required = true };
-        var root = new Option<string>("--root") { Description = "Its directory, or 'embedded'.", DefaultValueFactory = _ => "embedded" };
-        var epochs = new Option<int>("--epochs") { Description = "Probe epochs.", DefaultValueFactory = _ => 100 };
-        var maxTrain = new Option<int?>("--max-train") { Description = "Cap on probe training samples." };
-        var cmd = new Command("evaluate", "Linear-probe one checkpoint's encoder on a transfer set.") { checkpoint, dataset, root, epochs, maxTrain };
+        var root = new Option<string?>("--root") { Description = "Its directory, or 'embedded' (default: the run's, else embedded)." };
+        var epochs = new Option<int?>("--epochs") { Description = "Probe epochs (default: the run's evaluation.epochs)." };
+        var lr = new Option<double?>("--lr") { Description = "Probe learning rate (default: the run's evaluation.lr)." };
+        var weightDecay = new Option<double?>("--weight-decay") { Description = "Probe weight decay (default: the run's)." };
+        var batch = new Option<int?>("--batch-size") { Description = "Probe batch size (default: the run's)." };
+        var maxTrain = new Option<int?>("--max-train") { Description = "Cap on probe training samples (default: the run's for this set)." };
+        var maxTest = new Option<int?>("--max-test") { Description = "Cap on probe test samples (default: the run's for this set)." };
+        var cmd = new Command("evaluate", "Linear-probe one checkpoint's encoder on a transfer set, with the run's probe settings unless overridden.")
+            { checkpoint, dataset, root, epochs, lr, weightDecay, batch, maxTrain, maxTest };
         cmd.SetAction(p =>
         {
             var path = Path.GetFullPath(p.GetValue(checkpoint)!);
-            if (p.GetValue(epochs) < 1) throw new ConfigException("--epochs", $"must be at least 1, got {p.GetValue(epochs)}");
-            if (p.GetValue(maxTrain) is < 1) throw new ConfigException("--max-train", $"must be at least 1, got {p.GetValue(maxTrain)}");
+            var (run, source) = RunEvaluation(path);
+            var name = p.GetValue(dataset)!;
+            var recorded = run.Datasets.FirstOrDefault(d => d.Name == name);
+            var settings = run with
+            {
+                Epochs = p.GetValue(epochs) ?? run.Epochs, Lr = p.GetValue(lr) ?? run.Lr, WeightDecay = p.GetValue(weightDecay) ?? run.WeightDecay,
+                BatchSize = p.GetValue(batch) ?? run.BatchSize,
+            };
+            var ds = new DatasetRef
+            {
+                Name = name, Root = p.GetValue(root) ?? recorded?.Root ?? "embedded",
+                MaxTrain = p.GetValue(maxTrain) ?? recorded?.MaxTrain, MaxTest = p.GetValue(maxTest) ?? recorded?.MaxTest,
+            };
+            settings = settings with { Datasets = [ds] };
+            settings.Validate(prefix: "--"); // an override out of range is named before the checkpoint is read
+            DatasetCatalog.Get(ds.Name);
             if (!Directory.Exists(path)) throw new ConfigException("CHECKPOINT", $"{path} is not a directory (expected RUN/checkpoints/step-N)");
             Checkpoint.Verify(path);
             var meta = Checkpoint.ReadMeta(path);
-            var settings = new EvaluationConfig { Epochs = p.GetValue(epochs) };
-            var ds = new DatasetRef { Name = p.GetValue(dataset)!, Root = p.GetValue(root)!, MaxTrain = p.GetValue(maxTrain) };
-            DatasetCatalog.Get(ds.Name);
+            var caps = (ds.MaxTrain is { } mt ? $", at most {mt} train samples" : "") + (ds.MaxTest is { } ms ? $", at most {ms} test samples" : "");
+            Console.WriteLine(FormattableString.Invariant(
+                $"probe settings from {source}: epochs {settings.Epochs}, lr {settings.Lr:G3}, weight decay {settings.WeightDecay:G3}, batch {settings.BatchSize}{caps}"));
             using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", CommandHocon.Config.WithFallback(MetaMaeHocon.Config));
             var evaluator = system.ActorOf(EvaluatorActor.Props(meta.RunId ?? "evaluate", ds, settings, meta.Config.ToConfig()), "evaluator");
             var reply = evaluator.Ask<object>(new CheckpointSaved(meta.RunId ?? "evaluate", meta.Step, path, true), Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
@@ -128,7 +147,7 @@ public static class RunCommands
             switch (reply)
             {
                 case EvaluationResult r:
-                    AnsiConsole.MarkupLineInterpolated($"{ds.Name} {r.Metric} = [bold]{r.Value:F4}[/] (step {r.Step}, {r.TrainSamples} train / {r.TestSamples} test samples)");
+                    Console.WriteLine(FormattableString.Invariant($"{ds.Name} {r.Metric} = {r.Value:F4} (step {r.Step}, {r.TrainSamples} train / {r.TestSamples} test samples)"));
                     return 0;
                 case EvaluationFailed f:
                     Console.Error.WriteLine($"error: evaluation failed: {f.Reason}");
@@ -187,6 +206,17 @@ public static class RunCommands
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The probe settings of the run a checkpoint belongs to (RUN/config.json, as the coordinator wrote it), so a
+    /// checkpoint is evaluated as its run evaluated it; the DABS defaults when there is no run config beside it.
+    /// </summary>
+    private static (EvaluationConfig Settings, string Source) RunEvaluation(string checkpoint)
+    {
+        var config = Path.GetFullPath(Path.Combine(checkpoint, "..", "..", "config.json"));
+        if (!File.Exists(config)) return (new EvaluationConfig(), "the DABS defaults (no run config.json beside the checkpoint)");
+        return (RunSpec.Bind(RunSpec.Read(config, [])).Evaluation, config);
     }
 
     private static string Label(RunSpec config) => config.Model == "mae" ? "MAE" : "MetaMAE";
