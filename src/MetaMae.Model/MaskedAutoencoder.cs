@@ -34,7 +34,7 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly ModuleList<Block> decoder;
     private readonly LayerNorm norm_dec;
     private readonly Linear decoder_head;
-    private readonly Sequential? projector;
+    private Sequential? projector;
 
     public ModelConfig Config { get; }
 
@@ -91,15 +91,19 @@ public sealed class MaskedAutoencoder : nn.Module
         norm_dec = nn.LayerNorm(e);
         decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
 
+        RegisterComponents();
+        InitializeWeights();
+        // Built after the encoder and decoder are initialised (as the reference builds it after its init), so its
+        // default initialisation draws come last: MAE and MetaMAE at one seed start from the same encoder and decoder.
         if (config.Options.Objective == Objective.MetaMae)
+        {
             projector = nn.Sequential(
                 ("0", nn.Linear(d, 4 * d, hasBias: false)),
                 ("1", nn.BatchNorm1d(4 * d)),
                 ("2", nn.ReLU()),
                 ("3", nn.Linear(4 * d, 128, hasBias: false)));
-
-        RegisterComponents();
-        InitializeWeights();
+            register_module("projector", projector);
+        }
     }
 
     /// <summary>

@@ -175,4 +175,19 @@ public class ModelTests
         Assert.Equal((256, 12, 8, 128, 4, 4), (dabs.EncoderDim, dabs.EncoderDepth, dabs.EncoderHeads, dabs.DecoderDim, dabs.DecoderDepth, dabs.DecoderHeads));
         foreach (var size in Presets.All.Values) size.Validate();
     }
+
+    [Fact]
+    public void Mae_and_metamae_at_one_seed_start_from_the_same_encoder_and_decoder()
+    {
+        var input = Spec("image");
+        using var mae = MaskedAutoencoder.Create(Tiny(input, Objective.Mae), seed: 11);
+        using var meta = MaskedAutoencoder.Create(Tiny(input, Objective.MetaMae), seed: 11);
+        var metaParameters = meta.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in mae.named_parameters())
+            Assert.True(p.equal(metaParameters[name]).all().item<bool>(), $"{name} differs between MAE and MetaMAE at the same seed");
+        Assert.Contains(metaParameters.Keys, k => k.StartsWith("projector.", StringComparison.Ordinal));
+        using var other = MaskedAutoencoder.Create(Tiny(input, Objective.Mae), seed: 12); // and the seed still matters
+        Tensor Cls(MaskedAutoencoder m) => m.named_parameters().Single(p => p.name == "cls_token").parameter;
+        Assert.False(Cls(other).equal(Cls(mae)).all().item<bool>());
+    }
 }
