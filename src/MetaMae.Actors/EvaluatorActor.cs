@@ -83,7 +83,8 @@ public sealed class EvaluatorActor : ReceiveActor
         var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric),
-            new ProbeOptions(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, Seed: c.Step));
+            new ProbeOptions(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, Seed: c.Step,
+                Standardize: settings.Protocol == "standardized"));
         log.Info("checkpoint step {0}: {1} {2} = {3:F4} ({4:F1} s)", c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds);
         return new EvaluationResult(runId, c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds,
             splits[0].Count, splits[1].Count, c.Path);

@@ -21,6 +21,11 @@ public sealed record EvaluationConfig
     /// <summary>every: each checkpoint; last: only the final one (plus the random-init one when asked).</summary>
     public string When { get; init; } = "every";
     public bool IncludeRandomInit { get; init; } = true;
+    /// <summary>
+    /// "standardized": features standardised with the train split's statistics before the probe (fair to encoders
+    /// whose features differ in scale); "dabs": the paper's protocol, raw features.
+    /// </summary>
+    public string Protocol { get; init; } = "standardized";
     public int Epochs { get; init; } = 100;
     public double Lr { get; init; } = 1e-4;
     public double WeightDecay { get; init; } = 1e-4;
@@ -105,6 +110,7 @@ public sealed record RunSpec
 
     public static readonly string[] Models = ["mae", "metamae"];
     public static readonly string[] EvaluationWhen = ["every", "last"];
+    public static readonly string[] ProbeProtocols = ["standardized", "dabs"];
     public static readonly string[] BatchScalings = ["keep", "scale"];
     public static readonly string[] GradientTransfers = ["fp32", "bf16"];
 

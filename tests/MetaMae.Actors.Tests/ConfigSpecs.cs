@@ -118,6 +118,7 @@ public sealed class ConfigSpecs
     [InlineData("gradient_transfer=fp8", "gradient_transfer")]
     [InlineData("collective_timeout_seconds=0", "collective_timeout_seconds")]
     [InlineData("placement_timeout_seconds=-1", "placement_timeout_seconds")]
+    [InlineData("evaluation.protocol=fair", "evaluation.protocol")]
     public void Values_validation_once_let_through_are_refused_naming_the_key(string assignment, string key)
     {
         var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, [assignment]));

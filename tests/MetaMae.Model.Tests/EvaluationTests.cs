@@ -97,4 +97,23 @@ public class EvaluationTests
         Assert.Contains("1 of 4 train and 1 of 2 test labels", e.Message);
         Assert.Contains("largest 27", e.Message);
     }
+
+    [Fact]
+    public void A_standardised_probe_scores_an_encoder_the_same_whatever_the_scale_and_offset_of_its_features()
+    {
+        // A random encoder's features are ~10x smaller than a trained one's and not centred; standardised with the train
+        // split's statistics, the probe sees the same problem whatever the per-feature scale and offset.
+        var train = Blobs(300, 8, 4, 3, spread: 2.5f);
+        var test = Blobs(200, 8, 4, 4, spread: 2.5f);
+        var scale = Enumerable.Range(0, 8).Select(d => MathF.Pow(10, d % 4 - 2)).ToArray(); // 0.01 .. 10 per feature
+        ProbeData Affine(ProbeData d) => d with { Features = d.Features.Select((v, i) => v * scale[i % 8] + 3f).ToArray() };
+        var options = new ProbeOptions(Epochs: 20, Lr: 1e-2, Standardize: true);
+        var plain = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", options);
+        var rescaled = LinearProbe.TrainAndScore(Affine(train), Affine(test), ProbeTask.MultiClass, 4, "accuracy", options);
+        Assert.Equal(plain.Value, rescaled.Value, 2);
+        Assert.InRange(plain.Value, 0.4, 1.0); // it learnt something (chance is 0.25)
+        // Without standardisation the rescaled features give another result: the scale, not the encoder, decided it.
+        var raw = LinearProbe.TrainAndScore(Affine(train), Affine(test), ProbeTask.MultiClass, 4, "accuracy", options with { Standardize = false });
+        Assert.NotEqual(plain.Value, raw.Value, 2);
+    }
 }

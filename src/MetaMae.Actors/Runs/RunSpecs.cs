@@ -154,6 +154,8 @@ public static class RunSpecs
             Require(prefix + "when", evaluation.When is not null && RunSpec.EvaluationWhen.Contains(evaluation.When),
                 $"'{evaluation.When}' is not allowed; allowed: {string.Join(", ", RunSpec.EvaluationWhen)}");
             Require(prefix + "epochs", evaluation.Epochs is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.Epochs}");
+            Require(prefix + "protocol", evaluation.Protocol is not null && RunSpec.ProbeProtocols.Contains(evaluation.Protocol),
+                $"'{evaluation.Protocol}' is not allowed; allowed: {string.Join(", ", RunSpec.ProbeProtocols)}");
             RequireFinite(prefix + "lr", evaluation.Lr, min: 0, max: 10, minExclusive: true);
             RequireFinite(prefix + "weight_decay", evaluation.WeightDecay, min: 0, max: 100);
             Require(prefix + "batch_size", evaluation.BatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.BatchSize}");

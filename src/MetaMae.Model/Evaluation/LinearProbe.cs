@@ -7,8 +7,14 @@ namespace MetaMae.Model.Evaluation;
 /// <summary>What the probe predicts and how it is scored.</summary>
 public enum ProbeTask { MultiClass, Binary, Regression, PerToken }
 
-/// <summary>Probe hyper-parameters: the DABS protocol's defaults (Adam, lr 1e-4, weight decay 1e-4, 100 epochs).</summary>
-public sealed record ProbeOptions(int Epochs = 100, double Lr = 1e-4, double WeightDecay = 1e-4, int BatchSize = 256, long Seed = 0);
+/// <summary>
+/// Probe hyper-parameters: the DABS protocol's defaults (Adam, lr 1e-4, weight decay 1e-4, 100 epochs).
+/// <see cref="Standardize"/>: features are standardised with the train split's per-feature mean and standard deviation
+/// (applied to both splits) before the probe sees them, so an encoder is not judged by the scale of its features (a
+/// random encoder's are about 10x smaller than a trained one's, which a fixed Adam budget cannot fit).
+/// </summary>
+public sealed record ProbeOptions(int Epochs = 100, double Lr = 1e-4, double WeightDecay = 1e-4, int BatchSize = 256, long Seed = 0,
+    bool Standardize = false);
 
 /// <summary>Features and targets of one split: features (N, D) or, per token, (N, L, D); targets per sample or per token.</summary>
 public sealed record ProbeData(float[] Features, int Samples, int Tokens, int Dim, float[] Targets);
@@ -56,6 +62,13 @@ public static class LinearProbe
         Tensor Head(Tensor x) => nn.functional.linear(x, weight, bias);
         using var optimizer = optim.Adam([weight, bias], lr: options.Lr, weight_decay: options.WeightDecay);
         var (xTrain, yTrain) = Tensors(train, task, device);
+        Tensor? mean = null, std = null;
+        if (options.Standardize)
+        {
+            mean = xTrain.mean([0L], keepdim: true); // (1, D)
+            std = (xTrain - mean).square().mean([0L], keepdim: true).sqrt() + 1e-6;
+            xTrain = (xTrain - mean) / std;
+        }
         long n = xTrain.shape[0];
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
@@ -71,6 +84,7 @@ public static class LinearProbe
             }
         }
         var (xTest, yTest) = Tensors(test, task, device);
+        if (mean is not null) xTest = (xTest - mean) / std!; // the train split's statistics: nothing learnt from the test split
         double value;
         using (no_grad())
         {
