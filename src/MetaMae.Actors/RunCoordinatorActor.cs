@@ -294,7 +294,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         Receive<Terminated>(t => leaving.ContainsKey(t.ActorRef), t =>
         {
             leaving.Remove(t.ActorRef);
-            if (leaving.Count == 0 && replicas.Count == 0 && !learnerDone && !finished) PlaceGroup();
+            PlaceGroupIfNone();
         });
         Receive<Terminated>(t => replicas.Any(m => t.ActorRef.Equals(m.Learner)), t =>
         {
@@ -418,6 +418,17 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
+    /// Places a group when the run trains and has none, placed or stopping (a dissolved group's replicas are waited for);
+    /// true when it did (or tried to: too few learner nodes waits with a deadline).
+    /// </summary>
+    private bool PlaceGroupIfNone()
+    {
+        if (!started || finished || learnerDone || status != RunStatus.Running || replicas.Count > 0 || leaving.Count > 0) return false;
+        PlaceGroup();
+        return true;
+    }
+
+    /// <summary>
     /// Ends the current group (its replicas wake from any collective and stop) and forms the next one from the latest
     /// valid checkpoint once they have stopped, with the learner nodes there are then. Bounded: after
     /// max(3, max_learner_restarts) re-forms without a step in between, the run fails.
@@ -499,8 +510,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         hosts = updated;
         foreach (var h in added) Context.Watch(h);
         if (!started || finished) return;
-        if (replicas.Count == 0 && leaving.Count == 0 && !learnerDone) PlaceGroup();
-        else if (replicas.Count < config.Replicas && LiveLearnerHosts().Count > replicas.Count) growAtCheckpoint = formed;
+        if (!PlaceGroupIfNone() && replicas.Count < config.Replicas && LiveLearnerHosts().Count > replicas.Count) growAtCheckpoint = formed;
         if (dataChanged && !learnerDone && status == RunStatus.Running)
             foreach (var m in replicas) m.Learner?.Tell(new ReportPosition(runId));
         if (options.Hosts is null) foreach (var (key, _) in pending.Where(p => p.Value is null).ToList()) SendProbe(key.Step, key.Dataset);
@@ -513,15 +523,14 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         bool known = hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators).Contains(host) || pending.Values.Contains(host);
         if (!known) // a host the run manager already reported gone, or a dissolved group's learner: only a wait may end
         {
-            if (leaving.Count == 0 && replicas.Count == 0 && started && !finished && !learnerDone && status == RunStatus.Running) PlaceGroup();
+            PlaceGroupIfNone();
             return;
         }
         deadHosts.Add(host);
         hosts = new RunHosts(hosts.Learners.Where(h => !h.Equals(host)).ToList(), hosts.Data.Where(h => !h.Equals(host)).ToList(),
             hosts.Evaluators.Where(h => !h.Equals(host)).ToList());
         if (!started || finished) return;
-        if (replicas.Count == 0 && leaving.Count == 0 && !learnerDone) PlaceGroup();
-        else if (replicas.Any(m => m.Host.Equals(host) && m.Learner is null) && !learnerDone)
+        if (!PlaceGroupIfNone() && replicas.Any(m => m.Host.Equals(host) && m.Learner is null) && !learnerDone)
             Regroup("a learner node left before its replica started", counts: false);
         if (!learnerDone && status == RunStatus.Running)
             foreach (var m in replicas) m.Learner?.Tell(new ReportPosition(runId)); // refeed without it

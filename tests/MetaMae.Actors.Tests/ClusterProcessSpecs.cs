@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using MetaMae.Actors.Reporting;
 using MetaMae.Protocol;
 
@@ -55,12 +53,7 @@ public sealed class NodeProcess : IDisposable
         process.Dispose();
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => Cli.Bench.Loopback.FreePort();
 }
 
 /// <summary>
@@ -218,7 +211,13 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
                     var clock = Stopwatch.StartNew();
                     while (!condition())
                     {
-                        if (client.HasExited) Assert.Fail($"the run ended while waiting for {what}: {await output}{await error}\n{Context()}");
+                        if (client.HasExited)
+                        {
+                            var said = await output + await error;
+                            // The cause first (the client's error line), then everything else.
+                            var cause = string.Join("\n", said.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)));
+                            Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {cause}\n{said}\n{Context()}");
+                        }
                         if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{Context()}");
                         await Task.Delay(20);
                     }

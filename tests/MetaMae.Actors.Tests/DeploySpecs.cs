@@ -75,7 +75,7 @@ public sealed class DeploySpecs
             Assert.Equal(name, Arg(command, "--hostname")); // what the node advertises must resolve to it
             var record = At(service, "environment", RunRecord.Variable)?.ToString();
             Assert.NotNull(record);
-            var (_, recordName) = PostgresRunStore.Connect(record!);
+            var (_, recordName) = PostgresRunStore.Parse(record!);
             Assert.Equal("postgresql://postgres:5432/metamae", recordName);
             Assert.True(TimeSpan.Parse("00:00:" + At(service, "stop_grace_period")!.ToString()!.TrimEnd('s')).TotalSeconds > new Protocol.RunSpec { Dataset = null! }.StopGraceSeconds);
             if (command[0] == "node")

@@ -61,7 +61,7 @@ public static class RunRecord
 
     /// <summary>Where the record of <paramref name="runsDirectory"/> is, for messages.</summary>
     public static string Describe(string runsDirectory) =>
-        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } server ? PostgresRunStore.Connect(server).Name : System.IO.Path.Combine(runsDirectory, FileName);
+        Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } server ? PostgresRunStore.Parse(server).Name : System.IO.Path.Combine(runsDirectory, FileName);
 
     /// <summary>The runs directory a run directory belongs to.</summary>
     public static string RunsDirectoryOf(string runDirectory) => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(runDirectory))!;
@@ -322,20 +322,24 @@ public sealed class RunStore : SqlRunRecord
 /// </summary>
 public sealed class PostgresRunStore : SqlRunRecord
 {
-    public PostgresRunStore(string server) : this(Connect(server))
+    public PostgresRunStore(string server) : this(Parse(server))
     {
     }
 
-    private PostgresRunStore((NpgsqlConnection Connection, string Name) c) : base(c.Connection, c.Name)
+    private PostgresRunStore((string ConnectionString, string Name) c) : this(new NpgsqlConnection(c.ConnectionString), c.Name)
+    {
+    }
+
+    private PostgresRunStore(NpgsqlConnection connection, string name) : base(connection, name)
     {
         try
         {
-            c.Connection.Open();
+            connection.Open();
             Migrate();
         }
         catch (Exception e) when (e is NpgsqlException or RunStoreException or InvalidOperationException)
         {
-            c.Connection.Dispose();
+            connection.Dispose();
             if (e is RunStoreException) throw;
             throw new RunStoreException(Path, e.Message.TrimEnd('.'), e);
         }
@@ -355,8 +359,8 @@ public sealed class PostgresRunStore : SqlRunRecord
 
     protected override Exception Failure(DbException e) => new RunStoreException(Path, e.Message.TrimEnd('.'), e);
 
-    /// <summary>A URL or a connection string -> the connection and the record's name (no password).</summary>
-    public static (NpgsqlConnection Connection, string Name) Connect(string server)
+    /// <summary>A URL or a connection string -> the Npgsql connection string and the record's name (no password).</summary>
+    public static (string ConnectionString, string Name) Parse(string server)
     {
         var builder = new NpgsqlConnectionStringBuilder();
         try
@@ -377,7 +381,7 @@ public sealed class PostgresRunStore : SqlRunRecord
             throw new RunStoreException($"{RunRecord.Variable}", $"'{Redact(server)}' is neither a postgresql:// URL nor a connection string: {e.Message}", e);
         }
         builder.Timeout = builder.Timeout == 15 ? 10 : builder.Timeout;
-        return (new NpgsqlConnection(builder.ConnectionString), $"postgresql://{builder.Host}:{builder.Port}/{builder.Database}");
+        return (builder.ConnectionString, $"postgresql://{builder.Host}:{builder.Port}/{builder.Database}");
     }
 
     private static string Redact(string server) => System.Text.RegularExpressions.Regex.Replace(server, @"(?i)(password=)[^;]*|(://[^:/@]*:)[^@]*@", "$1$2***@");
