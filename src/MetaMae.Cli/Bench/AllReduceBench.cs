@@ -5,6 +5,7 @@ using System.Text.Json;
 using Akka.Actor;
 using Akka.Configuration;
 using MetaMae.Actors;
+using MetaMae.Actors.Cluster;
 using MetaMae.Model;
 using MetaMae.Model.Distributed;
 using MetaMae.Protocol;
@@ -86,9 +87,9 @@ public static class AllReduceBench
         var config = ConfigurationFactory.ParseString($$"""
             akka.loglevel = WARNING
             akka.actor.provider = remote
-            akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = {{ports[rank]}}, maximum-frame-size = 134217728 }
-            {{Environment.GetEnvironmentVariable("METAMAE_BENCH_HOCON") ?? ""}}
-            """).WithFallback(ConfigurationFactory.ParseString(MetaMaeSerializer.Hocon));
+            akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = {{ports[rank]}} }
+            """).WithFallback(ConfigurationFactory.ParseString(NodeHosting.Hocon)) // the nodes' frame size
+            .WithFallback(ConfigurationFactory.ParseString(MetaMaeSerializer.Hocon));
         using var system = ActorSystem.Create(SystemName, config);
         var inbox = new ChunkInbox(TimeSpan.FromMinutes(2));
         system.ActorOf(ReplicaEndpointActor.Props(0, inbox), ReplicaEndpointActor.Name);
