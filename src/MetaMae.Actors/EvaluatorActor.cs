@@ -26,6 +26,7 @@ public sealed class EvaluatorActor : ReceiveActor
     private readonly ILoggingAdapter log = Context.GetLogger();
     private ProbeEncoder? encoder;
     private ProbeSplit[]? splits;
+    private ProbeResult? rawInput;
 
     public EvaluatorActor(string runId, DatasetRef dataset, EvaluationConfig settings, ModelConfig modelConfig, double maxAbsValue)
     {
@@ -82,12 +83,17 @@ public sealed class EvaluatorActor : ReceiveActor
         var task = TaskFor(spec.Metric);
         var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
-        var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric),
-            new ProbeOptions(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, Seed: c.Step,
-                Standardize: settings.Protocol == "standardized"));
-        log.Info("checkpoint step {0}: {1} {2} = {3:F4} ({4:F1} s)", c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds);
+        var options = ProbeOptions.ForProtocol(settings.Protocol, settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, seed: c.Step);
+        var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric), options);
+        // The raw-input anchor: the same probe on the input itself, once per evaluator (it does not depend on the checkpoint).
+        rawInput ??= LinearProbe.TrainAndScore(RawFeatures.Of(splits[0], modelConfig.Input, task == ProbeTask.PerToken),
+            RawFeatures.Of(splits[1], modelConfig.Input, task == ProbeTask.PerToken), task, spec.Classes, MetricName(spec.Metric), options with { Seed = 0 });
+        log.Info("checkpoint step {0}: {1} {2} = {3:F4}, raw input {4:F4} ({5:F1} s)", c.Step, dataset.Name, result.Metric, result.Value,
+            rawInput.Value, clock.Elapsed.TotalSeconds);
+        log.Debug("probe of step {0}: {1}", c.Step, result.Method);
         return new EvaluationResult(runId, c.Step, dataset.Name, result.Metric, result.Value, clock.Elapsed.TotalSeconds,
-            splits[0].Count, splits[1].Count, c.Path);
+            splits[0].Count, splits[1].Count, c.Path, result.Method, rawInput.Value,
+            RawFeatures.Describe(modelConfig.Input, task == ProbeTask.PerToken));
     }
 
     /// <summary>Decodes a split once (in parallel, bad records skipped) and keeps it for every later checkpoint.</summary>

@@ -18,6 +18,7 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        Output.Configure();
         var root = Commands();
         try
         {

@@ -44,9 +44,14 @@ public sealed record StepReport(
 public sealed record CheckpointSaved(string RunId, long Step, string Path, bool Final) : IMetaMaeMessage;
 
 /// <summary>A linear-probe result on one transfer set for one checkpoint.</summary>
+/// <summary>
+/// A probe's score on a checkpoint. <paramref name="Method"/> says how the head was fitted (features, optimiser, chosen
+/// weight decay); <paramref name="RawInput"/> is the same probe's score on the raw input (the anchor an encoder must
+/// beat), described by <paramref name="RawFeatures"/>; both are reported once per data set.
+/// </summary>
 public sealed record EvaluationResult(
     string RunId, long Step, string Dataset, string Metric, double Value, double TrainSeconds, int TrainSamples, int TestSamples,
-    string Checkpoint) : IMetaMaeMessage;
+    string Checkpoint, string Method = "", double? RawInput = null, string RawFeatures = "") : IMetaMaeMessage;
 
 /// <summary>An evaluator could not evaluate a checkpoint (the run continues; the reason is recorded).</summary>
 public sealed record EvaluationFailed(string RunId, long Step, string Dataset, string Reason) : IMetaMaeMessage;

@@ -116,4 +116,97 @@ public class EvaluationTests
         var raw = LinearProbe.TrainAndScore(Affine(train), Affine(test), ProbeTask.MultiClass, 4, "accuracy", options with { Standardize = false });
         Assert.NotEqual(plain.Value, raw.Value, 2);
     }
+
+    [Fact]
+    public void The_converged_probe_fits_small_features_that_the_dabs_schedule_leaves_at_the_majority_class()
+    {
+        // An untrained encoder's features: std about 0.02, the class signal a tenth of that, two classes of 70% / 30%.
+        ProbeData Small(int n, int seed)
+        {
+            var rng = new Random(seed);
+            var f = new float[n * 16];
+            var y = new float[n];
+            for (int i = 0; i < n; i++)
+            {
+                y[i] = i % 10 < 7 ? 0 : 1;
+                for (int d = 0; d < 16; d++) f[i * 16 + d] = 0.02f * (float)(rng.NextDouble() * 2 - 1) + (d < 4 && y[i] == 1 ? 0.02f : 0f);
+            }
+            return new ProbeData(f, n, 1, 16, y);
+        }
+        var (train, test) = (Small(1000, 1), Small(500, 2));
+        var dabs = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.ForProtocol("dabs", 100, 1e-4, 1e-4, 256, 0));
+        var fair = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+        Assert.Equal(0.7, dabs.Value, 2); // the majority class, whatever the features
+        Assert.InRange(fair.Value, 0.9, 1.0);
+        Assert.Contains("L-BFGS to convergence", fair.Method);
+        Assert.Contains("chosen from", fair.Method);
+        Assert.Contains("validation part of the train split", fair.Method);
+        Assert.Contains("(DABS)", dabs.Method);
+    }
+
+    [Fact]
+    public void The_converged_probe_does_not_depend_on_learning_rate_or_epochs()
+    {
+        var (train, test) = (Blobs(400, 8, 4, 5, spread: 2.5f), Blobs(200, 8, 4, 6, spread: 2.5f));
+        var a = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.ForProtocol("standardized", 1, 1e-5, 0, 8, 0));
+        var b = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.ForProtocol("standardized", 500, 1, 1, 512, 7));
+        Assert.Equal(a.Value, b.Value, 6);
+        Assert.Equal(a.Method, b.Method);
+    }
+
+    [Fact]
+    public void The_weight_decay_is_chosen_on_validation_data_strong_for_noise_weak_for_a_clean_signal()
+    {
+        // Many noisy dimensions and few samples: only a strong decay generalises. A clean separable signal: a weak one.
+        var noisy = LinearProbe.TrainAndScore(Blobs(120, 200, 2, 7, spread: 3f), Blobs(200, 200, 2, 8, spread: 3f), ProbeTask.MultiClass, 2, "accuracy",
+            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+        var clean = LinearProbe.TrainAndScore(Blobs(400, 4, 2, 9, spread: 0.1f), Blobs(200, 4, 2, 10, spread: 0.1f), ProbeTask.MultiClass, 2, "accuracy",
+            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+        double Chosen(string method) => double.Parse(System.Text.RegularExpressions.Regex.Match(method, @"weight decay ([0-9.eE+-]+) chosen").Groups[1].Value,
+            System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Chosen(noisy.Method) > Chosen(clean.Method), $"noisy: {noisy.Method}; clean: {clean.Method}");
+        Assert.Equal(1.0, clean.Value, 6);
+    }
+
+    [Fact]
+    public void The_validation_part_is_stratified_disjoint_and_keeps_a_samples_tokens_together()
+    {
+        var labels = Enumerable.Range(0, 100).Select(i => (float)(i < 80 ? 0 : 1)).ToArray(); // sorted by class, 80 / 20
+        var data = new ProbeData(new float[100], 100, 1, 1, labels);
+        var (fit, val) = LinearProbe.ValidationSplit(data, ProbeTask.MultiClass, 0.2, seed: 0);
+        Assert.Equal(100, fit.Length + val.Length);
+        Assert.Empty(fit.Intersect(val));
+        Assert.Equal(16, val.Count(i => labels[i] == 0));
+        Assert.Equal(4, val.Count(i => labels[i] == 1));
+        var perToken = new ProbeData(new float[10 * 5], 10, 5, 1, new float[50]);
+        var (_, tokens) = LinearProbe.ValidationSplit(perToken, ProbeTask.PerToken, 0.2, seed: 0);
+        Assert.Equal(10, tokens.Length);
+        Assert.All(tokens.GroupBy(t => t / 5), g => Assert.Equal(5, g.Count()));
+    }
+
+    [Fact]
+    public void Raw_features_are_the_input_itself_where_small_and_pooled_where_large()
+    {
+        // Tokens: one-hot ids flattened (L x V small), token frequencies otherwise, one-hot per token for per-token tasks.
+        var ids = new ProbeSplit(null, [0, 2, 2, 1], [0, 1], 2);
+        var oneHot = RawFeatures.Of(ids, InputSpec.TokenIds(3, 2), perToken: false);
+        Assert.Equal((2, 6), (oneHot.Samples, oneHot.Dim));
+        Assert.Equal(new float[] { 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0 }, oneHot.Features);
+        var longText = new ProbeSplit(null, Enumerable.Range(0, 100).Select(i => (long)(i % 4 == 0 ? 1 : 7)).ToArray(), [0], 1);
+        var bag = RawFeatures.Of(longText, InputSpec.TokenIds(257, 100), perToken: false);
+        Assert.Equal(257, bag.Dim);
+        Assert.Equal(0.25f, bag.Features[1], 5);
+        Assert.Equal(0.75f, bag.Features[7], 5);
+        Assert.Equal("token frequencies (bag of tokens)", RawFeatures.Describe(InputSpec.TokenIds(257, 100), false));
+        var tokens = RawFeatures.Of(ids, InputSpec.TokenIds(3, 2), perToken: true);
+        Assert.Equal((2, 2, 3), (tokens.Samples, tokens.Tokens, tokens.Dim));
+        // Floats: flattened when small; a 1x128x128 spectrogram with 16x16 patches: mean and std per patch (8x8x2).
+        var small = new ProbeSplit([1, 2, 3, 4], null, [0], 1);
+        Assert.Equal(new float[] { 1, 2, 3, 4 }, RawFeatures.Of(small, InputSpec.Series(1, 4, 1), false).Features);
+        var image = new float[128 * 128];
+        for (int y = 0; y < 128; y++) for (int x = 0; x < 128; x++) image[y * 128 + x] = y < 16 && x < 16 ? (x % 2 == 0 ? 1 : 3) : 5;
+        var pooled = RawFeatures.Of(new ProbeSplit(image, null, [0], 1), InputSpec.Image(1, 128, 128, 16, 16), false);
+        Assert.Equal(128, pooled.Dim);
+        Assert.Equal(new float[] { 2, 1, 5, 0 }, pooled.Features[..4]);
+    }
 }

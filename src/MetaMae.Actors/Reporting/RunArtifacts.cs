@@ -99,6 +99,7 @@ public sealed class RunArtifacts : IDisposable
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
                 kind = "evaluation", r.Step, r.Dataset, r.Metric, r.Value, train_seconds = r.TrainSeconds, r.TrainSamples, r.TestSamples, r.Checkpoint,
+                raw_input = r.RawInput, r.RawFeatures, r.Method,
             }, Json));
             tensorboard.add_scalar($"probe/{r.Dataset}/{r.Metric}", (float)r.Value, (int)r.Step);
         }
@@ -210,10 +211,24 @@ public sealed class RunArtifacts : IDisposable
         if (results.Count == 0) sb.AppendLine("No evaluation results.");
         else
         {
+            // Per data set: the raw input first (the anchor an encoder must beat), then every checkpoint.
             sb.AppendLine("| data set | metric | step | encoder | value |").AppendLine("|---|---|---|---|---|");
-            foreach (var r in results.OrderBy(r => r.Dataset).ThenBy(r => r.Step))
-                sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Dataset} | {r.Metric} | {r.Step} | {(r.Step == 0 ? "random init" : "pretrained")} | {r.Value:F4} |"));
+            foreach (var set in results.GroupBy(r => r.Dataset).OrderBy(g => g.Key))
+            {
+                if (set.FirstOrDefault(r => r.RawInput is not null) is { } anchor)
+                    sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {anchor.Dataset} | {anchor.Metric} | - | raw input ({anchor.RawFeatures}) | {anchor.RawInput:F4} |"));
+                foreach (var r in set.OrderBy(r => r.Step))
+                    sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {r.Dataset} | {r.Metric} | {r.Step} | {(r.Step == 0 ? "random init" : "pretrained")} | {r.Value:F4} |"));
+            }
+            var methods = results.Where(r => r.Method.Length > 0).GroupBy(r => r.Dataset).OrderBy(g => g.Key)
+                .Select(g => (g.Key, g.MaxBy(r => r.Step)!.Method)).ToList();
+            if (methods.Count > 0)
+            {
+                sb.AppendLine().AppendLine("How the probe was fitted (the last checkpoint's; the weight decay is chosen per encoder):").AppendLine();
+                foreach (var (set, method) in methods) sb.AppendLine($"- {set}: {method}");
+            }
         }
         if (failedProbes is { Count: > 0 })
         {

@@ -14,14 +14,12 @@ public static class DataCommand
         var list = new Command("list", "Every supported data set: modality, shape, patch, batch, classes, metric, expected layout.");
         list.SetAction(_ =>
         {
-            var table = new Table().AddColumns("name", "modality", "shape", "patch", "vocab", "batch", "classes", "metric", "role", "layout under ROOT");
-            foreach (var e in DatasetCatalog.All)
-            {
-                var s = e.Spec;
-                table.AddRow(s.Name, Markup.Escape(s.Modality), string.Join("x", s.Shape), string.Join("x", s.Patch), s.Vocab.ToString(),
-                    s.BatchSize.ToString(), s.Classes > 0 ? s.Classes.ToString() : "-", s.Metric.ToString(), s.Role.ToString(), Markup.Escape(s.Layout));
-            }
-            AnsiConsole.Write(table);
+            Output.Table(["name", "modality", "shape", "patch", "vocab", "batch", "classes", "metric", "role", "layout under ROOT"],
+                DatasetCatalog.All.Select(e => e.Spec).Select(s => (IReadOnlyList<string>)
+                [
+                    s.Name, s.Modality, string.Join("x", s.Shape), string.Join("x", s.Patch), s.Vocab.ToString(),
+                    s.BatchSize.ToString(), s.Classes > 0 ? s.Classes.ToString() : "-", s.Metric.ToString(), s.Role.ToString(), s.Layout,
+                ]));
             return 0;
         });
         data.Add(list);

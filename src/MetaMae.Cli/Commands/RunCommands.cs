@@ -148,6 +148,8 @@ public static class RunCommands
             {
                 case EvaluationResult r:
                     Console.WriteLine(FormattableString.Invariant($"{ds.Name} {r.Metric} = {r.Value:F4} (step {r.Step}, {r.TrainSamples} train / {r.TestSamples} test samples)"));
+                    if (r.RawInput is { } raw) Console.WriteLine(FormattableString.Invariant($"{ds.Name} {r.Metric} = {raw:F4} on the raw input ({r.RawFeatures})"));
+                    if (r.Method.Length > 0) Console.WriteLine($"probe: {r.Method}");
                     return 0;
                 case EvaluationFailed f:
                     Console.Error.WriteLine($"error: evaluation failed: {f.Reason}");
@@ -178,11 +180,8 @@ public static class RunCommands
                 runs = list.Runs.ToList();
                 if (list.Nodes is { Count: > 0 } nodes)
                 {
-                    var members = new Spectre.Console.Table().AddColumns("node", "roles", "status", "reachable");
-                    foreach (var n in nodes)
-                        members.AddRow(Markup.Escape(n.Address), Markup.Escape(n.Roles.Count == 0 ? "(client)" : string.Join(",", n.Roles)), n.Status,
-                            n.Reachable ? "yes" : "[red]no[/]");
-                    AnsiConsole.Write(members);
+                    Output.Table(["node", "roles", "status", "reachable"], nodes.Select(n => (IReadOnlyList<string>)
+                        [n.Address, n.Roles.Count == 0 ? "(client)" : string.Join(",", n.Roles), n.Status, n.Reachable ? "yes" : "NO"]));
                     foreach (var role in Protocol.Roles.All)
                         AnsiConsole.MarkupLineInterpolated($"{role}: {nodes.Count(n => n.Roles.Contains(role) && n.Status == "Up" && n.Reachable)} up");
                 }
@@ -198,11 +197,11 @@ public static class RunCommands
                 using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
                 runs = RunRecord.Summaries(store);
             }
-            var table = new Spectre.Console.Table().AddColumns("run", "status", "step", "checkpoints", "latest probe", "updated", "directory");
-            foreach (var r in runs)
-                table.AddRow(Markup.Escape(r.Id + (r.Live ? " (live)" : "")), r.Status.Text(), $"{r.Step}/{r.TotalSteps}",
-                    r.Checkpoints.ToString(CultureInfo.InvariantCulture), Markup.Escape(r.LatestProbes), r.Updated, Markup.Escape(r.Directory));
-            AnsiConsole.Write(table);
+            Output.Table(["run", "status", "step", "checkpoints", "latest probe", "updated", "directory"], runs.Select(r => (IReadOnlyList<string>)
+            [
+                r.Id + (r.Live ? " (live)" : ""), r.Status.Text(), $"{r.Step}/{r.TotalSteps}", r.Checkpoints.ToString(CultureInfo.InvariantCulture),
+                r.LatestProbes, r.Updated, r.Directory,
+            ]));
             return 0;
         });
         return cmd;
@@ -251,19 +250,34 @@ public static class RunCommands
         if (r.Error is not null) Console.Error.WriteLine($"error: {r.Error}");
     }
 
-    /// <summary>The final table: each data set's probe for the random encoder (step 0) and each pretrained encoder's last step.</summary>
+    /// <summary>
+    /// The final table: each data set's probe on the raw input (the anchor), the random encoder (step 0) and each
+    /// pretrained encoder's last step; nothing when no probe finished (a failed run says so, and where its report is).
+    /// </summary>
     private static void PrintComparison(RunSpec config, List<(string Label, RunFinished Result)> runs)
     {
-        var table = new Spectre.Console.Table().AddColumns("data set", "metric", "encoder", "step", "value");
+        var rows = new List<IReadOnlyList<string>>();
+        var methods = new List<string>();
         foreach (var ds in config.Evaluation.Datasets.Select(d => d.Name))
         {
-            var random = runs.SelectMany(r => r.Result.Results).FirstOrDefault(e => e.Dataset == ds && e.Step == 0);
-            if (random is not null) table.AddRow(ds, random.Metric, "random init", "0", $"{random.Value:F4}");
+            var all = runs.SelectMany(r => r.Result.Results).Where(e => e.Dataset == ds).ToList();
+            if (all.FirstOrDefault(e => e.RawInput is not null) is { } anchor)
+                rows.Add([ds, anchor.Metric, $"raw input ({anchor.RawFeatures})", "-", F(anchor.RawInput!.Value)]);
+            if (all.FirstOrDefault(e => e.Step == 0) is { } random) rows.Add([ds, random.Metric, "random init", "0", F(random.Value)]);
             foreach (var (label, result) in runs)
                 if (result.Results.Where(e => e.Dataset == ds && e.Step > 0).MaxBy(e => e.Step) is { } last)
-                    table.AddRow(ds, last.Metric, label, last.Step.ToString(CultureInfo.InvariantCulture), $"[bold]{last.Value:F4}[/]");
+                {
+                    rows.Add([ds, last.Metric, label, last.Step.ToString(CultureInfo.InvariantCulture), F(last.Value)]);
+                    if (last.Method.Length > 0 && !methods.Contains(last.Method)) methods.Add(last.Method);
+                }
         }
-        AnsiConsole.Write(table);
-        foreach (var (label, result) in runs) AnsiConsole.MarkupLineInterpolated($"{label}: {result.RunDirectory}/report.md");
+        if (rows.Count > 0)
+        {
+            Output.Table(["data set", "metric", "encoder", "step", "value"], rows);
+            foreach (var m in methods) Console.WriteLine($"probe: {m}");
+        }
+        foreach (var (label, result) in runs)
+            if (File.Exists(Path.Combine(result.RunDirectory, "report.md"))) Console.WriteLine($"{label}: {result.RunDirectory}/report.md");
+        static string F(double v) => v.ToString("F4", CultureInfo.InvariantCulture);
     }
 }

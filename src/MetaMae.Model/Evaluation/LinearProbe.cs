@@ -8,19 +8,38 @@ namespace MetaMae.Model.Evaluation;
 public enum ProbeTask { MultiClass, Binary, Regression, PerToken }
 
 /// <summary>
-/// Probe hyper-parameters: the DABS protocol's defaults (Adam, lr 1e-4, weight decay 1e-4, 100 epochs).
+/// Probe hyper-parameters. Two protocols:
+/// <list type="bullet">
+/// <item><see cref="Converge"/> = true (evaluation.protocol "standardized", the default): the linear head is fitted to
+/// convergence, full batch, with L-BFGS on the loss plus weight_decay/2 * |W|^2, and the weight decay is chosen from
+/// <see cref="WeightDecayGrid"/> by the metric on a stratified <see cref="ValidationFraction"/> of the train split
+/// (never the test split), then refitted on the whole train split. Nothing depends on an epoch count or a learning
+/// rate, so an encoder is not judged by how fast Adam fits its features.</item>
+/// <item><see cref="Converge"/> = false (evaluation.protocol "dabs", the paper's): Adam, lr, weight decay and epochs
+/// as given (DABS: 1e-4, 1e-4, 100), minibatches of <see cref="BatchSize"/>.</item>
+/// </list>
 /// <see cref="Standardize"/>: features are standardised with the train split's per-feature mean and standard deviation
 /// (applied to both splits) before the probe sees them, so an encoder is not judged by the scale of its features (a
-/// random encoder's are about 10x smaller than a trained one's, which a fixed Adam budget cannot fit).
+/// random encoder's are about 10x smaller than a trained one's).
 /// </summary>
 public sealed record ProbeOptions(int Epochs = 100, double Lr = 1e-4, double WeightDecay = 1e-4, int BatchSize = 256, long Seed = 0,
-    bool Standardize = false);
+    bool Standardize = false, bool Converge = false, double ValidationFraction = 0.2)
+{
+    /// <summary>Weight decays tried by the converged fit, strongest first (ties keep the stronger one).</summary>
+    public static readonly double[] WeightDecayGrid = [1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
+
+    /// <summary>The protocol's options: "standardized" (converged, validated) or "dabs" (the paper's Adam schedule).</summary>
+    public static ProbeOptions ForProtocol(string protocol, int epochs, double lr, double weightDecay, int batchSize, long seed) =>
+        protocol == "dabs"
+            ? new ProbeOptions(epochs, lr, weightDecay, batchSize, seed)
+            : new ProbeOptions(epochs, lr, weightDecay, batchSize, seed, Standardize: true, Converge: true);
+}
 
 /// <summary>Features and targets of one split: features (N, D) or, per token, (N, L, D); targets per sample or per token.</summary>
 public sealed record ProbeData(float[] Features, int Samples, int Tokens, int Dim, float[] Targets);
 
-/// <summary>The probe's score on the test split, with the metric's name.</summary>
-public sealed record ProbeResult(string Metric, double Value, double Seconds);
+/// <summary>The probe's score on the test split, with the metric's name and how the head was fitted (for reports).</summary>
+public sealed record ProbeResult(string Metric, double Value, double Seconds, string Method = "");
 
 /// <summary>
 /// Linear evaluation: one linear layer on frozen features, trained with Adam; cross-entropy for classes (per token
@@ -52,46 +71,179 @@ public static class LinearProbe
         if (task == ProbeTask.MultiClass) CheckLabels(train, test, classes);
         device ??= CPU;
         using var scope = NewDisposeScope();
-        var gen = new Generator((ulong)options.Seed, device);
         int outputs = task switch { ProbeTask.Binary or ProbeTask.Regression => 1, _ => classes };
-        // nn.Linear's default init (uniform +-1/sqrt(D)), drawn from the probe's own generator: evaluation never
-        // touches libtorch's global generator, so it cannot disturb a learner training in the same process.
-        double bound = 1 / Math.Sqrt(train.Dim);
-        var weight = new Parameter((rand(new long[] { outputs, train.Dim }, generator: gen, device: device) * 2 - 1) * bound);
-        var bias = new Parameter((rand(new long[] { outputs }, generator: gen, device: device) * 2 - 1) * bound);
-        Tensor Head(Tensor x) => nn.functional.linear(x, weight, bias);
-        using var optimizer = optim.Adam([weight, bias], lr: options.Lr, weight_decay: options.WeightDecay);
         var (xTrain, yTrain) = Tensors(train, task, device);
-        Tensor? mean = null, std = null;
+        var (xTest, yTest) = Tensors(test, task, device);
         if (options.Standardize)
         {
-            mean = xTrain.mean([0L], keepdim: true); // (1, D)
-            std = (xTrain - mean).square().mean([0L], keepdim: true).sqrt() + 1e-6;
+            // The train split's statistics, applied to both: nothing is learnt from the test split.
+            var mean = xTrain.mean([0L], keepdim: true); // (1, D)
+            var std = (xTrain - mean).square().mean([0L], keepdim: true).sqrt() + 1e-6;
             xTrain = (xTrain - mean) / std;
+            xTest = (xTest - mean) / std;
         }
-        long n = xTrain.shape[0];
-        for (int epoch = 0; epoch < options.Epochs; epoch++)
+        var features = options.Standardize ? "standardised features" : "raw features";
+        Head head;
+        string method;
+        if (options.Converge)
         {
-            var order = randperm(n, generator: gen, device: device);
-            for (long start = 0; start < n; start += options.BatchSize)
+            var (chosen, how) = ChooseWeightDecay(train, xTrain, yTrain, task, outputs, metric, options, device);
+            head = new Head(outputs, train.Dim, device);
+            var fit = head.FitToConvergence(xTrain, yTrain, task, chosen);
+            method = $"{features}; full-batch L-BFGS to convergence ({fit}); {how}";
+        }
+        else
+        {
+            head = Head.DefaultInit(outputs, train.Dim, new Generator((ulong)options.Seed, device), device);
+            head.FitAdam(xTrain, yTrain, task, options, device);
+            method = $"{features}; Adam lr {options.Lr:G3}, weight decay {options.WeightDecay:G3}, {options.Epochs} epochs of batch {options.BatchSize} (DABS)";
+        }
+        double value;
+        using (no_grad()) value = Score(head.Forward(xTest), yTest, task, metric);
+        return new ProbeResult(metric, value, clock.Elapsed.TotalSeconds, method);
+    }
+
+    /// <summary>
+    /// The weight decay whose head, fitted on the train split less a stratified validation part, scores best there;
+    /// the strongest of equals. Too few samples for a validation part: the configured weight decay.
+    /// </summary>
+    private static (double WeightDecay, string How) ChooseWeightDecay(ProbeData train, Tensor x, Tensor y, ProbeTask task, int outputs,
+        string metric, ProbeOptions options, Device device)
+    {
+        // One validation part for every encoder and checkpoint of a data set (seed 0), so their choices are comparable.
+        var (fitIdx, valIdx) = ValidationSplit(train, task, options.ValidationFraction, seed: 0);
+        if (valIdx.Length < 10 || fitIdx.Length < 10)
+            return (options.WeightDecay, $"weight decay {options.WeightDecay:G3} as configured (too few samples for a validation part)");
+        using var scope = NewDisposeScope();
+        var fitRows = tensor(fitIdx, device: device);
+        var valRows = tensor(valIdx, device: device);
+        var (xFit, yFit, xVal, yVal) = (x.index_select(0, fitRows), y.index_select(0, fitRows), x.index_select(0, valRows), y.index_select(0, valRows));
+        double best = double.NegativeInfinity, bestLoss = double.PositiveInfinity, chosen = options.WeightDecay;
+        // One head along the path, strongest decay first, each fit warm-started from the last (a regularisation path).
+        // The metric decides; among equal scores (accuracy ties often) the lower validation loss does.
+        var head = new Head(outputs, train.Dim, device);
+        foreach (var decay in ProbeOptions.WeightDecayGrid)
+        {
+            head.FitToConvergence(xFit, yFit, task, decay);
+            double score, loss;
+            using (no_grad())
             {
-                using var step = NewDisposeScope();
-                var idx = order.narrow(0, start, Math.Min(n, start + options.BatchSize) - start);
-                optimizer.zero_grad();
-                var loss = Loss(Head(xTrain[idx]), yTrain[idx], task);
-                loss.backward();
-                optimizer.step();
+                var output = head.Forward(xVal);
+                score = Score(output, yVal, task, metric);
+                loss = Loss(output, yVal, task).item<float>();
+            }
+            if (double.IsNaN(score)) score = double.NegativeInfinity;
+            if (double.IsNaN(loss)) loss = double.PositiveInfinity;
+            if (score > best + 1e-12 || Math.Abs(score - best) <= 1e-12 && loss < bestLoss) (best, bestLoss, chosen) = (score, loss, decay);
+        }
+        var grid = string.Join(", ", ProbeOptions.WeightDecayGrid.Select(d => d.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)));
+        var part = (task is ProbeTask.MultiClass or ProbeTask.Binary ? "stratified " : "") + $"{Math.Round(options.ValidationFraction * 100)}%";
+        return (chosen, FormattableString.Invariant(
+            $"weight decay {chosen:G3} chosen from {grid} on a {part} validation part of the train split ({metric} {best:F4} there)"));
+    }
+
+    /// <summary>
+    /// Rows of the train tensors for fitting and for validation: a seeded shuffle, per class for classification (every
+    /// class keeps its share in both parts), by sample for per-token tasks (a sample's tokens stay together).
+    /// </summary>
+    public static (long[] Fit, long[] Validation) ValidationSplit(ProbeData train, ProbeTask task, double fraction, long seed)
+    {
+        var rng = new Random(unchecked((int)(seed * 7919 + 17)));
+        IEnumerable<IEnumerable<int>> groups = task is ProbeTask.MultiClass or ProbeTask.Binary
+            ? Enumerable.Range(0, train.Samples).GroupBy(i => train.Targets[i]).OrderBy(g => g.Key).Select(g => (IEnumerable<int>)g)
+            : [Enumerable.Range(0, train.Samples)];
+        var fit = new List<long>();
+        var val = new List<long>();
+        foreach (var group in groups)
+        {
+            var samples = group.OrderBy(_ => rng.Next()).ToArray();
+            int cut = (int)Math.Round(samples.Length * fraction);
+            for (int k = 0; k < samples.Length; k++)
+            {
+                var target = k < cut ? val : fit;
+                int per = task == ProbeTask.PerToken ? train.Tokens : 1;
+                for (int t = 0; t < per; t++) target.Add((long)samples[k] * per + t);
             }
         }
-        var (xTest, yTest) = Tensors(test, task, device);
-        if (mean is not null) xTest = (xTest - mean) / std!; // the train split's statistics: nothing learnt from the test split
-        double value;
-        using (no_grad())
+        fit.Sort();
+        val.Sort();
+        return (fit.ToArray(), val.ToArray());
+    }
+
+    /// <summary>The linear head: weight (outputs, D) and bias, fitted by Adam (DABS) or to convergence (L-BFGS).</summary>
+    private sealed class Head(Parameter weight, Parameter bias)
+    {
+        /// <summary>Zeros: the regularised logistic (or least-squares) objective is convex, so the start only saves time.</summary>
+        public Head(int outputs, int dim, Device device) : this(new Parameter(zeros(outputs, dim, device: device)), new Parameter(zeros(outputs, device: device))) { }
+
+        /// <summary>
+        /// nn.Linear's default init (uniform +-1/sqrt(D)), drawn from the probe's own generator: evaluation never
+        /// touches libtorch's global generator, so it cannot disturb a learner training in the same process.
+        /// </summary>
+        public static Head DefaultInit(int outputs, int dim, Generator gen, Device device)
         {
-            var output = Head(xTest);
-            value = Score(output, yTest, task, metric);
+            double bound = 1 / Math.Sqrt(dim);
+            return new Head(new Parameter((rand(new long[] { outputs, dim }, generator: gen, device: device) * 2 - 1) * bound),
+                new Parameter((rand(new long[] { outputs }, generator: gen, device: device) * 2 - 1) * bound));
         }
-        return new ProbeResult(metric, value, clock.Elapsed.TotalSeconds);
+
+        public Tensor Forward(Tensor x) => nn.functional.linear(x, weight, bias);
+
+        public void FitAdam(Tensor x, Tensor y, ProbeTask task, ProbeOptions options, Device device)
+        {
+            var gen = new Generator((ulong)options.Seed + 1, device);
+            using var optimizer = optim.Adam([weight, bias], lr: options.Lr, weight_decay: options.WeightDecay);
+            long n = x.shape[0];
+            for (int epoch = 0; epoch < options.Epochs; epoch++)
+            {
+                using var epochScope = NewDisposeScope();
+                var order = randperm(n, generator: gen, device: device);
+                for (long start = 0; start < n; start += options.BatchSize)
+                {
+                    using var step = NewDisposeScope();
+                    var idx = order.narrow(0, start, Math.Min(n, start + options.BatchSize) - start);
+                    optimizer.zero_grad();
+                    Loss(Forward(x[idx]), y[idx], task).backward();
+                    optimizer.step();
+                }
+            }
+        }
+
+        /// <summary>
+        /// Minimises loss + decay/2 |W|^2 (bias not decayed) over the whole of (x, y) with L-BFGS until the gradient or
+        /// the change of loss is below tolerance; returns "N evaluations" for the report. libtorch's L-BFGS takes unit
+        /// steps without a line search: a step that makes the loss non-finite restarts from zeros at a tenth of it.
+        /// </summary>
+        public string FitToConvergence(Tensor x, Tensor y, ProbeTask task, double decay)
+        {
+            const int maxEvaluations = 2000;
+            for (double lr = 1; ; lr /= 10)
+            {
+                int evaluations = 0;
+                using (var optimizer = optim.LBFGS([weight, bias], lr: lr, max_iter: maxEvaluations * 4 / 5, max_eval: maxEvaluations,
+                           tolerange_grad: 1e-6, tolerance_change: 1e-10, history_size: 20))
+                {
+                    optimizer.step(() =>
+                    {
+                        using var closure = NewDisposeScope();
+                        evaluations++;
+                        optimizer.zero_grad();
+                        var loss = Loss(Forward(x), y, task) + 0.5 * decay * weight.square().sum();
+                        loss.backward();
+                        return closure.MoveToOuter(loss);
+                    });
+                }
+                bool finite;
+                using (no_grad()) finite = isfinite(weight).all().item<bool>() && isfinite(bias).all().item<bool>();
+                if (finite) return $"{evaluations} evaluations{(evaluations >= maxEvaluations ? ", stopped at the limit" : "")}";
+                if (lr < 1e-3) throw new InvalidOperationException("the probe's L-BFGS fit diverged at every step size (are the features finite?)");
+                using (no_grad())
+                {
+                    weight.zero_();
+                    bias.zero_();
+                }
+            }
+        }
     }
 
     private static (Tensor X, Tensor Y) Tensors(ProbeData d, ProbeTask task, Device device)
