@@ -91,11 +91,17 @@ public class SensorAndTableTests : TempDirTest
         var good = "1," + string.Join(',', Enumerable.Repeat("1", 28)) + "\n";
         Write("HIGGS.csv", "1," + string.Join(',', Enumerable.Repeat("1", 27)) + ",abc\n0," + string.Join(',', Enumerable.Repeat("1", 27)) + ",nan\n"
                            + string.Concat(Enumerable.Repeat(good, 8)));
-        var d = DatasetCatalog.Open("higgs", new ReaderOptions(Root, Split.Pretrain));
-        var e = Assert.Throws<BadRecordException>(() => Read(d, 0));
+        var all = new[] { Split.Train, Split.Test }.Select(s => DatasetCatalog.Open("higgs", new ReaderOptions(Root, s)))
+            .SelectMany(d => Enumerable.Range(0, d.Count).Select(i => (d, i))).ToList();
+        BadRecordException At(int line)
+        {
+            var (d, i) = all.Single(r => r.d.Describe(r.i).EndsWith($"HIGGS.csv:{line}"));
+            return Assert.Throws<BadRecordException>(() => Read(d, i));
+        }
+        var e = At(1);
         Assert.EndsWith("HIGGS.csv:1", e.Where);
         Assert.Contains("'abc' is not a number", e.Reason);
-        Assert.Contains("NaN", Assert.Throws<BadRecordException>(() => Read(d, 1)).Reason, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("NaN", At(2).Reason, StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]
@@ -115,7 +121,7 @@ public class SensorAndTableTests : TempDirTest
         var letterTrain = DatasetCatalog.Open("letter", new ReaderOptions(SharedData.Dir("tabular"), Split.Train));
         var letterTest = DatasetCatalog.Open("letter", new ReaderOptions(SharedData.Dir("tabular"), Split.Test));
         Assert.Equal(20_000, letterTrain.Count + letterTest.Count);
-        Assert.Equal(16_000, letterTrain.Count);
+        Assert.InRange(letterTrain.Count, 16_000 - 26, 16_000); // 80% of each class, rounded down
         var s = Read(letterTrain, 0);
         Assert.InRange(s.Labels[0], 0, 25);
         Assert.All(s.Values!, v => Assert.InRange(v, 0, 1));
@@ -126,5 +132,29 @@ public class SensorAndTableTests : TempDirTest
         Assert.Equal(6435, landTrain.Count + landTest.Count);
         Assert.Equal(4 * 3 * 3, Read(landTest, 0).Values!.Length);
         Assert.Equal(6, Enumerable.Range(0, landTrain.Count).Select(i => Read(landTrain, i).Labels[0]).Distinct().Count());
+    }
+
+    [Fact]
+    public void A_file_sorted_by_class_still_gives_every_class_its_share_of_the_test_split()
+    {
+        // 300 rows of class A, then 100 of B (the UCI layout's habit): the last 10-20% would all be B.
+        var sorted = new System.Text.StringBuilder("lettr," + string.Join(",", Enumerable.Range(1, 16).Select(k => $"f{k}")) + "\n");
+        for (int i = 0; i < 400; i++) sorted.Append(i < 300 ? "A" : "B").Append(string.Concat(Enumerable.Range(0, 16).Select(k => $",{(i + k) % 15}"))).Append('\n');
+        Write("letter_recognition.csv", sorted.ToString());
+        var test = DatasetCatalog.Open("letter", new ReaderOptions(Root, Split.Test));
+        var train = DatasetCatalog.Open("letter", new ReaderOptions(Root, Split.Train));
+        var testLabels = Enumerable.Range(0, test.Count).Select(i => Read(test, i).Labels[0]).ToList();
+        Assert.Equal(60, testLabels.Count(l => l == 0));
+        Assert.Equal(20, testLabels.Count(l => l == 1));
+        Assert.Equal(320, train.Count);
+        Assert.Empty(Enumerable.Range(0, test.Count).Select(test.Describe).Intersect(Enumerable.Range(0, train.Count).Select(train.Describe)));
+
+        // HIGGS in the UCI layout (no header: label, 28 features), smaller than a million rows, sorted by label.
+        var higgs = new System.Text.StringBuilder();
+        for (int i = 0; i < 200; i++) higgs.Append(i < 150 ? "0" : "1").Append(string.Concat(Enumerable.Range(0, 28).Select(k => $",{k * 0.1 + i * 0.001:F3}"))).Append('\n');
+        Write("HIGGS.csv", higgs.ToString());
+        var higgsTest = DatasetCatalog.Open("higgs", new ReaderOptions(Root, Split.Test));
+        var labels = Enumerable.Range(0, higgsTest.Count).Select(i => Read(higgsTest, i).Labels[0]).ToList();
+        Assert.Equal((15, 5), (labels.Count(l => l == 0), labels.Count(l => l == 1)));
     }
 }

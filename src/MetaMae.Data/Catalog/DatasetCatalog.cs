@@ -96,15 +96,15 @@ public static class DatasetCatalog
         const string real = "real stand-in";
         Add("fashion-mnist", "natural images (grey)", img, [1, 28, 28], p4, 0, 64, 10, Metric.Accuracy, Role.PretrainAndTransfer,
             "train / t10k", "ROOT/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz", Images.IdxImages, real);
-        Add("letter", "tabular", ser, [1, 16], [1], 0, 256, 26, Metric.Accuracy, Role.PretrainAndTransfer, "80/20, seed 42",
+        Add("letter", "tabular", ser, [1, 16], [1], 0, 256, 26, Metric.Accuracy, Role.PretrainAndTransfer, "stratified 80/20, seed 42",
             "ROOT/letter_recognition.csv", (s, o) => Tables.LabelledCsv(s, o, "letter_recognition.csv", "lettr", 1f / 15), real);
         Add("landsat", "multispectral satellite", img, [4, 3, 3], [1, 1], 0, 256, 6, Metric.Accuracy, Role.PretrainAndTransfer,
             "blocks of 100 rows, every fifth to test", "ROOT/landsat_statlog.csv", Tables.Landsat, real);
-        Add("splice", "genomics", tok, [60], [1], 4, 64, 3, Metric.Accuracy, Role.Transfer, "80/20, seed 42",
+        Add("splice", "genomics", tok, [60], [1], 4, 64, 3, Metric.Accuracy, Role.Transfer, "stratified 80/20, seed 42",
             "ROOT/splice_junctions.fasta (class= in headers)", (s, o) => Sequences.DnaFasta(s, o, "splice_junctions.fasta"), real);
         Add("fly-upstream", "genomics", tok, [250], [1], 4, 32, 0, Metric.Accuracy, Role.Pretrain, "all (unlabelled)",
             "ROOT/fly_upstream_unlabelled.fa.gz", (s, o) => Sequences.DnaFasta(s, o, "fly_upstream_unlabelled.fa.gz"), real);
-        Add("enzyme", "proteins", tok, [128], [1], 26, 128, 6, Metric.Accuracy, Role.PretrainAndTransfer, "80/20, seed 42",
+        Add("enzyme", "proteins", tok, [128], [1], 26, 128, 6, Metric.Accuracy, Role.PretrainAndTransfer, "stratified 80/20, seed 42",
             "ROOT/enzyme_class.csv (id,label,sequence)", (s, o) => Sequences.LabelledProteinCsv(s, o, "enzyme_class.csv"), real);
         Add("brown", "text", tok, [128], [1], 257, 64, 15, Metric.Accuracy, Role.PretrainAndTransfer, "by document, 1 in 5 to test",
             "ROOT/brown_sentences.csv (genre,doc,sentence)", (s, o) => Sequences.BrownSentences(s, o, "brown_sentences.csv"), real);

@@ -52,6 +52,27 @@ public static class Layout
         items.GroupBy(label).OrderBy(g => g.Key)
             .SelectMany(g => SplitShuffled(g.ToList(), split, trainFraction, seed + g.Key)).ToList();
 
+    /// <summary>
+    /// A seeded, stratified split where a data set publishes none: within each label (a row whose label cannot be read
+    /// is its own group, so it still lands in one split and is reported there), the first floor(f n) of a seeded shuffle
+    /// are train; kept in file order. A file sorted by class still gives every class to both splits.
+    /// </summary>
+    public static List<T> SplitStratified<T>(IReadOnlyList<T> items, Func<T, string?> label, Split split, double trainFraction, long seed = SplitSeed)
+    {
+        var chosen = new List<int>();
+        foreach (var group in Enumerable.Range(0, items.Count).GroupBy(i => label(items[i]) ?? "\0unreadable").OrderBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var members = group.ToArray();
+            var order = Shuffled(members.Length, seed + DecodeContextHash(group.Key));
+            int cut = (int)(trainFraction * members.Length);
+            chosen.AddRange((split == Split.Test ? order[cut..] : order[..cut]).Select(k => members[k]));
+        }
+        chosen.Sort();
+        return chosen.Select(i => items[i]).ToList();
+    }
+
+    private static long DecodeContextHash(string s) => unchecked((long)DecodeContext.Mix(Sequences.Fnv(s), 0, 0) & 0x7FFFFFFF);
+
     /// <summary>Sorted distinct names mapped to 0..K-1.</summary>
     public static Dictionary<string, int> LabelMap(IEnumerable<string> names) =>
         names.Distinct().Order(StringComparer.Ordinal).Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);

@@ -74,7 +74,7 @@ public static class Sequences
     {
         string? Label(FastaRecord r) => r.Attribute("class") ?? r.Attribute("label");
         var map = Layout.LabelMap(records.Select(Label).Where(l => l is not null)!);
-        var chosen = map.Count == 0 && o.Split == Split.Pretrain ? records : Layout.SplitShuffled(records, o.Split, trainFraction, Layout.SplitSeed);
+        var chosen = map.Count == 0 && o.Split == Split.Pretrain ? records : Layout.SplitStratified(records, Label, o.Split, trainFraction);
         int length = spec.Shape[^1];
         return new ListDataset<FastaRecord>(spec, chosen, r => $"{path}:{r.Line}", (r, ctx) =>
         {
@@ -139,14 +139,14 @@ public static class Sequences
             new Sample(null, Encode(r.Fields[primary], AminoAcids, spec.Shape[^1], 'X'), label(r)));
     }
 
-    /// <summary>An id,label,sequence CSV of proteins (the enzyme-class set), seeded 80/20 split.</summary>
+    /// <summary>An id,label,sequence CSV of proteins (the enzyme-class set), seeded stratified 80/20 split.</summary>
     public static IDataset LabelledProteinCsv(DatasetSpec spec, ReaderOptions o, string file)
     {
         var path = Layout.File(Path.Combine(o.Root, file), $"{file}: CSV with columns id,label,sequence");
         var table = CsvTable.Read(path);
         int labelAt = table.Column("label"), seqAt = table.Column("sequence");
         var map = Layout.LabelMap(table.Rows.Where(r => r.Fields.Length > labelAt).Select(r => r.Fields[labelAt]));
-        var rows = Layout.SplitShuffled(table.Rows, o.Split, 0.8, Layout.SplitSeed);
+        var rows = Layout.SplitStratified(table.Rows, r => r.Fields.Length > labelAt ? r.Fields[labelAt] : null, o.Split, 0.8);
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>
         {
             if (r.Fields.Length != table.Header.Length) throw new FormatException($"{r.Fields.Length} fields, the header has {table.Header.Length}");

@@ -16,7 +16,7 @@ public static class Tables
 
     /// <summary>
     /// HIGGS. Two layouts: the UCI file HIGGS.csv[.gz] (no header; label, 28 features) whose last 500k rows are the
-    /// test set (UCI's own advice; the last 10% for files under a million rows), and DABS's particle_physics/higgs{Pretrain,Transfer}.csv
+    /// test set (UCI's own advice; for a smaller file, a seeded stratified 90/10 split), and DABS's particle_physics/higgs{Pretrain,Transfer}.csv
     /// (header; index, label, 28 features) with a seeded 90/10 split of the transfer file.
     /// </summary>
     public static IDataset Higgs(DatasetSpec spec, ReaderOptions o)
@@ -39,8 +39,8 @@ public static class Tables
                    ?? throw new DataLayoutException(dabs, layout);
             rows = CsvTable.Read(path, hasHeader: false).Rows;
             first = 0;
-            int testStart = rows.Count > 1_000_000 ? rows.Count - 500_000 : rows.Count * 9 / 10;
-            rows = o.Split == Split.Test ? rows[testStart..] : rows[..testStart];
+            if (rows.Count > 1_000_000) rows = o.Split == Split.Test ? rows[^500_000..] : rows[..^500_000]; // UCI's own advice
+            else rows = Layout.SplitStratified(rows, r => r.Fields.Length > 0 ? r.Fields[0].Trim() : null, o.Split, 0.9); // no published split
         }
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>
         {
@@ -55,7 +55,7 @@ public static class Tables
 
     /// <summary>
     /// A labelled CSV of numeric features (a header row, one label column, the rest features), scaled by
-    /// <paramref name="scale"/>, split 80/20 by a seeded shuffle, or by contiguous row blocks when samples overlap.
+    /// <paramref name="scale"/>, split 80/20 by a seeded stratified shuffle, or by contiguous row blocks when samples overlap.
     /// </summary>
     public static IDataset LabelledCsv(DatasetSpec spec, ReaderOptions o, string file, string labelColumn, float scale,
         Func<float[], float[]>? arrange = null, bool splitByBlocks = false)
@@ -64,7 +64,8 @@ public static class Tables
         var table = CsvTable.Read(path);
         int labelAt = table.Column(labelColumn);
         var map = Layout.LabelMap(table.Rows.Where(r => r.Fields.Length > labelAt).Select(r => r.Fields[labelAt].Trim()));
-        var rows = splitByBlocks ? BlockSplit(table.Rows, o.Split) : Layout.SplitShuffled(table.Rows, o.Split, 0.8, Layout.SplitSeed);
+        var rows = splitByBlocks ? BlockSplit(table.Rows, o.Split)
+            : Layout.SplitStratified(table.Rows, r => r.Fields.Length > labelAt ? r.Fields[labelAt].Trim() : null, o.Split, 0.8);
         int features = table.Header.Length - 1;
         return new ListDataset<CsvRow>(spec, rows, r => $"{path}:{r.Line}", (r, _) =>
         {
