@@ -93,7 +93,7 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
             try
             {
                 FailPoints.Hit("data.open");
-                dataset = DatasetCatalog.Open(config.Dataset.Name, new ReaderOptions(EmbeddedData.Resolve(config.Dataset.Root), Split.Pretrain));
+                dataset = DatasetCatalog.Open(config.Dataset, Split.Pretrain);
                 if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
             }
             catch (Exception e)

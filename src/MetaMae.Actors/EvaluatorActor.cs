@@ -78,8 +78,14 @@ public sealed class EvaluatorActor : ReceiveActor
         FailPoints.Hit("evaluator.probe", c.Step);
         encoder ??= new ProbeEncoder(modelConfig);
         encoder.Load(c.Path);
-        splits ??= [Load(Split.Train, dataset.MaxTrain), Load(Split.Test, dataset.MaxTest)];
-        var spec = DatasetCatalog.Get(dataset.Name).Spec;
+        if (splits is null)
+        {
+            // One's own data is standardised as the encoder's pretraining data was (the checkpoint records how).
+            var meta = Model.Checkpoints.Checkpoint.ReadMeta(c.Path);
+            var statistics = meta.InputMean is { } mean && meta.InputStd is { } std ? new InputStatistics(mean, std, 0) : null;
+            splits = [Load(Split.Train, dataset.MaxTrain, statistics), Load(Split.Test, dataset.MaxTest, statistics)];
+        }
+        var spec = DatasetCatalog.Resolve(dataset).Spec;
         var task = TaskFor(spec.Metric);
         var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
@@ -97,9 +103,9 @@ public sealed class EvaluatorActor : ReceiveActor
     }
 
     /// <summary>Decodes a split once (in parallel, bad records skipped) and keeps it for every later checkpoint.</summary>
-    private ProbeSplit Load(Split split, int? max)
+    private ProbeSplit Load(Split split, int? max, InputStatistics? statistics)
     {
-        var data = DatasetCatalog.Open(dataset.Name, new ReaderOptions(EmbeddedData.Resolve(dataset.Root), split));
+        var data = DatasetCatalog.Open(dataset, split, statistics);
         var order = DataFlows.EpochOrder(data.Count, 0, 0, shuffle: true);
         var chosen = max is { } m && m < order.Length ? order[..m] : order;
         var samples = new Sample?[chosen.Length];

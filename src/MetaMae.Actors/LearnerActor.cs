@@ -6,6 +6,7 @@ using Akka.Streams;
 using Akka.Streams.Dsl;
 using MetaMae.Actors.Checkpoints;
 using MetaMae.Actors.Runs;
+using MetaMae.Data;
 using MetaMae.Model;
 using MetaMae.Model.Checkpoints;
 using MetaMae.Model.Distributed;
@@ -32,6 +33,7 @@ namespace MetaMae.Actors;
 public sealed class LearnerActor : ReceiveActor
 {
     private readonly RunSpec config;
+    private readonly InputStatistics? inputStatistics;
     private readonly string runId;
     private readonly CheckpointStore store;
     private readonly ILoggingAdapter log = Context.GetLogger();
@@ -60,6 +62,7 @@ public sealed class LearnerActor : ReceiveActor
     public LearnerActor(RunSpec config, string runId, string runDirectory, IActorRef coordinator, int rank = 0, int replicas = 1, int group = 0)
     {
         this.config = config;
+        inputStatistics = config.DatasetSpec.Statistics;
         this.runId = runId;
         this.coordinator = coordinator;
         this.rank = rank;
@@ -265,7 +268,7 @@ public sealed class LearnerActor : ReceiveActor
         var meta = new CheckpointMeta
         {
             Step = step, Seed = config.Seed, Config = ModelConfigRecord.From(model!.Config), Data = new DataPosition(position.Epoch, position.Offset),
-            RunId = runId,
+            RunId = runId, InputMean = inputStatistics?.Mean, InputStd = inputStatistics?.Std,
         };
         long at = step;
         var path = Checkpoint.Save(store.PathFor(step), model, optimizer, meta, generator, afterFile: _ => FailPoints.Hit("checkpoint.write", at));

@@ -4,11 +4,45 @@ using System.Text.Json.Serialization;
 
 namespace MetaMae.Protocol;
 
-/// <summary>A data set by catalog name and the directory it is read from ("embedded" for the data shipped inside).</summary>
+/// <summary>
+/// A data set: a catalog entry by name, read from <see cref="Root"/> ("embedded" for the data shipped inside); or, with
+/// <see cref="Format"/>, the user's own data at <see cref="Path"/> under the user's <see cref="Name"/> (table,
+/// sequences, text, audio-folder, image-folder; README "Your own data" documents each key).
+/// </summary>
 public sealed record DatasetRef
 {
     public required string Name { get; init; }
     public string Root { get; init; } = "embedded";
+    /// <summary>null: a catalog data set. table | sequences | text | audio-folder | image-folder: one's own data.</summary>
+    public string? Format { get; init; }
+    /// <summary>The file (table, sequences, text) or folder (audio-folder, image-folder) of one's own data.</summary>
+    public string? Path { get; init; }
+    /// <summary>The label column (table, sequences CSV, text); absent from the file: unlabelled (pretraining only).</summary>
+    public string? LabelColumn { get; init; }
+    /// <summary>The sequence (sequences CSV) or text (text) column.</summary>
+    public string? TextColumn { get; init; }
+    /// <summary>sequences: dna or protein.</summary>
+    public string? Alphabet { get; init; }
+    /// <summary>text: bytes (UTF-8 bytes, vocabulary 257) or wordpiece (with <see cref="Vocab"/>).</summary>
+    public string? Tokenizer { get; init; }
+    /// <summary>text with wordpiece: the vocab.txt file (one token a line, BERT's layout).</summary>
+    public string? Vocab { get; init; }
+    /// <summary>Tokens per sample (sequences, text); longer inputs are cut, shorter padded.</summary>
+    public int? Length { get; init; }
+    /// <summary>audio-folder: every clip is resampled to this rate (Hz).</summary>
+    public int? SampleRate { get; init; }
+    /// <summary>audio-folder: clip duration in seconds (padded with silence or cut).</summary>
+    public double? Seconds { get; init; }
+    /// <summary>audio-folder: mel bands (and frames: the spectrogram is square).</summary>
+    public int? Mels { get; init; }
+    /// <summary>image-folder: images are resized to SIZE x SIZE.</summary>
+    public int? ImageSize { get; init; }
+    /// <summary>image-folder: 3 (RGB) or 1 (grey).</summary>
+    public int? Channels { get; init; }
+    /// <summary>table and audio-folder: standardise with statistics of the pretraining split (default true).</summary>
+    public bool? Normalize { get; init; }
+    /// <summary>Labelled data without a published split: the share held out for testing (stratified, seeded).</summary>
+    public double? TestFraction { get; init; }
     /// <summary>Cap on samples read for probing (train split); null reads all.</summary>
     public int? MaxTrain { get; init; }
     public int? MaxTest { get; init; }

@@ -13,7 +13,7 @@ public static class RunSpecs
 {
     extension(RunSpec spec)
     {
-        public DatasetSpec DatasetSpec => DatasetCatalog.Get(spec.Dataset.Name).Spec;
+        public DatasetSpec DatasetSpec => DatasetCatalog.Resolve(spec.Dataset).Spec;
         public int EffectiveBatchSize => spec.BatchSize ?? spec.DatasetSpec.BatchSize;
 
         /// <summary>The batch a group of <paramref name="replicas"/> trains per step, as batch_scaling says.</summary>
@@ -84,28 +84,12 @@ public static class RunSpecs
             Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
             Require("evaluation", s.Evaluation is not null, "must be an object (use {\"datasets\": []} for none)");
             s.Evaluation!.Validate();
-            DatasetSpec pretrain;
-            try
-            {
-                pretrain = DatasetCatalog.Get(s.Dataset.Name).Spec;
-            }
-            catch (ArgumentException e)
-            {
-                throw new ConfigException("dataset.name", e.Message);
-            }
+            var pretrain = ResolveDataset("dataset", s.Dataset);
             Require("dataset.name", pretrain.Role != Role.Transfer, $"'{pretrain.Name}' is a transfer set and cannot be pretrained on");
             for (int i = 0; i < s.Evaluation!.Datasets.Count; i++)
             {
                 var key = $"evaluation.datasets[{i}].name";
-                DatasetSpec probe;
-                try
-                {
-                    probe = DatasetCatalog.Get(s.Evaluation.Datasets[i].Name).Spec;
-                }
-                catch (ArgumentException e)
-                {
-                    throw new ConfigException(key, e.Message);
-                }
+                var probe = ResolveDataset($"evaluation.datasets[{i}]", s.Evaluation.Datasets[i]);
                 Require(key, probe.Role != Role.Pretrain, $"'{probe.Name}' has no labels to probe");
                 Require(key, probe.Kind == pretrain.Kind && probe.Shape.SequenceEqual(pretrain.Shape) && probe.Vocab == pretrain.Vocab,
                     $"'{probe.Name}' has samples of shape {string.Join("x", probe.Shape)}, the encoder takes {string.Join("x", pretrain.Shape)}");
@@ -179,11 +163,33 @@ public static class RunSpecs
         }
     }
 
+    /// <summary>
+    /// The spec of a data set reference; a name the catalog lacks, or one's own data that cannot be read (missing file,
+    /// no such column, bad option), is a <see cref="ConfigException"/> naming the key.
+    /// </summary>
+    public static DatasetSpec ResolveDataset(string key, DatasetRef d)
+    {
+        try
+        {
+            return DatasetCatalog.Resolve(d).Spec;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidDataException or IOException or DataLayoutException)
+        {
+            throw new ConfigException(d.Format is null ? key + ".name" : key, e.Message);
+        }
+    }
+
     internal static void RequireDataset(string key, DatasetRef? d)
     {
-        Require(key, d is not null, "is required: an object with \"name\" (a catalog name, see `metamae data list`) and \"root\"");
-        Require(key + ".name", !string.IsNullOrWhiteSpace(d!.Name), "is required (a catalog name, see `metamae data list`)");
+        Require(key, d is not null, "is required: an object with \"name\" (a catalog name, see `metamae data list`) and \"root\", " +
+                                    "or \"name\", \"format\" and \"path\" for your own data");
+        Require(key + ".name", !string.IsNullOrWhiteSpace(d!.Name), "is required (a catalog name, see `metamae data list`, or your own data's name)");
         Require(key + ".root", !string.IsNullOrWhiteSpace(d.Root), "must be a directory or \"embedded\"");
+        Require(key + ".format", d.Format is null || Data.Readers.OwnData.Formats.Contains(d.Format),
+            $"'{d.Format}' is not allowed; allowed: {string.Join(", ", Data.Readers.OwnData.Formats)} (or no format for a catalog data set)");
+        Require(key + ".path", d.Format is null || !string.IsNullOrWhiteSpace(d.Path), $"is required with format {d.Format}: the file or folder of your data");
+        Require(key + ".name", d.Format is null || RunSpec.NamePattern.IsMatch(d.Name),
+            $"'{d.Name}' cannot name a data set: use 1-64 letters, digits, '.', '_' or '-'");
         Require(key + ".max_train", d.MaxTrain is null or >= 1, $"must be at least 1, got {d.MaxTrain}");
         Require(key + ".max_test", d.MaxTest is null or >= 1, $"must be at least 1, got {d.MaxTest}");
     }

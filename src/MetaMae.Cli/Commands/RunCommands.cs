@@ -126,14 +126,15 @@ public static class RunCommands
                 Epochs = p.GetValue(epochs) ?? run.Epochs, Lr = p.GetValue(lr) ?? run.Lr, WeightDecay = p.GetValue(weightDecay) ?? run.WeightDecay,
                 BatchSize = p.GetValue(batch) ?? run.BatchSize,
             };
-            var ds = new DatasetRef
+            // A set the run probed keeps its recorded settings (one's own data: its format and path).
+            var ds = (recorded ?? new DatasetRef { Name = name }) with
             {
-                Name = name, Root = p.GetValue(root) ?? recorded?.Root ?? "embedded",
+                Root = p.GetValue(root) ?? recorded?.Root ?? "embedded",
                 MaxTrain = p.GetValue(maxTrain) ?? recorded?.MaxTrain, MaxTest = p.GetValue(maxTest) ?? recorded?.MaxTest,
             };
             settings = settings with { Datasets = [ds] };
             settings.Validate(prefix: "--"); // an override out of range is named before the checkpoint is read
-            DatasetCatalog.Get(ds.Name);
+            RunSpecs.ResolveDataset("--dataset", ds);
             if (!Directory.Exists(path)) throw new ConfigException("CHECKPOINT", $"{path} is not a directory (expected RUN/checkpoints/step-N)");
             Checkpoint.Verify(path);
             var meta = Checkpoint.ReadMeta(path);

@@ -116,6 +116,31 @@ public static class DatasetCatalog
         Entries.FirstOrDefault(e => e.Spec.Name.Equals(name, StringComparison.OrdinalIgnoreCase))
         ?? throw new ArgumentException($"unknown data set '{name}'; supported: {string.Join(", ", Entries.Select(e => e.Spec.Name))}");
 
+    /// <summary>
+    /// The entry a run's data set reference names: a catalog entry by name, or one's own data in a generic format
+    /// (<see cref="OwnData"/>), its spec made from the data.
+    /// </summary>
+    public static CatalogEntry Resolve(Protocol.DatasetRef d, InputStatistics? statistics = null)
+    {
+        if (d.Format is null) return Get(d.Name);
+        if (Entries.Any(e => e.Spec.Name.Equals(d.Name, StringComparison.OrdinalIgnoreCase)))
+            throw new ArgumentException($"'{d.Name}' is the name of a catalog data set; give your own data another name");
+        return OwnData.Resolve(d, statistics);
+    }
+
+    /// <summary>
+    /// Opens a split of a run's data set reference (a catalog set under its root, or one's own data, standardised with
+    /// <paramref name="statistics"/> when given: a checkpoint's, for probing).
+    /// </summary>
+    public static IDataset Open(Protocol.DatasetRef d, Split split, InputStatistics? statistics = null)
+    {
+        if (d.Format is null) return Open(d.Name, new ReaderOptions(EmbeddedData.Resolve(d.Root), split));
+        var entry = Resolve(d, statistics);
+        if (split == Split.Pretrain && entry.Spec.Role == Role.Transfer)
+            throw new ArgumentException($"data set '{d.Name}' is a transfer set and cannot be pretrained on");
+        return entry.Open(new ReaderOptions(d.Path!, split));
+    }
+
     /// <summary>Opens a split, checking that a requested shape (from a config) matches the catalog's.</summary>
     public static IDataset Open(string name, ReaderOptions options, int[]? expectedShape = null)
     {

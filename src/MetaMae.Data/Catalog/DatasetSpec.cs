@@ -6,6 +6,9 @@ public enum InputKind { Image2d, Series1d, Tokens, ImageText }
 /// <summary>The metric a transfer set is scored with (DABS).</summary>
 public enum Metric { Accuracy, BinaryAccuracy, WeightedF1, Spearman, PerTokenAccuracy, Auroc, Pearson }
 
+/// <summary>Per-feature (or single) mean and standard deviation of a data set's pretraining split, and how many samples gave them.</summary>
+public sealed record InputStatistics(float[] Mean, float[] Std, int Samples);
+
 /// <summary>What a data set is used for.</summary>
 public enum Role { Pretrain, Transfer, PretrainAndTransfer }
 
@@ -29,6 +32,12 @@ public sealed record DatasetSpec(
     string Origin = "DABS",
     int TextLength = 0)
 {
+    /// <summary>
+    /// For one's own data: the standardisation the reader applies (per feature for a table, one value for a
+    /// spectrogram), computed on the pretraining split only; null where values are used as read.
+    /// </summary>
+    public InputStatistics? Statistics { get; init; }
+
     /// <summary>Elements of one sample: C*H*W, C*T or L.</summary>
     public int SampleLength => Shape.Aggregate(1, (a, b) => a * b);
 

@@ -10,20 +10,31 @@ namespace MetaMae.Data.Transforms;
 /// </summary>
 public sealed class LogMel
 {
+    /// <summary>DABS's shape: 150,526 samples, n_fft 2048, hop 672, 224 mel bands by 224 frames.</summary>
     public const int MaxLength = 150_526, FftSize = 2048, Hop = 672, Mels = 224;
 
     private readonly float[] window;
-    private readonly double[][] filters; // (Mels, FftSize/2 + 1)
+    private readonly double[][] filters; // (mels, fftSize/2 + 1)
     private readonly (int Start, int End)[] support;
+    private readonly int fftSize, hop, mels, frames, length;
 
     public int SampleRate { get; }
 
-    public LogMel(int sampleRate)
+    /// <summary>DABS's transform at <paramref name="sampleRate"/>.</summary>
+    public LogMel(int sampleRate) : this(sampleRate, MaxLength, FftSize, Hop, Mels, Frames) { }
+
+    /// <summary>
+    /// Any shape: signals of <paramref name="length"/> samples, <paramref name="mels"/> bands by <paramref name="frames"/>
+    /// frames (the first frames of a centred STFT with <paramref name="hop"/>).
+    /// </summary>
+    public LogMel(int sampleRate, int length, int fftSize, int hop, int mels, int frames)
     {
+        if (frames > 1 + length / hop) throw new ArgumentException($"{length} samples with hop {hop} give {1 + length / hop} frames, fewer than {frames}");
         SampleRate = sampleRate;
-        window = new float[FftSize];
-        for (int i = 0; i < FftSize; i++) window[i] = (float)(0.5 - 0.5 * Math.Cos(2 * Math.PI * i / FftSize));
-        filters = SlaneyFilterbank(sampleRate, FftSize, Mels, 0, sampleRate / 2.0);
+        (this.length, this.fftSize, this.hop, this.mels, this.frames) = (length, fftSize, hop, mels, frames);
+        window = new float[fftSize];
+        for (int i = 0; i < fftSize; i++) window[i] = (float)(0.5 - 0.5 * Math.Cos(2 * Math.PI * i / fftSize));
+        filters = SlaneyFilterbank(sampleRate, fftSize, mels, 0, sampleRate / 2.0);
         support = filters.Select(f =>
         {
             int s = Array.FindIndex(f, v => v != 0), e = Array.FindLastIndex(f, v => v != 0);
@@ -31,40 +42,59 @@ public sealed class LogMel
         }).ToArray();
     }
 
+    /// <summary>
+    /// A square (<paramref name="mels"/> x <paramref name="mels"/>) log-mel of <paramref name="seconds"/> at
+    /// <paramref name="sampleRate"/>: the hop spreads the frames over the clip, the FFT covers at least two hops (and 25 ms).
+    /// </summary>
+    public static LogMel Square(int sampleRate, double seconds, int mels)
+    {
+        int length = (int)Math.Round(sampleRate * seconds);
+        int hop = Math.Max(1, length / (mels - 1));
+        int fft = 256;
+        while (fft < 2 * hop || fft < sampleRate / 40) fft *= 2;
+        return new LogMel(sampleRate, length, fft, hop, mels, mels);
+    }
+
+    /// <summary>Samples a signal must have.</summary>
+    public int Length => length;
+
     /// <summary>Frames of a 150,526-sample signal: 1 + 150526 / 672 = 224.</summary>
     public static int Frames => 1 + MaxLength / Hop;
 
     /// <summary>Pads with silence or crops to <see cref="MaxLength"/>: the first samples, or the last when <paramref name="keepEnd"/>.</summary>
-    public static float[] Fit(ReadOnlySpan<float> wave, bool keepEnd)
+    public static float[] Fit(ReadOnlySpan<float> wave, bool keepEnd) => Fit(wave, keepEnd, MaxLength);
+
+    /// <summary>Pads with silence or crops to <paramref name="length"/> samples.</summary>
+    public static float[] Fit(ReadOnlySpan<float> wave, bool keepEnd, int length)
     {
-        var result = new float[MaxLength];
-        if (wave.Length > MaxLength) (keepEnd ? wave[^MaxLength..] : wave[..MaxLength]).CopyTo(result);
+        var result = new float[length];
+        if (wave.Length > length) (keepEnd ? wave[^length..] : wave[..length]).CopyTo(result);
         else wave.CopyTo(result);
         return result;
     }
 
-    /// <summary>(Mels x Frames) log-mel of a fitted signal, normalised with (mean, std), row-major.</summary>
+    /// <summary>(mels x frames) log-mel of a fitted signal, normalised with (mean, std), row-major.</summary>
     public float[] Compute(float[] signal, double mean, double std)
     {
-        if (signal.Length != MaxLength) throw new ArgumentException($"signal must have {MaxLength} samples, has {signal.Length}");
-        int frames = Frames, bins = FftSize / 2 + 1, pad = FftSize / 2;
-        var fft = new RealFft(FftSize);
-        var frame = new float[FftSize];
-        var re = new float[FftSize];
-        var im = new float[FftSize];
+        if (signal.Length != length) throw new ArgumentException($"signal must have {length} samples, has {signal.Length}");
+        int bins = fftSize / 2 + 1, pad = fftSize / 2;
+        var fft = new RealFft(fftSize);
+        var frame = new float[fftSize];
+        var re = new float[fftSize];
+        var im = new float[fftSize];
         var power = new double[bins];
-        var mel = new double[Mels * frames];
+        var mel = new double[mels * frames];
         for (int t = 0; t < frames; t++)
         {
-            int start = t * Hop - pad;
-            for (int i = 0; i < FftSize; i++)
+            int start = t * hop - pad;
+            for (int i = 0; i < fftSize; i++)
             {
                 int j = start + i;
                 frame[i] = j >= 0 && j < signal.Length ? signal[j] * window[i] : 0f;
             }
             fft.Direct(frame, re, im);
             for (int k = 0; k < bins; k++) power[k] = (double)re[k] * re[k] + (double)im[k] * im[k];
-            for (int m = 0; m < Mels; m++)
+            for (int m = 0; m < mels; m++)
             {
                 double acc = 0;
                 var f = filters[m];

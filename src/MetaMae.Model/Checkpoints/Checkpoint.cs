@@ -31,6 +31,12 @@ public sealed record CheckpointMeta
     public DateTimeOffset SavedAt { get; init; } = DateTimeOffset.UtcNow;
     public string? RunId { get; init; }
     public Dictionary<string, double> Metrics { get; init; } = [];
+    /// <summary>
+    /// The standardisation the pretraining data went through (one's own tables and audio: mean and std per feature,
+    /// from the pretraining split), so the encoder is probed on inputs standardised the same way; null when none.
+    /// </summary>
+    public float[]? InputMean { get; init; }
+    public float[]? InputStd { get; init; }
 }
 
 /// <summary>A checkpoint that fails its manifest (missing file, wrong size or checksum, unreadable metadata).</summary>
