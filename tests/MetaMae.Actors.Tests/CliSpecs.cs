@@ -118,4 +118,28 @@ public sealed class CliSpecs : TempDirTest
         Assert.Contains("random init", table);
         Assert.Contains("completed at step 20", table);
     }
+
+    [Fact]
+    public void Ones_own_table_pretrains_and_probes_under_its_own_name_with_the_raw_input_anchor()
+    {
+        // The real UCI letter table, read as a user's own CSV (not through the catalog's 'letter' entry).
+        var csv = Path.GetFullPath(Path.Combine(TestRuns.RepoRoot, "..", "shared", "data", "tabular", "letter_recognition.csv"));
+        var set = $$"""{"name": "glyphs", "format": "table", "path": "{{csv}}", "label_column": "lettr", "max_train": 600, "max_test": 300}""";
+        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(5), "run", "--set", $"dataset={set}", "--set", $"evaluation.datasets=[{set}]",
+            "--set", "steps=20", "--set", "checkpoint_every=10", "--set", "batch_size=32", "--set", "name=glyphs", "--out", Root);
+        Assert.True(code == 0, output + err);
+        // Redirected output: Markdown rows on one line each, no colour codes, nothing cut at column 80.
+        Assert.DoesNotContain("\u001b[", output);
+        Assert.Contains("| glyphs | accuracy | raw input (the flattened input) | - |", output);
+        Assert.Contains("| glyphs | accuracy | random init | 0 |", output);
+        Assert.Contains("probe: standardised features; full-batch L-BFGS to convergence", output);
+        var runDir = Directory.GetDirectories(Root).Single();
+        var report = File.ReadAllText(Path.Combine(runDir, "report.md"));
+        Assert.Contains("| glyphs | accuracy | - | raw input", report);
+        Assert.Contains("weight decay", report);
+        // The pretraining split's standardisation travels with the checkpoint (16 features).
+        var meta = Model.Checkpoints.Checkpoint.ReadMeta(Path.Combine(runDir, "checkpoints", "step-00000020"));
+        Assert.Equal(16, meta.InputMean!.Length);
+        Assert.All(meta.InputStd!, s => Assert.True(s > 0));
+    }
 }

@@ -20,6 +20,9 @@ public static class DataCommand
                     s.Name, s.Modality, string.Join("x", s.Shape), string.Join("x", s.Patch), s.Vocab.ToString(),
                     s.BatchSize.ToString(), s.Classes > 0 ? s.Classes.ToString() : "-", s.Metric.ToString(), s.Role.ToString(), s.Layout,
                 ]));
+            Console.WriteLine();
+            Console.WriteLine("Your own data: \"dataset\": {\"name\": NAME, \"format\": FORMAT, \"path\": FILE_OR_FOLDER, ...keys} (README, \"Your own data\")");
+            Output.Table(["format", "path holds", "keys (default)"], Data.Readers.OwnData.Help.Select(h => (IReadOnlyList<string>)[h.Format, h.Path, h.Keys]));
             return 0;
         });
         data.Add(list);

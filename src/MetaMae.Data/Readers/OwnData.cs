@@ -20,6 +20,16 @@ public static class OwnData
 {
     public static readonly string[] Formats = ["table", "sequences", "text", "audio-folder", "image-folder"];
 
+    /// <summary>Each format with what "path" holds and its keys (with defaults), for `data list` and the README.</summary>
+    public static readonly IReadOnlyList<(string Format, string Path, string Keys)> Help =
+    [
+        ("table", "CSV or TSV, a header row; numeric feature columns", "label_column (label; absent: unlabelled), normalize (true), test_fraction (0.2)"),
+        ("sequences", "FASTA (class= or label= in headers) or CSV", "alphabet (dna | protein, required), length (128), label_column (label), text_column (sequence), test_fraction (0.2)"),
+        ("text", "CSV with label and text columns, or .txt one text a line", "tokenizer (bytes | wordpiece), vocab (vocab.txt for wordpiece), length (128), label_column (label), text_column (text), test_fraction (0.2)"),
+        ("audio-folder", "folder: CLASS/*.wav|ogg, or clips without class folders", "sample_rate (16000), seconds (1), mels (64), normalize (true), test_fraction (0.2)"),
+        ("image-folder", "folder: CLASS/*.jpg|png, or images without class folders", "image_size (32), channels (3 | 1), test_fraction (0.2)"),
+    ];
+
     private static readonly ConcurrentDictionary<string, Lazy<CatalogEntry>> Resolved = new();
 
     /// <summary>

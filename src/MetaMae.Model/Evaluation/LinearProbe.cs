@@ -210,39 +210,30 @@ public static class LinearProbe
         }
 
         /// <summary>
-        /// Minimises loss + decay/2 |W|^2 (bias not decayed) over the whole of (x, y) with L-BFGS until the gradient or
-        /// the change of loss is below tolerance; returns "N evaluations" for the report. libtorch's L-BFGS takes unit
-        /// steps without a line search: a step that makes the loss non-finite restarts from zeros at a tenth of it.
+        /// Minimises loss + decay/2 |W|^2 (bias not decayed) over the whole of (x, y) to convergence with
+        /// <see cref="Lbfgs"/>, from the head's current weights; returns "N iterations" for the report.
         /// </summary>
         public string FitToConvergence(Tensor x, Tensor y, ProbeTask task, double decay)
         {
-            const int maxEvaluations = 2000;
-            for (double lr = 1; ; lr /= 10)
+            long wCount = weight.numel();
+            var start = cat([weight.detach().flatten(), bias.detach().flatten()]);
+            (Tensor, Tensor) Objective(Tensor theta)
             {
-                int evaluations = 0;
-                using (var optimizer = optim.LBFGS([weight, bias], lr: lr, max_iter: maxEvaluations * 4 / 5, max_eval: maxEvaluations,
-                           tolerange_grad: 1e-6, tolerance_change: 1e-10, history_size: 20))
-                {
-                    optimizer.step(() =>
-                    {
-                        using var closure = NewDisposeScope();
-                        evaluations++;
-                        optimizer.zero_grad();
-                        var loss = Loss(Forward(x), y, task) + 0.5 * decay * weight.square().sum();
-                        loss.backward();
-                        return closure.MoveToOuter(loss);
-                    });
-                }
-                bool finite;
-                using (no_grad()) finite = isfinite(weight).all().item<bool>() && isfinite(bias).all().item<bool>();
-                if (finite) return $"{evaluations} evaluations{(evaluations >= maxEvaluations ? ", stopped at the limit" : "")}";
-                if (lr < 1e-3) throw new InvalidOperationException("the probe's L-BFGS fit diverged at every step size (are the features finite?)");
-                using (no_grad())
-                {
-                    weight.zero_();
-                    bias.zero_();
-                }
+                using var scope = NewDisposeScope();
+                var p = theta.detach().requires_grad_(true);
+                var w = p.narrow(0, 0, wCount).view(weight.shape);
+                var b = p.narrow(0, wCount, bias.numel());
+                var loss = Loss(nn.functional.linear(x, w, b), y, task) + 0.5 * decay * w.square().sum();
+                var grad = autograd.grad([loss], [p])[0];
+                return (scope.MoveToOuter(loss.detach()), scope.MoveToOuter(grad.detach()));
             }
+            var (solution, iterations, converged) = Lbfgs.Minimize(Objective, start);
+            using (no_grad())
+            {
+                weight.copy_(solution.narrow(0, 0, wCount).view(weight.shape));
+                bias.copy_(solution.narrow(0, wCount, bias.numel()));
+            }
+            return $"{iterations} iterations{(converged ? "" : ", stopped at the limit")}";
         }
     }
 
