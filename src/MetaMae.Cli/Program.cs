@@ -13,6 +13,7 @@ public static class Program
         root.Add(NodeCommand.Create());
         root.Add(DataCommand.Create());
         root.Add(BenchCommand.Create());
+        root.Add(BenchmarkCommand.Create());
         return root;
     }
 
