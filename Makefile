@@ -4,6 +4,7 @@ DOTNET ?= dotnet
 CONFIGURATION ?= Release
 CLI := $(DOTNET) run --project src/MetaMae.Cli -c $(CONFIGURATION) --
 RUN_CONFIG ?= config/runs/fashion-mnist.json
+SUITE ?= config/benchmarks/real-cpu.json
 ARGS ?=
 
 # glibc otherwise maps/unmaps large activations every step (see README, "Performance"). Same as `--allocator glibc-tuned`.
@@ -13,7 +14,7 @@ export MALLOC_TOP_PAD_ ?= 268435456
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
-.PHONY: setup build test run bench bench-model bench-data bench-allreduce bench-scaling publish clean
+.PHONY: setup build test run benchmark bench bench-model bench-data bench-allreduce bench-scaling publish clean
 
 setup:
 	$(DOTNET) restore MetaMae.Actors.sln
@@ -29,6 +30,10 @@ test:
 
 run:
 	$(CLI) run --config $(RUN_CONFIG) $(ARGS)
+
+# The accuracy benchmark across modalities (about an hour on 2 cores; resumable: run it again after a kill).
+benchmark:
+	$(CLI) benchmark --suite $(SUITE) $(ARGS)
 
 bench: bench-model bench-data
 

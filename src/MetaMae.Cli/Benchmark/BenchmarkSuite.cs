@@ -21,6 +21,7 @@ public sealed record PlannedRun(string Entry, string Variant, string Label, long
 ///   "base": { run keys shared by all },
 ///   "entries": [ { "name": "...", "modality": "...", "config": { "dataset": {...}, "evaluation": { "datasets": [...] }, ... } } ],
 ///   "ablations": [ { "name": "first-order", "config": { "first_order": true } } ] }
+/// An entry may list its own "ablations" too (run for that entry only).
 /// </code>
 /// "{data_root}" anywhere in the file is replaced by the data root (the suite's, or --data-root).
 /// </summary>
@@ -68,8 +69,13 @@ public sealed class BenchmarkSuite
         var entries = root["entries"] as JsonArray ?? throw new ConfigException("entries", "is required: a list of {name, config}");
         var ablations = (root["ablations"] as JsonArray ?? []).Select((a, i) => a as JsonObject ?? throw new ConfigException($"ablations[{i}]", "must be an object")).ToList();
         var variants = objectives.Select(o => (o, Label(o))).ToList();
-        foreach (var (a, i) in ablations.Select((a, i) => (a, i)))
-            variants.Add(($"metamae-{Str(a, "name", $"ablations[{i}].")}", $"MetaMAE {Str(a, "name", $"ablations[{i}].")}"));
+        void AddAblation(JsonObject a, string where)
+        {
+            var ablationName = Str(a, "name", where);
+            if (!RunSpec.NamePattern.IsMatch(ablationName)) throw new ConfigException(where + "name", $"'{ablationName}': use letters, digits, '.', '_' or '-'");
+            if (!variants.Contains(($"metamae-{ablationName}", $"MetaMAE {ablationName}"))) variants.Add(($"metamae-{ablationName}", $"MetaMAE {ablationName}"));
+        }
+        foreach (var (a, i) in ablations.Select((a, i) => (a, i))) AddAblation(a, $"ablations[{i}].");
         var runs = new List<PlannedRun>();
         var entryList = new List<(string, string)>();
         for (int i = 0; i < entries.Count; i++)
@@ -80,11 +86,16 @@ public sealed class BenchmarkSuite
             if (entryList.Any(e => e.Item1 == entryName)) throw new ConfigException($"entries[{i}].name", $"'{entryName}' appears twice");
             entryList.Add((entryName, entry["modality"]?.GetValue<string>() ?? ""));
             var entryConfig = entry["config"] as JsonObject ?? throw new ConfigException($"entries[{i}].config", "is required: the run keys of this entry");
+            // An entry's own ablations (say, the inner learning rate on text) add to the suite's.
+            var own = (entry["ablations"] as JsonArray ?? []).Select((a, k) => a as JsonObject ?? throw new ConfigException($"entries[{i}].ablations[{k}]", "must be an object")).ToList();
+            foreach (var (a, k) in own.Select((a, k) => (a, k))) AddAblation(a, $"entries[{i}].ablations[{k}].");
+            var mine = ablations.Concat(own).ToList();
+            var entryVariants = objectives.Select(o => (o, Label(o))).Concat(mine.Select(a => ($"metamae-{a["name"]!.GetValue<string>()}", $"MetaMAE {a["name"]!.GetValue<string>()}"))).ToList();
             foreach (var seed in seeds)
-                foreach (var (variant, label) in variants)
+                foreach (var (variant, label) in entryVariants)
                 {
                     var config = Merge(baseConfig, entryConfig);
-                    var ablation = ablations.FirstOrDefault(a => $"metamae-{a["name"]!.GetValue<string>()}" == variant);
+                    var ablation = mine.FirstOrDefault(a => $"metamae-{a["name"]!.GetValue<string>()}" == variant);
                     if (ablation?["config"] is JsonObject change) config = Merge(config, change);
                     config["model"] = ablation is null ? variant : "metamae";
                     config["seed"] = seed;
