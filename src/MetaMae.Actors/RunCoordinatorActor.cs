@@ -555,9 +555,10 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         }
     }
 
+    /// <summary>The step-0 (random) encoder only when include_random_init says so, whatever "when" says; others by "when".</summary>
     private bool ShouldEvaluate(long checkpointStep, bool final) =>
         config.Evaluation.Datasets.Count > 0 && status == RunStatus.Running
-        && (config.Evaluation.When == "every" || final || (checkpointStep == 0 && config.Evaluation.IncludeRandomInit));
+        && (checkpointStep == 0 ? config.Evaluation.IncludeRandomInit : config.Evaluation.When == "every" || final);
 
     /// <summary>Asks for a probe of the checkpoint on every transfer set that has no result for it yet.</summary>
     private void Probe(CheckpointSaved c)

@@ -29,6 +29,19 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     }
 
     [Fact]
+    public async Task Include_random_init_false_is_honoured_when_every_checkpoint_is_probed()
+    {
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { When = "every", IncludeRandomInit = false } };
+        var result = await RunAsync(config, "no-random");
+        Assert.Equal(RunStatus.Completed, result.Status);
+        Assert.Equal(new long[] { 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());
+        // Every result carries the raw-input anchor and how the probe was fitted.
+        Assert.All(result.Results, r => Assert.NotNull(r.RawInput));
+        Assert.All(result.Results, r => Assert.Contains("L-BFGS", r.Method));
+    }
+
+    [Fact]
     public async Task An_exception_in_the_learner_mid_run_is_survived_and_the_weights_equal_an_uninterrupted_run()
     {
         var straight = await RunAsync(TestRuns.Tiny(Path.Combine(Root, "a"), steps: 12, every: 4), "straight");
