@@ -107,14 +107,15 @@ public static class RunCommands
         var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint directory (RUN/checkpoints/step-N)." };
         var dataset = new Option<string>("--dataset") { Description = "Transfer data set to probe.", Required = true };
         var root = new Option<string?>("--root") { Description = "Its directory, or 'embedded' (default: the run's, else embedded)." };
-        var epochs = new Option<int?>("--epochs") { Description = "Probe epochs (default: the run's evaluation.epochs)." };
+        var protocol = new Option<string?>("--protocol") { Description = "standardized (converged, validated weight decay) or dabs (the paper's Adam schedule); default: the run's." };
+        var epochs = new Option<int?>("--epochs") { Description = "Probe epochs of the dabs protocol (default: the run's evaluation.epochs)." };
         var lr = new Option<double?>("--lr") { Description = "Probe learning rate (default: the run's evaluation.lr)." };
         var weightDecay = new Option<double?>("--weight-decay") { Description = "Probe weight decay (default: the run's)." };
         var batch = new Option<int?>("--batch-size") { Description = "Probe batch size (default: the run's)." };
         var maxTrain = new Option<int?>("--max-train") { Description = "Cap on probe training samples (default: the run's for this set)." };
         var maxTest = new Option<int?>("--max-test") { Description = "Cap on probe test samples (default: the run's for this set)." };
         var cmd = new Command("evaluate", "Linear-probe one checkpoint's encoder on a transfer set, with the run's probe settings unless overridden.")
-            { checkpoint, dataset, root, epochs, lr, weightDecay, batch, maxTrain, maxTest };
+            { checkpoint, dataset, root, protocol, epochs, lr, weightDecay, batch, maxTrain, maxTest };
         cmd.SetAction(p =>
         {
             var path = Path.GetFullPath(p.GetValue(checkpoint)!);
@@ -123,6 +124,7 @@ public static class RunCommands
             var recorded = run.Datasets.FirstOrDefault(d => d.Name == name);
             var settings = run with
             {
+                Protocol = p.GetValue(protocol) ?? run.Protocol,
                 Epochs = p.GetValue(epochs) ?? run.Epochs, Lr = p.GetValue(lr) ?? run.Lr, WeightDecay = p.GetValue(weightDecay) ?? run.WeightDecay,
                 BatchSize = p.GetValue(batch) ?? run.BatchSize,
             };
@@ -139,8 +141,9 @@ public static class RunCommands
             Checkpoint.Verify(path);
             var meta = Checkpoint.ReadMeta(path);
             var caps = (ds.MaxTrain is { } mt ? $", at most {mt} train samples" : "") + (ds.MaxTest is { } ms ? $", at most {ms} test samples" : "");
-            Console.WriteLine(FormattableString.Invariant(
-                $"probe settings from {source}: epochs {settings.Epochs}, lr {settings.Lr:G3}, weight decay {settings.WeightDecay:G3}, batch {settings.BatchSize}{caps}"));
+            var schedule = settings.Protocol == "dabs"
+                ? FormattableString.Invariant($", epochs {settings.Epochs}, lr {settings.Lr:G3}, weight decay {settings.WeightDecay:G3}, batch {settings.BatchSize}") : "";
+            Console.WriteLine($"probe settings from {source}: protocol {settings.Protocol}{schedule}{caps}");
             using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", CommandHocon.Config.WithFallback(MetaMaeHocon.Config));
             var evaluator = system.ActorOf(EvaluatorActor.Props(meta.RunId ?? "evaluate", ds, settings, meta.Config.ToConfig()), "evaluator");
             var reply = evaluator.Ask<object>(new CheckpointSaved(meta.RunId ?? "evaluate", meta.Step, path, true), Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
