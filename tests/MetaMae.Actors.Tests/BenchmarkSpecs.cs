@@ -138,6 +138,7 @@ public sealed class BenchmarkSpecs : TempDirTest
         var md = File.ReadAllText(Path.Combine(outDir, "results.md"));
         Assert.Contains("| points (table) | points → points | accuracy |", md);
         Assert.Contains("MetaMAE lambda-0", md);
+        Assert.Matches(@"\| points \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", md); // the losses table: every variant's recon, MetaMAE's contrastive
         Assert.True(new FileInfo(Path.Combine(outDir, "results.png")).Length > 1000);
         var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
         Assert.Contains(csv, l => l.StartsWith("points,points,points,accuracy,raw input,3,"));

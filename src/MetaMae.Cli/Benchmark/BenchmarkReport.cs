@@ -122,6 +122,7 @@ public static class BenchmarkReport
             md.AppendLine(Output.MarkdownRow(new[] { $"{r.Entry} ({r.Modality})", $"{r.PretrainedOn} → {r.Probe}", r.Metric }
                 .Concat(columns.Select(c => r.Scores.TryGetValue(c, out var s) ? Best(r, c, s) : "-")).Append(r.Verdict)));
         var table = md.ToString();
+        var losses = Losses(suite, results);
         var seconds = results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Sum(r => r.Seconds);
         var document = new StringBuilder()
             .AppendLine($"# Benchmark {suite.Name}").AppendLine()
@@ -132,12 +133,47 @@ public static class BenchmarkReport
                         "weight decay chosen on a validation part of the train split; the test split is never used for any choice.")
             .AppendLine()
             .Append(table).AppendLine()
+            .AppendLine("Pretraining losses over the last 50 steps (mean over seeds): reconstruction (the objective both methods share: " +
+                        "MSE on masked patches, cross-entropy in nats on masked tokens) and, for MetaMAE, the contrastive term.")
+            .AppendLine()
+            .Append(losses).AppendLine()
             .AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"{results.Select(r => (r.Entry, r.Variant, r.Seed)).Distinct().Count()} of {suite.Runs.Count} runs recorded; run time {TimeSpan.FromSeconds(seconds):hh\\:mm\\:ss} summed over runs " +
                 $"on {Environment.ProcessorCount} cores ({Environment.MachineName}). Per-run files: runs/ENTRY-VARIANT-sSEED/report.md."));
         File.WriteAllText(Path.Combine(outDirectory, "results.md"), document.ToString());
         Chart(rows, columns, Path.Combine(outDirectory, "results.png"));
         return table;
+    }
+
+    /// <summary>Per entry and variant: the reconstruction (and contrastive) loss of the last 50 steps, read from each run's metrics.jsonl.</summary>
+    private static string Losses(BenchmarkSuite suite, IReadOnlyList<BenchmarkRunResult> results)
+    {
+        var latest = results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Where(r => r.Status == "completed").ToList();
+        var md = new StringBuilder();
+        md.AppendLine(Output.MarkdownRow(new[] { "entry" }.Concat(suite.Variants.Select(v => $"{v.Label} recon")).Append("MetaMAE contrastive")));
+        md.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", suite.Variants.Count + 2)));
+        foreach (var (entry, _) in suite.Entries)
+        {
+            (double? Recon, double? Contrastive) Tail(BenchmarkRunResult r)
+            {
+                var steps = Actors.Reporting.RunArtifacts.ReadSteps(Path.Combine(r.RunDirectory, "metrics.jsonl")).Values.TakeLast(50).ToList();
+                double? Mean(string key)
+                {
+                    var values = steps.Where(e => e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number).Select(e => e.GetProperty(key).GetDouble()).ToList();
+                    return values.Count > 0 ? values.Average() : null;
+                }
+                return (Mean("recon"), Mean("contrastive"));
+            }
+            string Cell(IEnumerable<double?> values)
+            {
+                var v = values.Where(x => x is not null).Select(x => x!.Value).ToList();
+                return v.Count == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{v.Average():F4}");
+            }
+            var cells = suite.Variants.Select(v => Cell(latest.Where(r => r.Entry == entry && r.Variant == v.Variant).Select(r => Tail(r).Recon))).ToList();
+            cells.Add(Cell(latest.Where(r => r.Entry == entry && r.Variant == "metamae").Select(r => Tail(r).Contrastive)));
+            md.AppendLine(Output.MarkdownRow(new[] { entry }.Concat(cells)));
+        }
+        return md.ToString();
     }
 
     private static string Best(BenchmarkRow row, string column, Summary s)
