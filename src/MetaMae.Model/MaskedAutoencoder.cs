@@ -35,6 +35,7 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly LayerNorm norm_dec;
     private readonly Linear decoder_head;
     private Sequential? projector;
+    private readonly ScalarType? compute;
 
     public ModelConfig Config { get; }
 
@@ -72,6 +73,7 @@ public sealed class MaskedAutoencoder : nn.Module
         Config = config;
         var (input, size) = (config.Input, config.Size);
         int d = size.EncoderDim, e = size.DecoderDim;
+        compute = Amp.ComputeType(config.Options.Precision);
 
         patch_embed = new PatchEmbed("patch_embed", input, d);
         cls_token = new Parameter(zeros(1, 1, d));
@@ -79,7 +81,7 @@ public sealed class MaskedAutoencoder : nn.Module
         dropout = new GeneratorDropout("dropout", size.Dropout, () => DropoutGenerator);
         // The encoder is differentiated once, so it may use the fused attention kernel.
         encoder = new ModuleList<Block>(Enumerable.Range(0, size.EncoderDepth)
-            .Select(i => new Block($"encoder.{i}", d, size.EncoderHeads, size.MlpRatio, size.Dropout, fusedAttention: true, () => DropoutGenerator)).ToArray());
+            .Select(i => new Block($"encoder.{i}", d, size.EncoderHeads, size.MlpRatio, size.Dropout, fusedAttention: true, () => DropoutGenerator, compute)).ToArray());
         norm_enc = nn.LayerNorm(d);
 
         decoder_embed = nn.Linear(d, e);
@@ -87,7 +89,7 @@ public sealed class MaskedAutoencoder : nn.Module
         decoder_pos_embed = PositionEmbedding.For(input, e);
         // No dropout in the decoder; its attention is chosen per pass (see Decode).
         decoder = new ModuleList<Block>(Enumerable.Range(0, size.DecoderDepth)
-            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: true, () => DropoutGenerator)).ToArray());
+            .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: true, () => DropoutGenerator, compute)).ToArray());
         norm_dec = nn.LayerNorm(e);
         decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
 
@@ -158,16 +160,16 @@ public sealed class MaskedAutoencoder : nn.Module
     {
         foreach (var block in decoder) block.FusedAttention = !differentiatedTwice;
         using var scope = NewDisposeScope();
-        var h = decoder_embed.call(latent); // (N, 1 + K, E)
+        var h = Amp.Full(Amp.Linear(decoder_embed, latent, compute)); // (N, 1 + K, E), fp32 beside the mask token
         long n = h.shape[0], e = h.shape[2], l = idsRestore.shape[1];
         var masked = mask_token.expand(n, l + 1 - h.shape[1], e);
         var body = cat([h[.., 1..], masked], 1).gather(1, idsRestore.unsqueeze(-1).expand(n, l, e)); // unshuffle
         h = cat([h[.., ..1], body], 1) + decoder_pos_embed;
         foreach (var block in decoder) h = block.call(h);
-        var pred = decoder_head.call(norm_dec.call(h))[.., 1..];
+        var pred = Amp.Linear(decoder_head, norm_dec.call(h), compute)[.., 1..];
         if (Input.Kind == TokenizerKind.Tokens)
-            pred = matmul(pred, patch_embed.Weight.t()).transpose(1, 2); // weight-tied logits (N, V, L)
-        return pred.MoveToOuterDisposeScope();
+            pred = matmul(pred, compute is { } t ? patch_embed.Weight.t().to(t) : patch_embed.Weight.t()).transpose(1, 2); // weight-tied logits (N, V, L)
+        return Amp.Full(pred).MoveToOuterDisposeScope(); // losses in fp32
     }
 
     /// <summary>Reconstruction targets: (N, L, p*q*C) channel-last patches, (N, L, p*C), or the ids themselves.</summary>

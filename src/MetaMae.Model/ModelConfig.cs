@@ -3,6 +3,9 @@ namespace MetaMae.Model;
 /// <summary>Which objective trains the encoder.</summary>
 public enum Objective { Mae, MetaMae }
 
+/// <summary>Arithmetic of the matrix products: fp32, or bf16 from fp32 master weights (see Layers.Amp).</summary>
+public enum Precision { Fp32, Bf16 }
+
 /// <summary>Widths and depths of encoder and decoder (METAMAE.md section 2).</summary>
 public sealed record ModelSize(
     int EncoderDim, int EncoderDepth, int EncoderHeads,
@@ -50,6 +53,8 @@ public sealed record ObjectiveOptions
     public bool FirstOrder { get; init; }
     /// <summary>NT-Xent temperature.</summary>
     public double Temperature { get; init; } = 0.5;
+    /// <summary>fp32, or bf16 matrix products with fp32 master weights, optimizer state, norms, softmax and losses.</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
 
     public void Validate()
     {

@@ -94,6 +94,8 @@ public sealed record RunSpec
     public long WarmupSteps { get; init; }
     public long Seed { get; init; }
     public string Device { get; init; } = "auto";
+    /// <summary>fp32, or bf16: matrix products in bf16 from fp32 master weights (norms, softmax, losses, optimizer in fp32).</summary>
+    public string Precision { get; init; } = "fp32";
     public int Threads { get; init; } = 1;
     public long CheckpointEvery { get; init; } = 100;
     public int KeepCheckpoints { get; init; } = 3;
@@ -147,6 +149,7 @@ public sealed record RunSpec
     public static readonly string[] ProbeProtocols = ["standardized", "dabs"];
     public static readonly string[] BatchScalings = ["keep", "scale"];
     public static readonly string[] GradientTransfers = ["fp32", "bf16"];
+    public static readonly string[] Precisions = ["fp32", "bf16"];
 
     /// <summary>A run name becomes a directory name: letters, digits, '.', '_' and '-', starting with a letter or digit.</summary>
     public static readonly System.Text.RegularExpressions.Regex NamePattern = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");

@@ -145,6 +145,15 @@ public class EvaluationTests
     }
 
     [Fact]
+    public void The_probe_fits_even_when_its_caller_is_under_no_grad()
+    {
+        using var _ = no_grad();
+        var result = LinearProbe.TrainAndScore(Blobs(100, 4, 2, 11), Blobs(50, 4, 2, 12), ProbeTask.MultiClass, 2, "accuracy",
+            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+        Assert.Equal(1.0, result.Value, 6);
+    }
+
+    [Fact]
     public void The_converged_probe_does_not_depend_on_learning_rate_or_epochs()
     {
         var (train, test) = (Blobs(400, 8, 4, 5, spread: 2.5f), Blobs(200, 8, 4, 6, spread: 2.5f));

@@ -38,6 +38,7 @@ public static class RunSpecs
                 Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
                 MaskRatio = spec.MaskRatio ?? ds.DefaultMaskRatio,
                 SupportRatio = spec.SupportRatio, InnerLr = spec.InnerLr, ContrastiveWeight = spec.ContrastiveWeight, FirstOrder = spec.FirstOrder,
+                Precision = spec.Precision == "bf16" ? Model.Precision.Bf16 : Model.Precision.Fp32,
             };
             return new ModelConfig(input, Presets.Get(spec.Preset), options);
         }
@@ -55,6 +56,8 @@ public static class RunSpecs
             Require("model", s.Model is not null && RunSpec.Models.Contains(s.Model), $"'{s.Model}' is not allowed; allowed: {string.Join(", ", RunSpec.Models)}");
             Require("preset", s.Preset is not null && Presets.All.ContainsKey(s.Preset), $"'{s.Preset}' is not allowed; allowed: {string.Join(", ", Presets.All.Keys)}");
             RequireDevice("device", s.Device);
+            Require("precision", s.Precision is not null && RunSpec.Precisions.Contains(s.Precision),
+                $"'{s.Precision}' is not allowed; allowed: {string.Join(", ", RunSpec.Precisions)}");
             Require("steps", s.Steps >= 1, $"must be at least 1, got {s.Steps}");
             Require("checkpoint_every", s.CheckpointEvery >= 1, $"must be at least 1, got {s.CheckpointEvery}");
             Require("keep_checkpoints", s.KeepCheckpoints >= 1, $"must be at least 1, got {s.KeepCheckpoints}");

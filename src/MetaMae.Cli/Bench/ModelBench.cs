@@ -13,7 +13,12 @@ public sealed record BenchShape(string Name, InputSpec Input, double MaskRatio, 
 /// <summary>A measured row: median and spread of full steps (forward, backward, AdamW), threads, peak memory.</summary>
 public sealed record BenchRow(
     string Shape, string Objective, string Preset, int Batch, int Threads, int Steps,
-    double MedianMs, double MinMs, double MaxMs, double PeakRssMb, string Allocator);
+    double MedianMs, double MinMs, double MaxMs, double PeakRssMb, string Allocator,
+    string Precision = "fp32", double StepGflop = 0, double PeakGflops = 0)
+{
+    /// <summary>Achieved GFLOP/s of the median step (analytic count, see <see cref="StepFlops"/>).</summary>
+    public double Gflops => MedianMs > 0 ? StepGflop / (MedianMs / 1000) : 0;
+}
 
 /// <summary>
 /// Times one full training step with a named preset. Each (shape, objective) runs in a child process so that its
@@ -35,23 +40,32 @@ public static class ModelBench
         Shapes.FirstOrDefault(s => s.Name == name)
         ?? throw new ArgumentException($"unknown bench shape '{name}'; known: {string.Join(", ", Shapes.Select(s => s.Name))}");
 
-    public static ObjectiveOptions Options(string objective, double maskRatio) => objective switch
+    public static ObjectiveOptions Options(string objective, double maskRatio, string precision = "fp32")
     {
-        "mae" => new ObjectiveOptions { Objective = Objective.Mae, MaskRatio = maskRatio },
-        "metamae" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio },
-        "metamae-fo" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio, FirstOrder = true },
-        _ => throw new ArgumentException($"unknown objective '{objective}'; known: {string.Join(", ", Objectives)}"),
-    };
+        var p = precision switch
+        {
+            "fp32" => Precision.Fp32,
+            "bf16" => Precision.Bf16,
+            _ => throw new ArgumentException($"unknown precision '{precision}'; known: fp32, bf16"),
+        };
+        return objective switch
+        {
+            "mae" => new ObjectiveOptions { Objective = Objective.Mae, MaskRatio = maskRatio, Precision = p },
+            "metamae" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio, Precision = p },
+            "metamae-fo" => new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = maskRatio, FirstOrder = true, Precision = p },
+            _ => throw new ArgumentException($"unknown objective '{objective}'; known: {string.Join(", ", Objectives)}"),
+        };
+    }
 
     /// <summary>Runs in this process: warm-up steps, then timed steps on one fixed batch.</summary>
     public static BenchRow Measure(string shapeName, string objective, string preset, int? batch, int steps, int warmup,
-        int threads, string allocator)
+        int threads, string allocator, string precision = "fp32")
     {
         var shape = Shape(shapeName);
         TorchRuntime.SetThreads(threads);
         random.manual_seed(0);
         var size = Presets.Get(preset);
-        var config = new ModelConfig(shape.Input, size, Options(objective, shape.MaskRatio));
+        var config = new ModelConfig(shape.Input, size, Options(objective, shape.MaskRatio, precision));
         int n = batch ?? shape.Batch;
         using var model = new MaskedAutoencoder(config);
         using var optimizer = Optimizers.AdamW(model);
@@ -69,20 +83,22 @@ public static class ModelBench
         }
         times.Sort();
         double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
-        return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1],
-            ProcessMemory.PeakResidentBytes() / 1048576.0, allocator);
+        var peak = ProcessMemory.PeakResidentBytes() / 1048576.0; // before the peak-rate matmuls below allocate their own
+        return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1], peak, allocator,
+            precision, StepFlops.Step(config, n) / 1e9, StepFlops.PeakGflops(precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32));
     }
 
     /// <summary>Starts this program again for one row and reads the JSON line it prints.</summary>
     public static BenchRow MeasureInChild(string shape, string objective, string preset, int? batch, int steps, int warmup,
-        int threads, string allocator)
+        int threads, string allocator, string precision = "fp32")
     {
         var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot locate this program to start a child");
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         // `dotnet metamae.dll` hosts: pass the entry assembly along.
         if (Path.GetFileNameWithoutExtension(exe) == "dotnet") psi.ArgumentList.Add(typeof(ModelBench).Assembly.Location);
         foreach (var a in new[] { "bench", "model", "--child", "--shapes", shape, "--objectives", objective, "--preset", preset,
-                     "--steps", steps.ToString(), "--warmup", warmup.ToString(), "--threads", threads.ToString(), "--allocator", allocator })
+                     "--steps", steps.ToString(), "--warmup", warmup.ToString(), "--threads", threads.ToString(), "--allocator", allocator,
+                     "--precisions", precision })
             psi.ArgumentList.Add(a);
         if (batch is { } b) { psi.ArgumentList.Add("--batch"); psi.ArgumentList.Add(b.ToString()); }
         Allocators.Apply(psi, allocator);

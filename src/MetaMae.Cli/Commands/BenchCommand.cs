@@ -27,6 +27,7 @@ public static class BenchCommand
         var shapes = new Option<string>("--shapes") { Description = "Comma-separated: image, sensor, protein.", DefaultValueFactory = _ => "image,sensor,protein" };
         var objectives = new Option<string>("--objectives") { Description = "Comma-separated: mae, metamae, metamae-fo.", DefaultValueFactory = _ => "mae,metamae,metamae-fo" };
         var preset = new Option<string>("--preset") { Description = "Model size preset.", DefaultValueFactory = _ => "dabs" };
+        var precisions = new Option<string>("--precisions") { Description = "Comma-separated: fp32, bf16.", DefaultValueFactory = _ => "fp32" };
         var batch = new Option<int?>("--batch") { Description = "Batch size (default: the DABS batch of each shape)." };
         var steps = new Option<int>("--steps") { Description = "Timed steps per row.", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first.", DefaultValueFactory = _ => 1 };
@@ -38,20 +39,22 @@ public static class BenchCommand
 
         var cmd = new Command("model", "Median time of one full step (forward, backward, AdamW) per shape and objective.")
         {
-            shapes, objectives, preset, batch, steps, warmup, threads, allocator, json, child,
+            shapes, objectives, preset, precisions, batch, steps, warmup, threads, allocator, json, child,
         };
         cmd.SetAction(parse =>
         {
             var shapeList = Split(parse.GetValue(shapes)!);
             var objectiveList = Split(parse.GetValue(objectives)!);
+            var precisionList = Split(parse.GetValue(precisions)!);
             foreach (var s in shapeList) ModelBench.Shape(s);
-            foreach (var o in objectiveList) ModelBench.Options(o, 0.5);
+            foreach (var o in objectiveList)
+                foreach (var pr in precisionList) ModelBench.Options(o, 0.5, pr);
             var p = parse.GetValue(preset)!;
             Presets.Get(p);
             if (parse.GetValue(child))
             {
                 var row = ModelBench.Measure(shapeList[0], objectiveList[0], p, parse.GetValue(batch), parse.GetValue(steps),
-                    parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(allocator)!);
+                    parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(allocator)!, precisionList[0]);
                 Console.WriteLine(JsonSerializer.Serialize(row));
                 return 0;
             }
@@ -61,12 +64,16 @@ public static class BenchCommand
                                    $"{parse.GetValue(warmup)} warm-up + {parse.GetValue(steps)} timed steps, one process per row");
             foreach (var s in shapeList)
                 foreach (var o in objectiveList)
-                {
-                    var row = ModelBench.MeasureInChild(s, o, p, parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup),
-                        parse.GetValue(threads), parse.GetValue(allocator)!);
-                    rows.Add(row);
-                    AnsiConsole.MarkupLine($"  {s,-8} {o,-11} median {row.MedianMs,9:F0} ms  (min {row.MinMs:F0}, max {row.MaxMs:F0})  peak {row.PeakRssMb:F0} MB");
-                }
+                    foreach (var pr in precisionList)
+                    {
+                        var row = ModelBench.MeasureInChild(s, o, p, parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup),
+                            parse.GetValue(threads), parse.GetValue(allocator)!, pr);
+                        rows.Add(row);
+                        AnsiConsole.MarkupLine($"  {s,-8} {o,-11} {pr,-5} median {row.MedianMs,9:F0} ms  (min {row.MinMs:F0}, max {row.MaxMs:F0})  " +
+                                               $"{row.Gflops,6:F1} GFLOP/s of {row.PeakGflops:F0} peak  peak RSS {row.PeakRssMb:F0} MB");
+                    }
+            AnsiConsole.MarkupLine("  GFLOP/s: an analytic count of the step's matrix products (backward = 2 x forward; MetaMAE's decoder passes " +
+                                   "9x forward second order, 5x first order; StepFlops.cs) over the median step; peak: a 1536^3 matmul in the same precision and threads.");
             Print(rows);
             if (parse.GetValue(json) is { } path) File.WriteAllText(path, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
@@ -205,13 +212,17 @@ public static class BenchCommand
 
     private static void Print(List<BenchRow> rows)
     {
-        var table = new Table().AddColumns("shape", "objective", "batch", "threads", "median ms/step", "min", "max", "x MAE", "peak RSS MB");
+        var table = new Table().AddColumns("shape", "objective", "precision", "batch", "threads", "median ms/step", "min", "max", "x MAE",
+            "fp32 / this", "GFLOP/step", "GFLOP/s", "% of peak", "peak RSS MB");
         foreach (var r in rows)
         {
-            var mae = rows.FirstOrDefault(m => m.Shape == r.Shape && m.Objective == "mae");
+            var mae = rows.FirstOrDefault(m => m.Shape == r.Shape && m.Objective == "mae" && m.Precision == r.Precision);
             var ratio = mae is null ? "" : $"{r.MedianMs / mae.MedianMs:F2}";
-            table.AddRow(r.Shape, r.Objective, r.Batch.ToString(), r.Threads.ToString(), $"{r.MedianMs:F0}", $"{r.MinMs:F0}",
-                $"{r.MaxMs:F0}", ratio, $"{r.PeakRssMb:F0}");
+            var fp32 = rows.FirstOrDefault(m => m.Shape == r.Shape && m.Objective == r.Objective && m.Precision == "fp32");
+            var speedup = fp32 is null || r.Precision == "fp32" ? "" : $"{fp32.MedianMs / r.MedianMs:F2}";
+            table.AddRow(r.Shape, r.Objective, r.Precision, r.Batch.ToString(), r.Threads.ToString(), $"{r.MedianMs:F0}", $"{r.MinMs:F0}",
+                $"{r.MaxMs:F0}", ratio, speedup, $"{r.StepGflop:F1}", $"{r.Gflops:F1}", r.PeakGflops > 0 ? $"{100 * r.Gflops / r.PeakGflops:F0}" : "",
+                $"{r.PeakRssMb:F0}");
         }
         AnsiConsole.Write(table);
     }

@@ -19,6 +19,7 @@ public static class RunCommands
     private static readonly Option<string?> ModelOption = new("--model") { Description = "mae or metamae." };
     private static readonly Option<string?> PresetOption = new("--preset") { Description = "Model size: dabs, small, tiny." };
     private static readonly Option<string?> DeviceOption = new("--device") { Description = "auto, cpu or cuda." };
+    private static readonly Option<string?> PrecisionOption = new("--precision") { Description = "fp32, or bf16 matrix products with fp32 master weights." };
     private static readonly Option<long?> SeedOption = new("--seed") { Description = "Seed of initialisation, masking and data order." };
     private static readonly Option<string?> OutOption = new("--out") { Description = "Directory for run directories (default: runs)." };
     private static readonly Option<bool> JsonOption = new("--json") { Description = "Progress as JSON lines." };
@@ -30,7 +31,7 @@ public static class RunCommands
 
     private static Command WithRunOptions(Command c)
     {
-        foreach (var o in new Option[] { ConfigOption, SetOption, ModelOption, PresetOption, DeviceOption, SeedOption, OutOption, JsonOption, QuietOption, ClusterOption, HostnameOption })
+        foreach (var o in new Option[] { ConfigOption, SetOption, ModelOption, PresetOption, DeviceOption, PrecisionOption, SeedOption, OutOption, JsonOption, QuietOption, ClusterOption, HostnameOption })
             c.Add(o);
         return c;
     }
@@ -41,6 +42,7 @@ public static class RunCommands
         if (p.GetValue(ModelOption) is { } m) sets.Add($"model={m}");
         if (p.GetValue(PresetOption) is { } pr) sets.Add($"preset={pr}");
         if (p.GetValue(DeviceOption) is { } d) sets.Add($"device={d}");
+        if (p.GetValue(PrecisionOption) is { } precision) sets.Add($"precision={precision}");
         if (p.GetValue(SeedOption) is { } s) sets.Add($"seed={s}");
         if (p.GetValue(OutOption) is { } o) sets.Add($"out=\"{o}\"");
         var config = RunSpec.Load(p.GetValue(ConfigOption), sets);

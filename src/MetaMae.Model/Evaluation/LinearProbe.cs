@@ -71,6 +71,7 @@ public static class LinearProbe
         if (task == ProbeTask.MultiClass) CheckLabels(train, test, classes);
         device ??= CPU;
         using var scope = NewDisposeScope();
+        using var gradients = enable_grad(); // the fit differentiates, even when the caller is under no_grad
         int outputs = task switch { ProbeTask.Binary or ProbeTask.Regression => 1, _ => classes };
         var (xTrain, yTrain) = Tensors(train, task, device);
         var (xTest, yTest) = Tensors(test, task, device);

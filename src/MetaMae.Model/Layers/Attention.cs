@@ -16,10 +16,12 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly Linear proj;
     private readonly GeneratorDropout proj_drop;
     private readonly int heads;
+    private readonly ScalarType? compute;
 
-    public Attention(string name, int dim, int heads, double dropout, bool fused, Func<Generator?> generator) : base(name)
+    public Attention(string name, int dim, int heads, double dropout, bool fused, Func<Generator?> generator, ScalarType? compute = null) : base(name)
     {
         this.heads = heads;
+        this.compute = compute;
         Fused = fused;
         qkv = nn.Linear(dim, dim * 3, hasBias: false);
         proj = nn.Linear(dim, dim);
@@ -33,7 +35,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
-        var parts = qkv.call(x).reshape(b, n, 3, heads, c / heads).permute(2, 0, 3, 1, 4); // (3, B, h, N, hd)
+        var parts = Amp.Linear(qkv, x, compute).reshape(b, n, 3, heads, c / heads).permute(2, 0, 3, 1, 4); // (3, B, h, N, hd)
         var (q, k, v) = (parts[0], parts[1], parts[2]);
         Tensor y;
         if (Fused)
@@ -43,10 +45,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         else
         {
             var scale = 1.0 / Math.Sqrt(c / heads);
-            var attn = matmul(q, k.transpose(-2, -1)).mul(scale).softmax(-1); // (B, h, N, N)
+            var attn = Amp.Softmax(matmul(q, k.transpose(-2, -1)).mul(scale)); // (B, h, N, N), softmax in fp32
             y = matmul(attn, v);
         }
         y = y.transpose(1, 2).reshape(b, n, c); // (B, N, C)
-        return proj_drop.call(proj.call(y)).MoveToOuterDisposeScope();
+        return proj_drop.call(Amp.Linear(proj, y, compute)).MoveToOuterDisposeScope();
     }
 }

@@ -11,9 +11,11 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     private readonly GELU act;
     private readonly Linear fc2;
     private readonly GeneratorDropout drop;
+    private readonly ScalarType? compute;
 
-    public Mlp(string name, int dim, int hidden, double dropout, Func<Generator?> generator) : base(name)
+    public Mlp(string name, int dim, int hidden, double dropout, Func<Generator?> generator, ScalarType? compute = null) : base(name)
     {
+        this.compute = compute;
         fc1 = nn.Linear(dim, hidden);
         act = nn.GELU();
         fc2 = nn.Linear(hidden, dim);
@@ -24,11 +26,14 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return drop.call(fc2.call(drop.call(act.call(fc1.call(x))))).MoveToOuterDisposeScope();
+        return drop.call(Amp.Linear(fc2, drop.call(act.call(Amp.Linear(fc1, x, compute))), compute)).MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>Pre-norm Transformer block: x + Attn(LN(x)); x + MLP(LN(x)).</summary>
+/// <summary>
+/// Pre-norm Transformer block: x + Attn(LN(x)); x + MLP(LN(x)). With a compute type the residual stream and the norms
+/// stay fp32; attention and MLP compute in that type and their outputs are promoted back by the sums.
+/// </summary>
 public sealed class Block : nn.Module<Tensor, Tensor>
 {
     private readonly LayerNorm norm1;
@@ -36,12 +41,13 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     private readonly LayerNorm norm2;
     private readonly Mlp mlp;
 
-    public Block(string name, int dim, int heads, int mlpRatio, double dropout, bool fusedAttention, Func<Generator?> generator) : base(name)
+    public Block(string name, int dim, int heads, int mlpRatio, double dropout, bool fusedAttention, Func<Generator?> generator,
+        ScalarType? compute = null) : base(name)
     {
         norm1 = nn.LayerNorm(dim);
-        attn = new Attention("attn", dim, heads, dropout, fusedAttention, generator);
+        attn = new Attention("attn", dim, heads, dropout, fusedAttention, generator, compute);
         norm2 = nn.LayerNorm(dim);
-        mlp = new Mlp("mlp", dim, dim * mlpRatio, dropout, generator);
+        mlp = new Mlp("mlp", dim, dim * mlpRatio, dropout, generator, compute);
         RegisterComponents();
     }
 
