@@ -1,0 +1,26 @@
+using MetaMae.Cli.Bench;
+using MetaMae.Model;
+
+namespace MetaMae.Actors.Tests;
+
+/// <summary>The step benchmark's analytic FLOP count, checked against a count done by hand.</summary>
+public sealed class StepFlopsSpecs
+{
+    [Fact]
+    public void The_flop_count_matches_a_hand_count_and_metamae_counts_its_extra_decoder_passes()
+    {
+        // 1-D input: C = 2, T = 8, patch 2 -> L = 4 tokens of 4 values; mask 0.5 -> K = 2. D = 8 (1 block), E = 4 (1 block), MLP ratio 2.
+        var input = InputSpec.Series(2, 8, 2);
+        var size = new ModelSize(8, 1, 2, 4, 1, 1, 0.0);
+        var mae = new ModelConfig(input, size, new ObjectiveOptions { Objective = Objective.Mae, MaskRatio = 0.5 });
+        // Encoder: patch embed 2*4*4*8 = 256; block on 3 tokens: 3*64*(6+2+8) = 3072 plus attention 4*9*8 = 288 -> 3360.
+        // Decoder: embed 2*3*8*4 = 192; block on 5 tokens: 5*16*16 = 1280 plus 4*25*4 = 400; head 2*5*4*4 = 160 -> 2032.
+        var (encoder, decoder) = StepFlops.Forward(mae, batch: 1);
+        Assert.Equal(256 + 3360, encoder);
+        Assert.Equal(192 + 1680 + 160, decoder);
+        Assert.Equal(3 * (encoder + decoder) * 10, StepFlops.Step(mae, batch: 10));
+        var meta = mae with { Options = mae.Options with { Objective = Objective.MetaMae } };
+        Assert.Equal(3 * encoder + 9 * decoder, StepFlops.Step(meta, 1));
+        Assert.Equal(3 * encoder + 5 * decoder, StepFlops.Step(meta with { Options = meta.Options with { FirstOrder = true } }, 1));
+    }
+}
