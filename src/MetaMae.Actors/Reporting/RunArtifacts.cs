@@ -152,7 +152,8 @@ public sealed class RunArtifacts : IDisposable
         return "MetaMaePlot";
     }
 
-    private static ScottPlot.Plot NewPlot()
+    /// <summary>A plot whose text can render (the registered font); every chart of the project starts here.</summary>
+    public static ScottPlot.Plot NewPlot()
     {
         var plot = new ScottPlot.Plot();
         if (PlotFont is not null) plot.Font.Set(PlotFont);

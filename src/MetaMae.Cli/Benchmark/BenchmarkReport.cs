@@ -186,7 +186,7 @@ public static class BenchmarkReport
     private static void Chart(IReadOnlyList<BenchmarkRow> rows, IReadOnlyList<string> columns, string path)
     {
         if (rows.Count == 0) return;
-        var plot = new ScottPlot.Plot();
+        var plot = Actors.Reporting.RunArtifacts.NewPlot();
         var palette = new ScottPlot.Palettes.Category10();
         var ticks = new List<ScottPlot.Tick>();
         for (int c = 0; c < columns.Count; c++)
@@ -206,7 +206,7 @@ public static class BenchmarkReport
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.ToArray());
         plot.Axes.Margins(bottom: 0);
         plot.YLabel("linear probe (test split)");
-        plot.ShowLegend();
-        plot.SavePng(path, Math.Max(900, rows.Count * 160), 500);
+        plot.ShowLegend(ScottPlot.Edge.Right); // beside the plot: no bar is hidden behind it
+        plot.SavePng(path, Math.Max(1000, rows.Count * 160 + 200), 500);
     }
 }
