@@ -32,26 +32,28 @@ public sealed class ObjectiveOutput
 /// </summary>
 public static class Objectives
 {
-    public static ObjectiveOutput Compute(MaskedAutoencoder model, Tensor x, MaskingDraws draws)
+    public static ObjectiveOutput Compute(MaskedAutoencoder model, Tensor x, MaskingDraws draws, Training.PassTimer? timer = null)
     {
         var options = model.Config.Options;
         var enc = model.Encode(x, draws.MaskingNoise);
         var target = model.Patchify(x);
+        timer?.Lap("encoder");
         if (options.Objective == Objective.Mae)
         {
             var pred = model.Decode(enc.Latent, enc.IdsRestore);
             var loss = model.ReconLoss(pred, target, enc.Mask);
+            timer?.Lap("outer decode");
             return new ObjectiveOutput
             {
                 Total = loss, Recon = loss, Latent = enc.Latent, Mask = enc.Mask, IdsRestore = enc.IdsRestore,
                 Target = target, Pred = pred,
             };
         }
-        return MetaStep(model, x, draws, enc, target, options);
+        return MetaStep(model, x, draws, enc, target, options, timer);
     }
 
     private static ObjectiveOutput MetaStep(MaskedAutoencoder model, Tensor x, MaskingDraws draws, EncoderOutput enc,
-        Tensor target, ObjectiveOptions options)
+        Tensor target, ObjectiveOptions options, Training.PassTimer? timer)
     {
         var (latent, mask, idsRestore) = (enc.Latent, enc.Mask, enc.IdsRestore);
         var nearby = Masking.NearbyMask(mask, model.Input);
@@ -61,19 +63,23 @@ public static class Objectives
         var secondOrder = !options.FirstOrder;
         var predSupport = model.Decode(latent, idsRestore, differentiatedTwice: secondOrder);
         var supportLoss = model.ReconLoss(predSupport, target, support);
+        timer?.Lap("inner decode");
         var grad = autograd.grad([supportLoss * x.shape[0]], [latent],
             retain_graph: secondOrder, create_graph: secondOrder)[0];
         var adapted = latent - options.InnerLr * grad;
+        timer?.Lap("inner gradient");
 
         // Outer reconstruction from the adapted latent.
         var pred = model.Decode(adapted, idsRestore);
         var recon = model.ReconLoss(pred, target, mask);
+        timer?.Lap("outer decode");
 
         // Task-contrastive loss between amortized and adapted latents (NT-Xent).
         var h1 = model.Project(latent);
         var h2 = model.Project(adapted);
         var contrastive = NtXent(h1, h2, options.Temperature);
         var total = recon + options.ContrastiveWeight * contrastive;
+        timer?.Lap("projector");
 
         return new ObjectiveOutput
         {

@@ -14,7 +14,7 @@ public sealed record BenchShape(string Name, InputSpec Input, double MaskRatio, 
 public sealed record BenchRow(
     string Shape, string Objective, string Preset, int Batch, int Threads, int Steps,
     double MedianMs, double MinMs, double MaxMs, double PeakRssMb, string Allocator,
-    string Precision = "fp32", double StepGflop = 0, double PeakGflops = 0)
+    string Precision = "fp32", double StepGflop = 0, double PeakGflops = 0, IReadOnlyDictionary<string, double>? PassMs = null)
 {
     /// <summary>Achieved GFLOP/s of the median step (analytic count, see <see cref="StepFlops"/>).</summary>
     public double Gflops => MedianMs > 0 ? StepGflop / (MedianMs / 1000) : 0;
@@ -74,18 +74,20 @@ public static class ModelBench
             ? randint(0, shape.Input.Vocab, [n, .. shape.Input.SampleShape], generator: g)
             : randn([n, .. shape.Input.SampleShape], generator: g);
         var times = new List<double>();
+        var timer = new PassTimer();
         for (int i = 0; i < warmup + steps; i++)
         {
             using var draws = MaskingDraws.Sample(n, shape.Input.NumTokens, g);
             var clock = Stopwatch.StartNew();
-            TrainStep.Run(model, optimizer, x, draws, i, 1e-4);
+            TrainStep.Run(model, optimizer, x, draws, i, 1e-4, timer: i >= warmup ? timer : null);
             if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
         }
         times.Sort();
         double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
         var peak = ProcessMemory.PeakResidentBytes() / 1048576.0; // before the peak-rate matmuls below allocate their own
         return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1], peak, allocator,
-            precision, StepFlops.Step(config, n) / 1e9, StepFlops.PeakGflops(precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32));
+            precision, StepFlops.Step(config, n) / 1e9, StepFlops.PeakGflops(precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32),
+            timer.MeanMs());
     }
 
     /// <summary>Starts this program again for one row and reads the JSON line it prints.</summary>

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using MetaMae.Cli.Bench;
 using MetaMae.Model;
+using MetaMae.Model.Training;
 using Spectre.Console;
 
 namespace MetaMae.Cli.Commands;
@@ -225,6 +226,11 @@ public static class BenchCommand
                 $"{r.PeakRssMb:F0}");
         }
         AnsiConsole.Write(table);
+        // Where each step's time goes, pass by pass (mean over the timed steps).
+        var passes = new Table().AddColumns(["shape", "objective", "precision", .. PassTimer.Passes.Select(p => p + " ms")]);
+        foreach (var r in rows.Where(r => r.PassMs is not null))
+            passes.AddRow([r.Shape, r.Objective, r.Precision, .. PassTimer.Passes.Select(p => r.PassMs!.TryGetValue(p, out var ms) ? $"{ms:F0}" : "-")]);
+        AnsiConsole.Write(passes);
     }
 
     private static string[] Split(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

@@ -47,7 +47,7 @@ public static class LearningRate
 public static class TrainStep
 {
     public static StepMetrics Run(MaskedAutoencoder model, optim.Optimizer optimizer, Tensor x, MaskingDraws draws,
-        long step, double lr, DataParallel? parallel = null)
+        long step, double lr, DataParallel? parallel = null, PassTimer? timer = null)
     {
         parallel ??= DataParallel.Solo;
         var clock = Stopwatch.StartNew();
@@ -60,7 +60,8 @@ public static class TrainStep
         // The forward pass updates BatchNorm's running statistics; keep a copy so a refused step leaves no trace.
         var buffers = model.modules().OfType<BatchNorm1d>().SelectMany(m => m.buffers()).Select(b => (b, b.clone())).ToList();
 
-        var output = Objectives.Compute(model, x, draws);
+        timer?.Start();
+        var output = Objectives.Compute(model, x, draws, timer);
         double?[] parts = [output.Total.item<float>(), output.Recon.item<float>(), output.Contrastive?.item<float>(), output.Support?.item<float>()];
         var (mean, allFinite) = parallel.AgreeOnLosses(parts.Select(p => p ?? 0).ToList());
         if (!allFinite)
@@ -72,9 +73,11 @@ public static class TrainStep
         }
 
         output.Total.backward();
+        timer?.Lap("backward");
         parallel.AverageGradients(model.parameters());
         var gradNorm = GradNorm(model);
         optimizer.step();
+        timer?.Lap("optimizer");
         return new StepMetrics(step, mean[0], mean[1], parts[2] is null ? null : mean[2], parts[3] is null ? null : mean[3], gradNorm, lr,
             clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds);
     }
