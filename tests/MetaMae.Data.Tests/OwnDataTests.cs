@@ -139,6 +139,22 @@ public class OwnDataTests : TempDirTest
     }
 
     [Fact]
+    public void Clips_or_images_without_class_folders_are_unlabelled_pretraining_data()
+    {
+        for (int i = 0; i < 6; i++) AudioFile.WriteWav16(Path.Combine(Directory.CreateDirectory(Path.Combine(Root, "field", "day" + i % 3)).FullName, $"rec{i}.wav"), Tone(440, 8000, 4000), 8000);
+        var audio = new DatasetRef { Name = "field", Format = "audio-folder", Path = Path.Combine(Root, "field") };
+        // Sub-folders hold the clips, so they read as classes; clips in the root itself (no class folders) do not.
+        Assert.Equal(3, DatasetCatalog.Resolve(audio).Spec.Classes);
+        for (int i = 0; i < 3; i++) AudioFile.WriteWav16(Path.Combine(Root, "loose", $"rec{i}.wav").Also(p => Directory.CreateDirectory(Path.GetDirectoryName(p)!)), Tone(440, 8000, 4000), 8000);
+        var loose = DatasetCatalog.Open(audio with { Name = "loose", Path = Path.Combine(Root, "loose") }, Split.Pretrain);
+        Assert.Equal((Role.Pretrain, 3), (loose.Spec.Role, loose.Count));
+        Assert.Equal(-1, Read(loose, 0).Labels[0]);
+        for (int i = 0; i < 4; i++) Write($"photos/p{i}.png", Png(8, 8, 0.5f, 0.5f, 0.5f));
+        var photos = DatasetCatalog.Open(new DatasetRef { Name = "photos", Format = "image-folder", Path = Path.Combine(Root, "photos"), ImageSize = 8 }, Split.Pretrain);
+        Assert.Equal((Role.Pretrain, 4), (photos.Spec.Role, photos.Count));
+    }
+
+    [Fact]
     public void An_image_folder_resizes_to_the_configured_size_in_rgb_or_grey()
     {
         for (int i = 0; i < 5; i++)
@@ -156,5 +172,15 @@ public class OwnDataTests : TempDirTest
         Assert.Contains("image_size must be a multiple of 8", Assert.Throws<ArgumentException>(() => DatasetCatalog.Resolve(d with { ImageSize = 20 })).Message);
         var empty = Directory.CreateDirectory(Path.Combine(Root, "empty")).FullName;
         Assert.Contains("empty", Assert.Throws<DataLayoutException>(() => DatasetCatalog.Resolve(d with { Path = empty, Name = "e" })).Message);
+    }
+}
+
+internal static class PathExtensions
+{
+    /// <summary>Runs <paramref name="action"/> on the value and returns it (for a path whose directory must exist first).</summary>
+    public static string Also(this string value, Action<string> action)
+    {
+        action(value);
+        return value;
     }
 }

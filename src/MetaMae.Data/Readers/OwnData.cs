@@ -344,6 +344,9 @@ public static class OwnData
         else if (d.Normalize ?? true)
         {
             var pretrain = Part(d, files, f => f.Label, labelled, Split.Pretrain);
+            if (pretrain.Count == 0)
+                throw new InvalidDataException($"{path}: the pretraining (train) part has no clips: each class keeps {1 - TestFraction(d):P0} " +
+                                               "of its clips, rounded down, so classes of a single clip have none; add clips or lower test_fraction");
             var sample = Layout.Shuffled(pretrain.Count, Layout.SplitSeed).Take(256).Select(i => pretrain[i].Path).ToList();
             var each = sample.AsParallel().AsOrdered().Select(f =>
             {
