@@ -14,7 +14,8 @@ public sealed record BenchShape(string Name, InputSpec Input, double MaskRatio, 
 public sealed record BenchRow(
     string Shape, string Objective, string Preset, int Batch, int Threads, int Steps,
     double MedianMs, double MinMs, double MaxMs, double PeakRssMb, string Allocator,
-    string Precision = "fp32", double StepGflop = 0, double PeakGflops = 0, IReadOnlyDictionary<string, double>? PassMs = null)
+    string Precision = "fp32", double StepGflop = 0, double PeakGflops = 0, IReadOnlyDictionary<string, double>? PassMs = null,
+    IReadOnlyDictionary<int, double>? RssMbAfter = null)
 {
     /// <summary>Achieved GFLOP/s of the median step (analytic count, see <see cref="StepFlops"/>).</summary>
     public double Gflops => MedianMs > 0 ? StepGflop / (MedianMs / 1000) : 0;
@@ -58,8 +59,12 @@ public static class ModelBench
     }
 
     /// <summary>Runs in this process: warm-up steps, then timed steps on one fixed batch.</summary>
+    /// <param name="rssAfter">
+    /// Step counts after which to record resident memory (say 100 and 2,000): the run goes on, untimed, to the largest,
+    /// so a leak or a growing allocator shows as a difference (memory must stay flat over a long run).
+    /// </param>
     public static BenchRow Measure(string shapeName, string objective, string preset, int? batch, int steps, int warmup,
-        int threads, string allocator, string precision = "fp32")
+        int threads, string allocator, string precision = "fp32", IReadOnlyList<int>? rssAfter = null)
     {
         var shape = Shape(shapeName);
         TorchRuntime.SetThreads(threads);
@@ -75,24 +80,28 @@ public static class ModelBench
             : randn([n, .. shape.Input.SampleShape], generator: g);
         var times = new List<double>();
         var timer = new PassTimer();
-        for (int i = 0; i < warmup + steps; i++)
+        var rss = new Dictionary<int, double>();
+        int total = Math.Max(warmup + steps, rssAfter is { Count: > 0 } ? rssAfter.Max() : 0);
+        for (int i = 0; i < total; i++)
         {
             using var draws = MaskingDraws.Sample(n, shape.Input.NumTokens, g);
             var clock = Stopwatch.StartNew();
-            TrainStep.Run(model, optimizer, x, draws, i, 1e-4, timer: i >= warmup ? timer : null);
-            if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
+            bool timed = i >= warmup && i < warmup + steps;
+            TrainStep.Run(model, optimizer, x, draws, i, 1e-4, timer: timed ? timer : null);
+            if (timed) times.Add(clock.Elapsed.TotalMilliseconds);
+            if (rssAfter?.Contains(i + 1) == true) rss[i + 1] = ProcessMemory.ResidentBytes() / 1048576.0;
         }
         times.Sort();
         double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
         var peak = ProcessMemory.PeakResidentBytes() / 1048576.0; // before the peak-rate matmuls below allocate their own
         return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1], peak, allocator,
             precision, StepFlops.Step(config, n) / 1e9, StepFlops.PeakGflops(precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32),
-            timer.MeanMs());
+            timer.MeanMs(), rss.Count > 0 ? rss : null);
     }
 
     /// <summary>Starts this program again for one row and reads the JSON line it prints.</summary>
     public static BenchRow MeasureInChild(string shape, string objective, string preset, int? batch, int steps, int warmup,
-        int threads, string allocator, string precision = "fp32")
+        int threads, string allocator, string precision = "fp32", IReadOnlyList<int>? rssAfter = null)
     {
         var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot locate this program to start a child");
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -103,6 +112,7 @@ public static class ModelBench
                      "--precisions", precision })
             psi.ArgumentList.Add(a);
         if (batch is { } b) { psi.ArgumentList.Add("--batch"); psi.ArgumentList.Add(b.ToString()); }
+        if (rssAfter is { Count: > 0 }) { psi.ArgumentList.Add("--rss-after"); psi.ArgumentList.Add(string.Join(",", rssAfter)); }
         Allocators.Apply(psi, allocator);
         using var child = Process.Start(psi)!;
         var stderr = child.StandardError.ReadToEndAsync();

@@ -36,17 +36,21 @@ public static class BenchCommand
         var allocator = new Option<string>("--allocator") { Description = "glibc-tuned, glibc or jemalloc, set in each child process.", DefaultValueFactory = _ => "glibc-tuned" };
         allocator.AcceptOnlyFromAmong(Allocators.Choices);
         var json = new Option<string?>("--json") { Description = "Also write the rows to this JSON file." };
+        var rssAfter = new Option<string?>("--rss-after") { Description = "Step counts after which to record resident memory, e.g. 100,2000 (memory must stay flat)." };
         var child = new Option<bool>("--child") { Hidden = true };
 
         var cmd = new Command("model", "Median time of one full step (forward, backward, AdamW) per shape and objective.")
         {
-            shapes, objectives, preset, precisions, batch, steps, warmup, threads, allocator, json, child,
+            shapes, objectives, preset, precisions, batch, steps, warmup, threads, allocator, json, rssAfter, child,
         };
         cmd.SetAction(parse =>
         {
             var shapeList = Split(parse.GetValue(shapes)!);
             var objectiveList = Split(parse.GetValue(objectives)!);
             var precisionList = Split(parse.GetValue(precisions)!);
+            var rssSteps = parse.GetValue(rssAfter) is { } r
+                ? Split(r).Select(v => int.TryParse(v, out var k) && k >= 1 ? k : throw new ArgumentException($"--rss-after: '{v}' is not a step count")).ToList()
+                : null;
             foreach (var s in shapeList) ModelBench.Shape(s);
             foreach (var o in objectiveList)
                 foreach (var pr in precisionList) ModelBench.Options(o, 0.5, pr);
@@ -55,7 +59,7 @@ public static class BenchCommand
             if (parse.GetValue(child))
             {
                 var row = ModelBench.Measure(shapeList[0], objectiveList[0], p, parse.GetValue(batch), parse.GetValue(steps),
-                    parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(allocator)!, precisionList[0]);
+                    parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(allocator)!, precisionList[0], rssSteps);
                 Console.WriteLine(JsonSerializer.Serialize(row));
                 return 0;
             }
@@ -68,7 +72,7 @@ public static class BenchCommand
                     foreach (var pr in precisionList)
                     {
                         var row = ModelBench.MeasureInChild(s, o, p, parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(warmup),
-                            parse.GetValue(threads), parse.GetValue(allocator)!, pr);
+                            parse.GetValue(threads), parse.GetValue(allocator)!, pr, rssSteps);
                         rows.Add(row);
                         AnsiConsole.MarkupLine($"  {s,-8} {o,-11} {pr,-5} median {row.MedianMs,9:F0} ms  (min {row.MinMs:F0}, max {row.MaxMs:F0})  " +
                                                $"{row.Gflops,6:F1} GFLOP/s of {row.PeakGflops:F0} peak  peak RSS {row.PeakRssMb:F0} MB");
@@ -231,6 +235,16 @@ public static class BenchCommand
         foreach (var r in rows.Where(r => r.PassMs is not null))
             passes.AddRow([r.Shape, r.Objective, r.Precision, .. PassTimer.Passes.Select(p => r.PassMs!.TryGetValue(p, out var ms) ? $"{ms:F0}" : "-")]);
         AnsiConsole.Write(passes);
+        var withRss = rows.Where(r => r.RssMbAfter is { Count: > 0 }).ToList();
+        if (withRss.Count == 0) return;
+        var marks = withRss.SelectMany(r => r.RssMbAfter!.Keys).Distinct().Order().ToList();
+        var memory = new Table().AddColumns(["shape", "objective", "precision", .. marks.Select(m => $"RSS MB after {m} steps"), "last / first"]);
+        foreach (var r in withRss)
+        {
+            var values = marks.Select(m => r.RssMbAfter!.TryGetValue(m, out var mb) ? mb : double.NaN).ToList();
+            memory.AddRow([r.Shape, r.Objective, r.Precision, .. values.Select(v => $"{v:F0}"), $"{values[^1] / values[0]:F3}"]);
+        }
+        AnsiConsole.Write(memory);
     }
 
     private static string[] Split(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
