@@ -34,7 +34,7 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly ModuleList<Block> decoder;
     private readonly LayerNorm norm_dec;
     private readonly Linear decoder_head;
-    private Sequential? projector;
+    private readonly Sequential? projector;
     private readonly ScalarType? compute;
 
     public ModelConfig Config { get; }

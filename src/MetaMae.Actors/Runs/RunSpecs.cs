@@ -194,15 +194,7 @@ public static class RunSpecs
         Require(key + ".name", d.Format is null || RunSpec.NamePattern.IsMatch(d.Name),
             $"'{d.Name}' cannot name a data set: use 1-64 letters, digits, '.', '_' or '-'");
         // The keys of one's own data, checked whatever the format (a key a format does not read is still a typo to report).
-        Require(key + ".length", d.Length is null or (>= 2 and <= 65_536), $"must be in [2, 65536], got {d.Length}");
-        Require(key + ".sample_rate", d.SampleRate is null or (>= 1000 and <= 384_000), $"must be in [1000, 384000] Hz, got {d.SampleRate}");
-        if (d.Seconds is { } seconds) RequireFinite(key + ".seconds", seconds, min: 0, max: 600, minExclusive: true);
-        Require(key + ".mels", d.Mels is null or (>= 16 and <= 512) && (d.Mels ?? 16) % 8 == 0, $"must be a multiple of 8 in [16, 512], got {d.Mels}");
-        Require(key + ".image_size", d.ImageSize is null or (>= 8 and <= 1024) && (d.ImageSize ?? 8) % 8 == 0, $"must be a multiple of 8 in [8, 1024], got {d.ImageSize}");
-        Require(key + ".channels", d.Channels is null or 1 or 3, $"must be 1 or 3, got {d.Channels}");
-        if (d.TestFraction is { } fraction) RequireFinite(key + ".test_fraction", fraction, min: 0, max: 1, minExclusive: true, maxExclusive: true);
-        Require(key + ".alphabet", d.Alphabet is null or "dna" or "protein", $"'{d.Alphabet}' is not allowed; allowed: dna, protein");
-        Require(key + ".tokenizer", d.Tokenizer is null or "bytes" or "wordpiece", $"'{d.Tokenizer}' is not allowed; allowed: bytes, wordpiece");
+        if (Data.Readers.OwnData.OptionProblem(d) is { } problem) throw new ConfigException($"{key}.{problem.Key}", problem.Message);
         Require(key + ".max_train", d.MaxTrain is null or >= 1, $"must be at least 1, got {d.MaxTrain}");
         Require(key + ".max_test", d.MaxTest is null or >= 1, $"must be at least 1, got {d.MaxTest}");
     }

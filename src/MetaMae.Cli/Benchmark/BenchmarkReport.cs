@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using MetaMae.Protocol;
 
 namespace MetaMae.Cli.Benchmark;
 
@@ -31,10 +32,17 @@ public static class BenchmarkReport
 {
     public const string RawInput = "raw input", RandomInit = "random init";
 
-    public static IReadOnlyList<BenchmarkRow> Rows(BenchmarkSuite suite, IReadOnlyList<BenchmarkRunResult> results)
+    /// <summary>The latest line of each run (a failed run that was done again has two).</summary>
+    public static List<BenchmarkRunResult> Latest(IEnumerable<BenchmarkRunResult> results) =>
+        results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).ToList();
+
+    /// <summary>The runs whose latest line says they completed: the ones every table is made of.</summary>
+    public static List<BenchmarkRunResult> Completed(IEnumerable<BenchmarkRunResult> results) =>
+        Latest(results).Where(r => r.Status == RunStatus.Completed.Text()).ToList();
+
+    /// <param name="latest">Completed runs (<see cref="Completed"/>).</param>
+    public static IReadOnlyList<BenchmarkRow> Rows(BenchmarkSuite suite, IReadOnlyList<BenchmarkRunResult> latest)
     {
-        // The latest line of each run wins (a failed run that was done again).
-        var latest = results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Where(r => r.Status == "completed").ToList();
         var rows = new List<BenchmarkRow>();
         foreach (var (entry, modality) in suite.Entries)
         {
@@ -53,14 +61,12 @@ public static class BenchmarkReport
                 foreach (var (variant, label) in suite.Variants)
                     Add(label, runs.Where(r => r.Variant == variant).Select(r => Probes(r).Where(p => p.Step > 0).MaxBy(p => p.Step)?.Value)
                         .Where(v => v is not null).Select(v => v!.Value));
-                rows.Add(new BenchmarkRow(entry, modality, plan.Dataset.Name, probe, Probes(runs.FirstOrDefault() ?? Empty).FirstOrDefault()?.Metric ?? "",
+                rows.Add(new BenchmarkRow(entry, modality, plan.Dataset.Name, probe, runs.SelectMany(Probes).FirstOrDefault()?.Metric ?? "",
                     scores, Verdict(scores)));
             }
         }
         return rows;
     }
-
-    private static readonly BenchmarkRunResult Empty = new("", "", "", 0, "", "", 0, [], null);
 
     /// <summary>What the row shows, in words: MetaMAE against MAE (beyond one standard deviation or not), encoders against the raw input.</summary>
     public static string Verdict(IReadOnlyDictionary<string, Summary> scores)
@@ -87,15 +93,16 @@ public static class BenchmarkReport
     }
 
     /// <summary>Writes every output file and returns the Markdown table.</summary>
-    public static string Write(BenchmarkSuite suite, string outDirectory, TimeSpan elapsed)
+    public static string Write(BenchmarkSuite suite, string outDirectory)
     {
         var results = BenchmarkRunner.ReadResults(outDirectory);
-        var rows = Rows(suite, results);
+        var completed = Completed(results);
+        var rows = Rows(suite, completed);
         var columns = new List<string> { RawInput, RandomInit };
         columns.AddRange(suite.Variants.Select(v => v.Label));
 
         var csv = new StringBuilder("entry,pretrained_on,probe,metric,encoder,seed,value,run_dir\n");
-        foreach (var r in results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Where(r => r.Status == "completed"))
+        foreach (var r in completed)
             foreach (var p in r.Probes.GroupBy(p => p.Dataset))
             {
                 var last = p.Where(x => x.Step > 0).MaxBy(x => x.Step);
@@ -111,7 +118,7 @@ public static class BenchmarkReport
         File.WriteAllText(Path.Combine(outDirectory, "summary.json"), JsonSerializer.Serialize(new
         {
             suite = suite.Name, seeds = suite.Seeds, runs_planned = suite.Runs.Count,
-            runs_completed = results.Where(r => r.Status == "completed").Select(r => (r.Entry, r.Variant, r.Seed)).Distinct().Count(),
+            runs_completed = completed.Count,
             rows = rows.Select(r => new { r.Entry, r.Modality, r.PretrainedOn, r.Probe, r.Metric, scores = r.Scores, r.Verdict }),
         }, new JsonSerializerOptions(BenchmarkRunner.Json) { WriteIndented = true }));
 
@@ -122,8 +129,8 @@ public static class BenchmarkReport
             md.AppendLine(Output.MarkdownRow(new[] { $"{r.Entry} ({r.Modality})", $"{r.PretrainedOn} → {r.Probe}", r.Metric }
                 .Concat(columns.Select(c => r.Scores.TryGetValue(c, out var s) ? Best(r, c, s) : "-")).Append(r.Verdict)));
         var table = md.ToString();
-        var losses = Losses(suite, results);
-        var seconds = results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Sum(r => r.Seconds);
+        var losses = Losses(suite, completed);
+        var seconds = Latest(results).Sum(r => r.Seconds);
         var document = new StringBuilder()
             .AppendLine($"# Benchmark {suite.Name}").AppendLine()
             .AppendLine(suite.Description).AppendLine()
@@ -146,34 +153,37 @@ public static class BenchmarkReport
     }
 
     /// <summary>Per entry and variant: the reconstruction (and contrastive) loss of the last 50 steps, read from each run's metrics.jsonl.</summary>
-    private static string Losses(BenchmarkSuite suite, IReadOnlyList<BenchmarkRunResult> results)
+    private static string Losses(BenchmarkSuite suite, IReadOnlyList<BenchmarkRunResult> latest)
     {
-        var latest = results.GroupBy(r => (r.Entry, r.Variant, r.Seed)).Select(g => g.Last()).Where(r => r.Status == "completed").ToList();
+        // Each run's metrics.jsonl is read once.
+        var tails = latest.ToDictionary(r => r, Tail);
         var md = new StringBuilder();
         md.AppendLine(Output.MarkdownRow(new[] { "entry" }.Concat(suite.Variants.Select(v => $"{v.Label} recon")).Append("MetaMAE contrastive")));
         md.AppendLine("|" + string.Concat(Enumerable.Repeat("---|", suite.Variants.Count + 2)));
         foreach (var (entry, _) in suite.Entries)
         {
-            (double? Recon, double? Contrastive) Tail(BenchmarkRunResult r)
-            {
-                var steps = Actors.Reporting.RunArtifacts.ReadSteps(Path.Combine(r.RunDirectory, "metrics.jsonl")).Values.TakeLast(50).ToList();
-                double? Mean(string key)
-                {
-                    var values = steps.Where(e => e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number).Select(e => e.GetProperty(key).GetDouble()).ToList();
-                    return values.Count > 0 ? values.Average() : null;
-                }
-                return (Mean("recon"), Mean("contrastive"));
-            }
             string Cell(IEnumerable<double?> values)
             {
                 var v = values.Where(x => x is not null).Select(x => x!.Value).ToList();
                 return v.Count == 0 ? "-" : string.Create(CultureInfo.InvariantCulture, $"{v.Average():F4}");
             }
-            var cells = suite.Variants.Select(v => Cell(latest.Where(r => r.Entry == entry && r.Variant == v.Variant).Select(r => Tail(r).Recon))).ToList();
-            cells.Add(Cell(latest.Where(r => r.Entry == entry && r.Variant == "metamae").Select(r => Tail(r).Contrastive)));
+            var cells = suite.Variants.Select(v => Cell(latest.Where(r => r.Entry == entry && r.Variant == v.Variant).Select(r => tails[r].Recon))).ToList();
+            cells.Add(Cell(latest.Where(r => r.Entry == entry && r.Variant == "metamae").Select(r => tails[r].Contrastive)));
             md.AppendLine(Output.MarkdownRow(new[] { entry }.Concat(cells)));
         }
         return md.ToString();
+    }
+
+    /// <summary>Mean reconstruction and contrastive loss over a run's last 50 steps.</summary>
+    private static (double? Recon, double? Contrastive) Tail(BenchmarkRunResult r)
+    {
+        var steps = Actors.Reporting.RunArtifacts.ReadSteps(Path.Combine(r.RunDirectory, "metrics.jsonl")).Values.TakeLast(50).ToList();
+        double? Mean(string key)
+        {
+            var values = steps.Where(e => e.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number).Select(e => e.GetProperty(key).GetDouble()).ToList();
+            return values.Count > 0 ? values.Average() : null;
+        }
+        return (Mean("recon"), Mean("contrastive"));
     }
 
     private static string Best(BenchmarkRow row, string column, Summary s)

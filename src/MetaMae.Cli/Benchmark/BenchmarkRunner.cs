@@ -49,8 +49,7 @@ public static class BenchmarkRunner
     public static int Run(BenchmarkSuite suite, string outDirectory, Action<string> say)
     {
         Directory.CreateDirectory(outDirectory);
-        var done = ReadResults(outDirectory).Where(r => r.Status == RunStatus.Completed.Text())
-            .Select(r => (r.Entry, r.Variant, r.Seed)).ToHashSet();
+        var done = BenchmarkReport.Completed(ReadResults(outDirectory)).Select(r => (r.Entry, r.Variant, r.Seed)).ToHashSet();
         var clock = Stopwatch.StartNew();
         int index = 0, failed = 0;
         foreach (var run in suite.Runs)
@@ -85,9 +84,9 @@ public static class BenchmarkRunner
                 var last = result.Probes.GroupBy(p => p.Dataset).Select(g => g.MaxBy(p => p.Step)!);
                 say($"    {started.Elapsed.TotalSeconds:F0} s; " + string.Join(", ", last.Select(p => $"{p.Dataset} {p.Metric} {p.Value:F4}")));
             }
-            BenchmarkReport.Write(suite, outDirectory, clock.Elapsed);
+            BenchmarkReport.Write(suite, outDirectory);
         }
-        var report = BenchmarkReport.Write(suite, outDirectory, clock.Elapsed);
+        var report = BenchmarkReport.Write(suite, outDirectory);
         say($"{suite.Runs.Count} runs ({failed} failed) in {clock.Elapsed:hh\\:mm\\:ss} this time; results in {outDirectory}: results.md, results.csv, summary.json, results.png");
         Console.WriteLine();
         Console.WriteLine(report);

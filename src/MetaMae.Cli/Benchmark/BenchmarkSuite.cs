@@ -68,14 +68,18 @@ public sealed class BenchmarkSuite
         var baseConfig = root["base"] as JsonObject ?? [];
         var entries = root["entries"] as JsonArray ?? throw new ConfigException("entries", "is required: a list of {name, config}");
         var ablations = (root["ablations"] as JsonArray ?? []).Select((a, i) => a as JsonObject ?? throw new ConfigException($"ablations[{i}]", "must be an object")).ToList();
-        var variants = objectives.Select(o => (o, Label(o))).ToList();
-        void AddAblation(JsonObject a, string where)
+        var objectiveVariants = objectives.Select(o => (Variant: o, Label: Label(o), Change: (JsonObject?)null)).ToList();
+        var variants = objectiveVariants.Select(v => (v.Variant, v.Label)).ToList();
+        // An ablation is MetaMAE with some keys changed: its variant, label and the change.
+        (string Variant, string Label, JsonObject? Change) Ablation(JsonObject a, string where)
         {
             var ablationName = Str(a, "name", where);
             if (!RunSpec.NamePattern.IsMatch(ablationName)) throw new ConfigException(where + "name", $"'{ablationName}': use letters, digits, '.', '_' or '-'");
-            if (!variants.Contains(($"metamae-{ablationName}", $"MetaMAE {ablationName}"))) variants.Add(($"metamae-{ablationName}", $"MetaMAE {ablationName}"));
+            var ablation = ($"metamae-{ablationName}", $"MetaMAE {ablationName}", a["config"] as JsonObject);
+            if (!variants.Contains((ablation.Item1, ablation.Item2))) variants.Add((ablation.Item1, ablation.Item2));
+            return ablation;
         }
-        foreach (var (a, i) in ablations.Select((a, i) => (a, i))) AddAblation(a, $"ablations[{i}].");
+        var suiteAblations = ablations.Select((a, i) => Ablation(a, $"ablations[{i}].")).ToList();
         var runs = new List<PlannedRun>();
         var entryList = new List<(string, string)>();
         for (int i = 0; i < entries.Count; i++)
@@ -87,17 +91,15 @@ public sealed class BenchmarkSuite
             entryList.Add((entryName, entry["modality"]?.GetValue<string>() ?? ""));
             var entryConfig = entry["config"] as JsonObject ?? throw new ConfigException($"entries[{i}].config", "is required: the run keys of this entry");
             // An entry's own ablations (say, the inner learning rate on text) add to the suite's.
-            var own = (entry["ablations"] as JsonArray ?? []).Select((a, k) => a as JsonObject ?? throw new ConfigException($"entries[{i}].ablations[{k}]", "must be an object")).ToList();
-            foreach (var (a, k) in own.Select((a, k) => (a, k))) AddAblation(a, $"entries[{i}].ablations[{k}].");
-            var mine = ablations.Concat(own).ToList();
-            var entryVariants = objectives.Select(o => (o, Label(o))).Concat(mine.Select(a => ($"metamae-{a["name"]!.GetValue<string>()}", $"MetaMAE {a["name"]!.GetValue<string>()}"))).ToList();
+            var own = (entry["ablations"] as JsonArray ?? [])
+                .Select((a, k) => Ablation(a as JsonObject ?? throw new ConfigException($"entries[{i}].ablations[{k}]", "must be an object"), $"entries[{i}].ablations[{k}].")).ToList();
+            var entryVariants = objectiveVariants.Concat(suiteAblations).Concat(own).ToList();
             foreach (var seed in seeds)
-                foreach (var (variant, label) in entryVariants)
+                foreach (var (variant, label, change) in entryVariants)
                 {
                     var config = Merge(baseConfig, entryConfig);
-                    var ablation = mine.FirstOrDefault(a => $"metamae-{a["name"]!.GetValue<string>()}" == variant);
-                    if (ablation?["config"] is JsonObject change) config = Merge(config, change);
-                    config["model"] = ablation is null ? variant : "metamae";
+                    if (change is not null) config = Merge(config, change);
+                    config["model"] = variant == "mae" ? "mae" : "metamae"; // every ablation is of MetaMAE
                     config["seed"] = seed;
                     config["name"] = entryName;
                     config["out"] = outDirectory;

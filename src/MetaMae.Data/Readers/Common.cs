@@ -59,19 +59,13 @@ public static class Layout
     /// </summary>
     public static List<T> SplitStratified<T>(IReadOnlyList<T> items, Func<T, string?> label, Split split, double trainFraction, long seed = SplitSeed)
     {
-        var chosen = new List<int>();
-        foreach (var group in Enumerable.Range(0, items.Count).GroupBy(i => label(items[i]) ?? "\0unreadable").OrderBy(g => g.Key, StringComparer.Ordinal))
-        {
-            var members = group.ToArray();
-            var order = Shuffled(members.Length, seed + DecodeContextHash(group.Key));
-            int cut = (int)(trainFraction * members.Length);
-            chosen.AddRange((split == Split.Test ? order[cut..] : order[..cut]).Select(k => members[k]));
-        }
-        chosen.Sort();
+        var chosen = Enumerable.Range(0, items.Count).GroupBy(i => label(items[i]) ?? "\0unreadable").OrderBy(g => g.Key, StringComparer.Ordinal)
+            .SelectMany(g => SplitShuffled(g.ToList(), split, trainFraction, seed + LabelSeed(g.Key))).Order();
         return chosen.Select(i => items[i]).ToList();
     }
 
-    private static long DecodeContextHash(string s) => unchecked((long)DecodeContext.Mix(Sequences.Fnv(s), 0, 0) & 0x7FFFFFFF);
+    /// <summary>A label's share of a split's seed: a hash that is the same in every process.</summary>
+    private static long LabelSeed(string label) => unchecked((long)DecodeContext.Mix(Sequences.Fnv(label), 0, 0) & 0x7FFFFFFF);
 
     /// <summary>Sorted distinct names mapped to 0..K-1.</summary>
     public static Dictionary<string, int> LabelMap(IEnumerable<string> names) =>

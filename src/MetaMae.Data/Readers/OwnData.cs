@@ -33,6 +33,27 @@ public static class OwnData
     private static readonly ConcurrentDictionary<string, Lazy<CatalogEntry>> Resolved = new();
 
     /// <summary>
+    /// The first option of <paramref name="d"/> out of range, as (key, what is wrong), or null: the one check of these
+    /// keys, made when data is resolved and, naming the config key, when a run's configuration is validated.
+    /// </summary>
+    public static (string Key, string Message)? OptionProblem(DatasetRef d)
+    {
+        static string N(double v) => v.ToString(CultureInfo.InvariantCulture);
+        if (d.Length is { } length && length is < 2 or > 65_536) return ("length", $"must be in [2, 65536], got {length}");
+        if (d.SampleRate is { } rate && rate is < 1000 or > 384_000) return ("sample_rate", $"must be in [1000, 384000] Hz, got {rate}");
+        if (d.Seconds is { } seconds && !(double.IsFinite(seconds) && seconds is > 0 and <= 600))
+            return ("seconds", $"must be a finite number in (0, 600], got {N(seconds)}");
+        if (d.Mels is { } mels && (mels is < 16 or > 512 || mels % 8 != 0)) return ("mels", $"must be a multiple of 8 in [16, 512], got {mels}");
+        if (d.ImageSize is { } size && (size is < 8 or > 1024 || size % 8 != 0)) return ("image_size", $"must be a multiple of 8 in [8, 1024], got {size}");
+        if (d.Channels is { } channels && channels is not (1 or 3)) return ("channels", $"must be 1 or 3, got {channels}");
+        if (d.TestFraction is { } fraction && !(double.IsFinite(fraction) && fraction is > 0 and < 1))
+            return ("test_fraction", $"must be a finite number in (0, 1), got {N(fraction)}");
+        if (d.Alphabet is { } alphabet && alphabet is not ("dna" or "protein")) return ("alphabet", $"'{alphabet}' is not allowed; allowed: dna, protein");
+        if (d.Tokenizer is { } tokenizer && tokenizer is not ("bytes" or "wordpiece")) return ("tokenizer", $"'{tokenizer}' is not allowed; allowed: bytes, wordpiece");
+        return null;
+    }
+
+    /// <summary>
     /// The catalog entry of <paramref name="d"/>, made once per process for the same settings and file (size and
     /// modification time): every actor that asks for the spec or a split shares one reading of a large file.
     /// </summary>
@@ -45,6 +66,7 @@ public static class OwnData
         if (d.Format is not { } format || !Formats.Contains(format))
             throw new ArgumentException($"data set '{d.Name}': format '{d.Format}' is not one of {string.Join(", ", Formats)}");
         if (string.IsNullOrWhiteSpace(d.Path)) throw new ArgumentException($"data set '{d.Name}': format {format} needs \"path\" (a {(format.EndsWith("folder") ? "folder" : "file")})");
+        if (OptionProblem(d) is { } problem) throw new ArgumentException($"data set '{d.Name}': {problem.Key} {problem.Message}");
         var path = System.IO.Path.GetFullPath(d.Path);
         var stamp = File.Exists(path) ? $"{new FileInfo(path).Length}:{File.GetLastWriteTimeUtc(path).Ticks}"
             : Directory.Exists(path) ? Directory.GetLastWriteTimeUtc(path).Ticks.ToString(CultureInfo.InvariantCulture) : "missing";
@@ -69,9 +91,18 @@ public static class OwnData
         }
     }
 
-    private static double TestFraction(DatasetRef d) =>
-        d.TestFraction is { } f && f > 0 && f < 1 ? f : d.TestFraction is null ? 0.2
-            : throw new ArgumentException($"data set '{d.Name}': test_fraction must be in (0, 1), got {d.TestFraction}");
+    private static double TestFraction(DatasetRef d) => d.TestFraction ?? 0.2;
+
+    /// <summary>A record's class number, or -1 for data without labels; an empty label in labelled data is the record's fault.</summary>
+    private static float ClassOf(IReadOnlyDictionary<string, int> map, string? label) =>
+        map.Count == 0 ? -1 : label is { Length: > 0 } l ? map[l] : throw new FormatException("the label is empty");
+
+    /// <summary>A CSV, or a TSV by its extension (.tsv, .tab), with a header row.</summary>
+    private static CsvTable ReadTable(string path)
+    {
+        var ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
+        return CsvTable.Read(path, hasHeader: true, delimiter: ext is ".tsv" or ".tab" ? '\t' : ',');
+    }
 
     /// <summary>Records of a split: labelled data stratified (pretraining = train), unlabelled data all for pretraining.</summary>
     private static List<T> Part<T>(DatasetRef d, IReadOnlyList<T> records, Func<T, string?> label, bool labelled, Split split)
@@ -100,8 +131,7 @@ public static class OwnData
     private static CatalogEntry Table(DatasetRef d, string path, InputStatistics? given)
     {
         Layout.File(path, "a CSV (or .tsv) file with a header row: a label column and numeric feature columns");
-        var ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
-        var table = CsvTable.Read(path, hasHeader: true, delimiter: ext is ".tsv" or ".tab" ? '\t' : ',');
+        var table = ReadTable(path);
         int labelAt = LabelColumn(d, table, "label");
         var features = Enumerable.Range(0, table.Header.Length).Where(i => i != labelAt).ToArray();
         if (features.Length == 0) throw new FormatException($"{path}: no feature columns besides the label '{table.Header[labelAt]}'");
@@ -121,7 +151,7 @@ public static class OwnData
             var values = ParseRow(r, features, table.Header);
             if (stats is not null)
                 for (int i = 0; i < values.Length; i++) values[i] = (values[i] - stats.Mean[i]) / stats.Std[i];
-            return Sample.Dense(values, labelled ? map[Label(r) is { Length: > 0 } l ? l : throw new FormatException("the label is empty")] : -1);
+            return Sample.Dense(values, ClassOf(map, Label(r)));
         }));
     }
 
@@ -196,11 +226,9 @@ public static class OwnData
         var (alphabet, pad) = alphabetName switch
         {
             "dna" => (DnaWithN, 'N'),
-            "protein" => (Sequences.AminoAcids, 'X'),
-            _ => throw new ArgumentException($"data set '{d.Name}': alphabet '{alphabetName}' is not dna or protein"),
+            _ => (Sequences.AminoAcids, 'X'), // protein (OptionProblem allows nothing else)
         };
         int length = d.Length ?? 128;
-        if (length < 2) throw new ArgumentException($"data set '{d.Name}': length must be at least 2, got {length}");
         bool csv = path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase);
         var records = csv ? FromCsv(d, path, "sequence")
             : Fasta.Read(path).Select(r => new TextRecord(r.Line, r.Sequence, r.Attribute("class") ?? r.Attribute("label"), r.Problem)).ToList();
@@ -219,7 +247,7 @@ public static class OwnData
                     seq = seq.Substring(start, length);
                 }
                 if (alphabetName == "dna") seq = string.Concat(seq.Select(c => "ACGTacgt".Contains(c) ? c : char.IsLetter(c) ? 'N' : c));
-                return Sample.Tokens(Sequences.Encode(seq, alphabet, length, pad), labelled ? map[r.Label is { Length: > 0 } l ? l : throw new FormatException("the label is empty")] : -1);
+                return Sample.Tokens(Sequences.Encode(seq, alphabet, length, pad), ClassOf(map, r.Label));
             }));
     }
 
@@ -228,8 +256,7 @@ public static class OwnData
 
     private static List<TextRecord> FromCsv(DatasetRef d, string path, string textColumn)
     {
-        var ext = System.IO.Path.GetExtension(path).ToLowerInvariant();
-        var table = CsvTable.Read(path, hasHeader: true, delimiter: ext is ".tsv" or ".tab" ? '\t' : ',');
+        var table = ReadTable(path);
         int labelAt = LabelColumn(d, table, "label"), textAt = table.Column(d.TextColumn ?? textColumn);
         return table.Rows.Select(r => new TextRecord(r.Line, r.Fields.Length > textAt ? r.Fields[textAt] : "",
             labelAt >= 0 && r.Fields.Length > labelAt ? r.Fields[labelAt].Trim() : null, r.Problem)).ToList();
@@ -246,7 +273,6 @@ public static class OwnData
     {
         Layout.File(path, "a CSV with label and text columns, or a .txt file with one text a line");
         int length = d.Length ?? 128;
-        if (length < 2) throw new ArgumentException($"data set '{d.Name}': length must be at least 2, got {length}");
         var records = new List<TextRecord>();
         if (path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".txt.gz", StringComparison.OrdinalIgnoreCase))
         {
@@ -264,21 +290,18 @@ public static class OwnData
         bool labelled = map.Count > 0;
         Func<string, long[]> encode;
         int vocab;
-        switch (d.Tokenizer ?? "bytes")
+        if (d.Tokenizer == "wordpiece")
         {
-            case "bytes":
-                encode = t => Sequences.EncodeBytes(t, length);
-                vocab = 257;
-                break;
-            case "wordpiece":
-                var vocabPath = Layout.File(d.Vocab ?? throw new ArgumentException($"data set '{d.Name}': tokenizer wordpiece needs \"vocab\" (a vocab.txt file)"),
-                    "vocab.txt: one WordPiece token a line (BERT's layout)");
-                var tokenizer = BertTokenizer.Create(vocabPath, new BertOptions { LowerCaseBeforeTokenization = true });
-                vocab = File.ReadLines(vocabPath).Count();
-                encode = t => Captions.Encode(tokenizer, t, length);
-                break;
-            default:
-                throw new ArgumentException($"data set '{d.Name}': tokenizer '{d.Tokenizer}' is not bytes or wordpiece");
+            var vocabPath = Layout.File(d.Vocab ?? throw new ArgumentException($"data set '{d.Name}': tokenizer wordpiece needs \"vocab\" (a vocab.txt file)"),
+                "vocab.txt: one WordPiece token a line (BERT's layout)");
+            var tokenizer = BertTokenizer.Create(vocabPath, new BertOptions { LowerCaseBeforeTokenization = true });
+            vocab = File.ReadLines(vocabPath).Count();
+            encode = t => Captions.Encode(tokenizer, t, length);
+        }
+        else // bytes, the default
+        {
+            encode = t => Sequences.EncodeBytes(t, length);
+            vocab = 257;
         }
         var spec = Spec(d, "text", InputKind.Tokens, [length], [1], vocab, 64, map.Count, path,
             $"{path}: {(labelled ? "label and text columns" : "texts")}, {length} {d.Tokenizer ?? "bytes"} tokens");
@@ -286,7 +309,7 @@ public static class OwnData
             r => $"{path}:{r.Line}", (r, _) =>
             {
                 if (r.Text.Trim().Length == 0) throw new FormatException("empty text");
-                return Sample.Tokens(encode(r.Text), labelled ? map[r.Label is { Length: > 0 } l ? l : throw new FormatException("the label is empty")] : -1);
+                return Sample.Tokens(encode(r.Text), ClassOf(map, r.Label));
             }));
     }
 
@@ -324,9 +347,6 @@ public static class OwnData
     {
         int rate = d.SampleRate ?? 16_000, mels = d.Mels ?? 64;
         double seconds = d.Seconds ?? 1.0;
-        if (rate is < 1000 or > 384_000) throw new ArgumentException($"data set '{d.Name}': sample_rate must be in [1000, 384000] Hz, got {rate}");
-        if (seconds is <= 0 or > 600) throw new ArgumentException($"data set '{d.Name}': seconds must be in (0, 600], got {seconds}");
-        if (mels < 16 || mels % 8 != 0) throw new ArgumentException($"data set '{d.Name}': mels must be a multiple of 8, at least 16, got {mels}");
         var (files, labelled) = FolderFiles(path, AudioExtensions, "wav|ogg");
         var map = labelled ? Layout.LabelMap(files.Select(f => f.Label!)) : [];
         var transform = LogMel.Square(rate, seconds, mels);
@@ -371,7 +391,7 @@ public static class OwnData
             map.Count, path, $"{path}/{(labelled ? "CLASS/" : "")}*.wav|ogg") with { Statistics = stats };
         return new CatalogEntry(spec, o => new ListDataset<(string Path, string? Label)>(spec, Part(d, files, f => f.Label, labelled, o.Split), f => f.Path,
             (f, ctx) => Sample.Dense(transform.Compute(Clip(f.Path, o.Split == Split.Pretrain ? ctx.Random() : null),
-                stats?.Mean[0] ?? 0, stats?.Std[0] ?? 1), labelled ? map[f.Label!] : -1)));
+                stats?.Mean[0] ?? 0, stats?.Std[0] ?? 1), ClassOf(map, f.Label))));
     }
 
     /// <summary>
@@ -381,8 +401,6 @@ public static class OwnData
     private static CatalogEntry ImageFolder(DatasetRef d, string path)
     {
         int size = d.ImageSize ?? 32, channels = d.Channels ?? 3;
-        if (size < 8 || size % 8 != 0 || size > 1024) throw new ArgumentException($"data set '{d.Name}': image_size must be a multiple of 8 in [8, 1024], got {size}");
-        if (channels is not (1 or 3)) throw new ArgumentException($"data set '{d.Name}': channels must be 1 or 3, got {channels}");
         var (files, labelled) = FolderFiles(path, ImageExtensions, "jpg|png");
         var map = labelled ? Layout.LabelMap(files.Select(f => f.Label!)) : [];
         var spec = Spec(d, $"images ({(channels == 3 ? "RGB" : "grey")})", InputKind.Image2d, [channels, size, size], [size / 8, size / 8], 0, 64,
@@ -397,7 +415,7 @@ public static class OwnData
                     for (int i = 0; i < grey.Length; i++) grey[i] = (rgb[i] + rgb[size * size + i] + rgb[2 * size * size + i]) / 3f;
                     rgb = grey;
                 }
-                return Sample.Dense(rgb, labelled ? map[f.Label!] : -1);
+                return Sample.Dense(rgb, ClassOf(map, f.Label));
             }));
     }
 }

@@ -50,6 +50,7 @@ public static class Lbfgs
             {
                 d = -g;
                 slope = -g.dot(g).item<float>();
+                foreach (var t in s.Concat(y)) t.Dispose();
                 s.Clear(); y.Clear(); rho.Clear();
             }
             double step = iteration == 0 ? Math.Min(1, 1 / g.abs().sum().item<float>()) : 1;

@@ -25,7 +25,7 @@ public enum ProbeTask { MultiClass, Binary, Regression, PerToken }
 public sealed record ProbeOptions(int Epochs = 100, double Lr = 1e-4, double WeightDecay = 1e-4, int BatchSize = 256, long Seed = 0,
     bool Standardize = false, bool Converge = false, double ValidationFraction = 0.2)
 {
-    /// <summary>Weight decays tried by the converged fit, strongest first (ties keep the stronger one).</summary>
+    /// <summary>Weight decays tried by the converged fit, strongest first (see <see cref="LinearProbe"/>'s choice among them).</summary>
     public static readonly double[] WeightDecayGrid = [1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
 
     /// <summary>The protocol's options: "standardized" (converged, validated) or "dabs" (the paper's Adam schedule).</summary>
@@ -42,8 +42,9 @@ public sealed record ProbeData(float[] Features, int Samples, int Tokens, int Di
 public sealed record ProbeResult(string Metric, double Value, double Seconds, string Method = "");
 
 /// <summary>
-/// Linear evaluation: one linear layer on frozen features, trained with Adam; cross-entropy for classes (per token
-/// for secondary structure), sigmoid + BCE for binary sets, MSE for regression. Scored with the data set's metric.
+/// Linear evaluation: one linear layer on frozen features, fitted as <see cref="ProbeOptions"/> says (to convergence, or
+/// with the paper's Adam schedule); cross-entropy for classes (per token for secondary structure), sigmoid + BCE for
+/// binary sets, MSE for regression. Scored with the data set's metric.
 /// </summary>
 public static class LinearProbe
 {
@@ -105,8 +106,9 @@ public static class LinearProbe
     }
 
     /// <summary>
-    /// The weight decay whose head, fitted on the train split less a stratified validation part, scores best there;
-    /// the strongest of equals. Too few samples for a validation part: the configured weight decay.
+    /// The weight decay whose head, fitted on the train split less a stratified validation part, scores best there by
+    /// the metric, then by the validation loss, then the strongest. Too few samples for a validation part: the
+    /// configured weight decay.
     /// </summary>
     private static (double WeightDecay, string How) ChooseWeightDecay(ProbeData train, Tensor x, Tensor y, ProbeTask task, int outputs,
         string metric, ProbeOptions options, Device device)
@@ -155,6 +157,7 @@ public static class LinearProbe
             : [Enumerable.Range(0, train.Samples)];
         var fit = new List<long>();
         var val = new List<long>();
+        int per = task == ProbeTask.PerToken ? train.Tokens : 1; // rows per sample
         foreach (var group in groups)
         {
             var samples = group.OrderBy(_ => rng.Next()).ToArray();
@@ -162,7 +165,6 @@ public static class LinearProbe
             for (int k = 0; k < samples.Length; k++)
             {
                 var target = k < cut ? val : fit;
-                int per = task == ProbeTask.PerToken ? train.Tokens : 1;
                 for (int t = 0; t < per; t++) target.Add((long)samples[k] * per + t);
             }
         }

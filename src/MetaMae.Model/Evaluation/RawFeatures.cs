@@ -22,13 +22,13 @@ public static class RawFeatures
         TokenizerKind.Tokens when perToken => "one-hot token ids",
         TokenizerKind.Tokens when input.Size[0] * input.Vocab <= MaxFlatDim => "one-hot ids, flattened",
         TokenizerKind.Tokens => "token frequencies (bag of tokens)",
-        _ when input.SampleShape.Aggregate(1L, (a, b) => a * b) <= MaxFlatDim => "the flattened input",
+        _ when input.SampleLength <= MaxFlatDim => "the flattened input",
         _ => "per-patch mean and standard deviation of the input",
     };
 
     public static ProbeData Of(ProbeSplit split, InputSpec input, bool perToken)
     {
-        int length = (int)input.SampleShape.Aggregate(1L, (a, b) => a * b);
+        int length = (int)input.SampleLength;
         if (split.Ids is { } ids) return Tokens(ids, split, input, perToken);
         var values = split.Values ?? throw new ArgumentException("a probe split has neither values nor ids");
         if (length <= MaxFlatDim) return new ProbeData(values, split.Count, 1, length, split.Labels);
