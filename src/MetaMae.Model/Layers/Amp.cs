@@ -19,11 +19,16 @@ public static class Amp
         ? nn.functional.linear(x.to(t), layer.weight!.to(t), layer.bias?.to(t))
         : layer.call(x);
 
-    /// <summary>Softmax over the last dimension, computed in fp32 whatever the input's type, returned in the input's type.</summary>
-    public static Tensor Softmax(Tensor scores) => scores.dtype == ScalarType.Float32
+    /// <summary>y = x W^T + b from explicit weight and bias (a slice of a layer's), in the compute type when there is one.</summary>
+    public static Tensor Linear(Tensor weight, Tensor? bias, Tensor x, ScalarType? compute) => compute is { } t
+        ? nn.functional.linear(x.to(t), weight.to(t), bias?.to(t))
+        : nn.functional.linear(x, weight, bias);
+
+    /// <summary>Softmax over the last dimension, computed in fp32 for a reduced type (bf16), returned in the input's type.</summary>
+    public static Tensor Softmax(Tensor scores) => scores.dtype is not (ScalarType.BFloat16 or ScalarType.Float16)
         ? scores.softmax(-1)
         : scores.to(ScalarType.Float32).softmax(-1).to(scores.dtype);
 
-    /// <summary>Back to fp32 (a no-op for fp32 tensors).</summary>
-    public static Tensor Full(Tensor x) => x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
+    /// <summary>Back to fp32 from a reduced compute type (a no-op for fp32, and for fp64 as gradient checks use).</summary>
+    public static Tensor Full(Tensor x) => x.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? x.to(ScalarType.Float32) : x;
 }

@@ -36,7 +36,25 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], c = x.shape[2];
         var parts = Amp.Linear(qkv, x, compute).reshape(b, n, 3, heads, c / heads).permute(2, 0, 3, 1, 4); // (3, B, h, N, hd)
-        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        return Attend(parts[0], parts[1], parts[2], b, n, c).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Attention for some query rows only: <paramref name="queries"/> (B, S, C) attend to every row of
+    /// <paramref name="x"/> (B, N, C). The query projection runs on the S rows alone; keys and values on all N.
+    /// </summary>
+    public Tensor ForwardRows(Tensor x, Tensor queries)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], c = x.shape[2], s = queries.shape[1];
+        var w = qkv.weight!;
+        var q = Amp.Linear(w.narrow(0, 0, c), null, queries, compute).reshape(b, s, heads, c / heads).transpose(1, 2); // (B, h, S, hd)
+        var kv = Amp.Linear(w.narrow(0, c, 2 * c), null, x, compute).reshape(b, n, 2, heads, c / heads).permute(2, 0, 3, 1, 4);
+        return Attend(q, kv[0], kv[1], b, s, c).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Attend(Tensor q, Tensor k, Tensor v, long b, long rows, long c)
+    {
         Tensor y;
         if (Fused)
         {
@@ -45,10 +63,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         else
         {
             var scale = 1.0 / Math.Sqrt(c / heads);
-            var attn = Amp.Softmax(matmul(q, k.transpose(-2, -1)).mul(scale)); // (B, h, N, N), softmax in fp32
+            var attn = Amp.Softmax(matmul(q, k.transpose(-2, -1)).mul(scale)); // (B, h, S, N), softmax in fp32
             y = matmul(attn, v);
         }
-        y = y.transpose(1, 2).reshape(b, n, c); // (B, N, C)
-        return proj_drop.call(Amp.Linear(proj, y, compute)).MoveToOuterDisposeScope();
+        y = y.transpose(1, 2).reshape(b, rows, c); // (B, S, C)
+        return proj_drop.call(Amp.Linear(proj, y, compute));
     }
 }

@@ -64,4 +64,18 @@ public sealed class Block : nn.Module<Tensor, Tensor>
         var h = x + attn.call(norm1.call(x));
         return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The block's output at some rows only: <paramref name="rows"/> (B, S) indexes dim 1 of <paramref name="x"/>;
+    /// those rows attend to all of x. Equal to <c>forward(x)</c> gathered at the rows, at a fraction of the cost
+    /// when S is small (a last block whose other outputs nothing reads).
+    /// </summary>
+    public Tensor ForwardRows(Tensor x, Tensor rows)
+    {
+        using var scope = NewDisposeScope();
+        var index = rows.unsqueeze(-1).expand(rows.shape[0], rows.shape[1], x.shape[2]);
+        var normed = norm1.call(x);
+        var h = x.gather(1, index) + attn.ForwardRows(normed, normed.gather(1, index));
+        return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
+    }
 }

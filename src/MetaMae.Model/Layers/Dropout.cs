@@ -14,7 +14,8 @@ public sealed class GeneratorDropout(string name, double p, Func<Generator?> gen
     {
         if (!training || p == 0) return x.alias();
         using var scope = NewDisposeScope();
-        var keep = rand(x.shape, generator: generator(), device: x.device).ge(p).to_type(x.dtype);
-        return (x * keep / (1 - p)).MoveToOuterDisposeScope();
+        // where() keeps only the boolean mask for backward (a quarter of a float mask's bytes).
+        var keep = rand(x.shape, generator: generator(), device: x.device).ge(p);
+        return where(keep, x * (1 / (1 - p)), 0).MoveToOuterDisposeScope();
     }
 }
