@@ -62,6 +62,18 @@ public sealed class EvaluatorActor : ReceiveActor
         Metric.Spearman => "spearman", Metric.PerTokenAccuracy => "per_token_accuracy", Metric.Auroc => "auroc", _ => "pearson",
     };
 
+    /// <summary>
+    /// The head's classes for a multi-class task: up to the largest label either split holds. Classes beyond it never
+    /// occur, so they cannot change a prediction; dropping them keeps the head small where a data set names many
+    /// classes and the files at hand use few (VQA's 3,129 answers on a subset of the questions).
+    /// </summary>
+    public static int ClassesPresent(ProbeTask task, int classes, IReadOnlyList<ProbeSplit> splits)
+    {
+        if (task != ProbeTask.MultiClass) return classes;
+        var largest = splits.SelectMany(s => s.Labels).Where(l => l >= 0).DefaultIfEmpty(0).Max();
+        return Math.Min(classes, Math.Max(2, (int)largest + 1));
+    }
+
     public static ProbeTask TaskFor(Metric m) => m switch
     {
         Metric.BinaryAccuracy or Metric.Auroc => ProbeTask.Binary,
@@ -90,10 +102,11 @@ public sealed class EvaluatorActor : ReceiveActor
         var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var options = ProbeOptions.ForProtocol(settings.Protocol, settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, seed: c.Step);
-        var result = LinearProbe.TrainAndScore(train, test, task, spec.Classes, MetricName(spec.Metric), options);
+        int classes = ClassesPresent(task, spec.Classes, splits);
+        var result = LinearProbe.TrainAndScore(train, test, task, classes, MetricName(spec.Metric), options);
         // The raw-input anchor: the same probe on the input itself, once per evaluator (it does not depend on the checkpoint).
         rawInput ??= LinearProbe.TrainAndScore(RawFeatures.Of(splits[0], modelConfig.Input, task == ProbeTask.PerToken),
-            RawFeatures.Of(splits[1], modelConfig.Input, task == ProbeTask.PerToken), task, spec.Classes, MetricName(spec.Metric), options with { Seed = 0 });
+            RawFeatures.Of(splits[1], modelConfig.Input, task == ProbeTask.PerToken), task, classes, MetricName(spec.Metric), options with { Seed = 0 });
         log.Info("checkpoint step {0}: {1} {2} = {3:F4}, raw input {4:F4} ({5:F1} s)", c.Step, dataset.Name, result.Metric, result.Value,
             rawInput.Value, clock.Elapsed.TotalSeconds);
         log.Debug("probe of step {0}: {1}", c.Step, result.Method);

@@ -230,7 +230,8 @@ public sealed class LearnerActor : ReceiveActor
         position = batch.End;
         if (rank == 0)
             coordinator.Tell(new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
-                metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position, metrics.CommunicationSeconds));
+                metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position, metrics.CommunicationSeconds,
+                metrics.ReconImage, metrics.ReconText));
 
         if (Grouped && (step % config.CheckpointEvery == 0 || step >= config.Steps))
             coordinator.Tell(new ReplicaDigest(runId, group, rank, step, ParameterDigest.Of(model!)));
@@ -278,8 +279,7 @@ public sealed class LearnerActor : ReceiveActor
 
     private Tensor ToTensor(Batch batch)
     {
-        long[] shape = [batch.Size, .. batch.SampleShape.Select(s => (long)s)];
-        var t = batch.Ids is not null ? tensor(batch.Ids).reshape(shape) : tensor(batch.Values!).reshape(shape);
-        return t.to(device);
+        using var scope = NewDisposeScope();
+        return model!.Input.Batch(batch.Values, batch.Ids, 0, batch.Size).to(device).MoveToOuterDisposeScope();
     }
 }

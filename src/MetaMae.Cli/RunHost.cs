@@ -208,7 +208,9 @@ public sealed class ProgressActor : ReceiveActor
                 var done = r.Step - firstStep;
                 var eta = done > 0 ? TimeSpan.FromSeconds(elapsed / done * (totalSteps - r.Step)) : TimeSpan.Zero;
                 var wait = waitSeconds + stepSeconds > 0 ? 100 * waitSeconds / (waitSeconds + stepSeconds) : 0;
-                var parts = r.Contrastive is { } c ? $" (recon {r.Recon:F4}, contrastive {c:F4}, support {r.Support:F4})" : "";
+                var modalities = r.ReconImage is { } ri && r.ReconText is { } rt ? $": image {ri:F4}, text {rt:F4}" : "";
+                var parts = r.Contrastive is { } c ? $" (recon {r.Recon:F4}{modalities}, contrastive {c:F4}, support {r.Support:F4})"
+                    : modalities.Length > 0 ? $" (recon{modalities})" : "";
                 var probes = latestProbe.Count > 0 ? "  probe " + string.Join(", ", latestProbe.Select(kv => $"{kv.Key} {kv.Value}")) : "";
                 AnsiConsole.MarkupLineInterpolated($"step {r.Step}/{totalSteps}  loss {r.Total:F4}{parts}  {samples / Math.Max(elapsed, 1e-9):F1} samples/s  data wait {wait:F1}%  ETA {eta:hh\\:mm\\:ss}{probes}");
             }

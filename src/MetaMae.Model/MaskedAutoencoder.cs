@@ -23,6 +23,8 @@ public sealed record EncoderOutput(Tensor Latent, Tensor Mask, Tensor IdsRestore
 public sealed class MaskedAutoencoder : nn.Module
 {
     private readonly PatchEmbed patch_embed;
+    /// <summary>Image+text only: the text's token embedding (the image's patches go through patch_embed).</summary>
+    private readonly PatchEmbed? text_embed;
     private readonly Parameter cls_token;
     private readonly Tensor pos_embed;
     private readonly GeneratorDropout dropout;
@@ -34,6 +36,8 @@ public sealed class MaskedAutoencoder : nn.Module
     private readonly ModuleList<Block> decoder;
     private readonly LayerNorm norm_dec;
     private readonly Linear decoder_head;
+    /// <summary>Image+text only: decoder width to the text embedding's, for logits tied to text_embed.</summary>
+    private readonly Linear? decoder_head_text;
     private readonly Sequential? projector;
     private readonly ScalarType? compute;
 
@@ -75,7 +79,8 @@ public sealed class MaskedAutoencoder : nn.Module
         int d = size.EncoderDim, e = size.DecoderDim;
         compute = Amp.ComputeType(config.Options.Precision);
 
-        patch_embed = new PatchEmbed("patch_embed", input, d);
+        patch_embed = new PatchEmbed("patch_embed", input.ImagePart, d);
+        if (input.TextPart is { } text) text_embed = new PatchEmbed("text_embed", text, d);
         cls_token = new Parameter(zeros(1, 1, d));
         pos_embed = PositionEmbedding.For(input, d);
         dropout = new GeneratorDropout("dropout", size.Dropout, () => DropoutGenerator);
@@ -92,6 +97,7 @@ public sealed class MaskedAutoencoder : nn.Module
             .Select(i => new Block($"decoder.{i}", e, size.DecoderHeads, size.MlpRatio, 0.0, fusedAttention: true, () => DropoutGenerator, compute)).ToArray());
         norm_dec = nn.LayerNorm(e);
         decoder_head = nn.Linear(e, input.Kind == TokenizerKind.Tokens ? d : input.PatchDim);
+        if (input.Kind == TokenizerKind.ImageText) decoder_head_text = nn.Linear(e, d);
 
         RegisterComponents();
         InitializeWeights();
@@ -118,6 +124,7 @@ public sealed class MaskedAutoencoder : nn.Module
         using var _ = no_grad();
         var w = patch_embed.Weight;
         nn.init.xavier_uniform_(Input.Kind == TokenizerKind.Tokens ? w : w.view(w.shape[0], -1));
+        if (text_embed is not null) nn.init.xavier_uniform_(text_embed.Weight);
         nn.init.normal_(cls_token, std: 0.02);
         nn.init.normal_(mask_token, std: 0.02);
         foreach (var (name, module) in named_modules())
@@ -141,9 +148,8 @@ public sealed class MaskedAutoencoder : nn.Module
     public EncoderOutput Encode(Tensor x, Tensor noise)
     {
         using var scope = NewDisposeScope();
-        var tokens = patch_embed.call(x) + pos_embed[.., 1..]; // (N, L, D)
-        var keep = Masking.KeptTokens(Input.NumTokens, Config.Options.MaskRatio);
-        var (kept, mask, idsRestore) = Masking.RandomMasking(tokens, noise, keep); // (N, K, D)
+        var tokens = Embed(x) + pos_embed[.., 1..]; // (N, L, D)
+        var (kept, mask, idsRestore) = Masking.RandomMasking(tokens, noise, Masking.Segments(Input, Config.Options)); // (N, K, D)
         var cls = (cls_token + pos_embed[.., ..1]).expand(kept.shape[0], -1, -1);
         var h = dropout.call(cat([cls, kept], 1));
         foreach (var block in encoder) h = block.call(h);
@@ -152,11 +158,51 @@ public sealed class MaskedAutoencoder : nn.Module
     }
 
     /// <summary>
-    /// Predictions for every token: (N, L, C*p[*q]) for patches, logits (N, V, L) for token ids. Pass
+    /// Predictions for every token: (N, L, C*p[*q]) for patches, logits (N, V, L) for token ids; with
+    /// <paramref name="rows"/> (N, S token indices) only for those tokens: (N, S, C*p[*q]) or (N, V, S). The rows'
+    /// predictions are those of the full pass (every token still attends to every token), but the last block's
+    /// queries, MLP, norm and head run on S rows only: the inner step reads nothing else. Pass
     /// <paramref name="differentiatedTwice"/> for the second-order inner step's decode: libtorch's fused CPU attention
     /// has no double backward, so that pass uses explicit attention; all others use the fused kernel.
     /// </summary>
-    public Tensor Decode(Tensor latent, Tensor idsRestore, bool differentiatedTwice = false)
+    public Tensor Decode(Tensor latent, Tensor idsRestore, bool differentiatedTwice = false, Tensor? rows = null)
+    {
+        if (Input.Kind == TokenizerKind.ImageText) throw new InvalidOperationException("an image+text model decodes with DecodeJoint");
+        using var scope = NewDisposeScope();
+        var pred = Amp.Linear(decoder_head, DecodeHidden(latent, idsRestore, differentiatedTwice, rows), compute);
+        if (Input.Kind == TokenizerKind.Tokens) pred = TiedLogits(pred, patch_embed);
+        return Amp.Full(pred).MoveToOuterDisposeScope(); // losses in fp32
+    }
+
+    /// <summary>
+    /// Image+text: patch predictions (N, Li, C*p*q) and text logits (N, V, T) from one pass of the decoder over the
+    /// joint sequence; with rows, only at <paramref name="imageRows"/> (N, Si) and <paramref name="textRows"/> (N, St),
+    /// indices into the joint sequence (text rows from Li on): (N, Si, C*p*q) and (N, V, St).
+    /// </summary>
+    public (Tensor Image, Tensor Text) DecodeJoint(Tensor latent, Tensor idsRestore, bool differentiatedTwice = false,
+        Tensor? imageRows = null, Tensor? textRows = null)
+    {
+        if (decoder_head_text is null || text_embed is null) throw new InvalidOperationException("this model is not image+text");
+        using var scope = NewDisposeScope();
+        Tensor hidden;
+        long split;
+        if (imageRows is null || textRows is null)
+        {
+            hidden = DecodeHidden(latent, idsRestore, differentiatedTwice, null);
+            split = Input.ImageTokens;
+        }
+        else
+        {
+            hidden = DecodeHidden(latent, idsRestore, differentiatedTwice, cat([imageRows, textRows], 1));
+            split = imageRows.shape[1];
+        }
+        var image = Amp.Full(Amp.Linear(decoder_head, hidden[.., ..(int)split], compute));
+        var text = Amp.Full(TiedLogits(Amp.Linear(decoder_head_text, hidden[.., (int)split..], compute), text_embed));
+        return (image.MoveToOuterDisposeScope(), text.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The decoder's normalised output without the CLS row: (N, L, E), or (N, S, E) at <paramref name="rows"/>.</summary>
+    private Tensor DecodeHidden(Tensor latent, Tensor idsRestore, bool differentiatedTwice, Tensor? rows)
     {
         foreach (var block in decoder) block.FusedAttention = !differentiatedTwice;
         using var scope = NewDisposeScope();
@@ -165,23 +211,47 @@ public sealed class MaskedAutoencoder : nn.Module
         var masked = mask_token.expand(n, l + 1 - h.shape[1], e);
         var body = cat([h[.., 1..], masked], 1).gather(1, idsRestore.unsqueeze(-1).expand(n, l, e)); // unshuffle
         h = cat([h[.., ..1], body], 1) + decoder_pos_embed;
-        foreach (var block in decoder) h = block.call(h);
-        var pred = Amp.Linear(decoder_head, norm_dec.call(h), compute)[.., 1..];
-        if (Input.Kind == TokenizerKind.Tokens)
-            pred = matmul(pred, compute is { } t ? patch_embed.Weight.t().to(t) : patch_embed.Weight.t()).transpose(1, 2); // weight-tied logits (N, V, L)
-        return Amp.Full(pred).MoveToOuterDisposeScope(); // losses in fp32
+        int last = decoder.Count - 1;
+        for (int i = 0; i < last; i++) h = decoder[i].call(h);
+        h = rows is null ? decoder[last].call(h)[.., 1..] : decoder[last].ForwardRows(h, rows + 1); // + 1: past the CLS row
+        return norm_dec.call(h).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Reconstruction targets: (N, L, p*q*C) channel-last patches, (N, L, p*C), or the ids themselves.</summary>
+    /// <summary>Logits (N, V, R) from head outputs (N, R, D), tied to an embedding table (V, D).</summary>
+    private Tensor TiedLogits(Tensor headOut, PatchEmbed embedding) =>
+        matmul(headOut, compute is { } t ? embedding.Weight.t().to(t) : embedding.Weight.t()).transpose(1, 2);
+
+    /// <summary>Tokens (N, L, D) before position embeddings: the patches, the ids, or the image's patches then the text's ids.</summary>
+    private Tensor Embed(Tensor x)
+    {
+        if (text_embed is null) return patch_embed.call(x);
+        using var scope = NewDisposeScope();
+        var (image, text) = SplitImageText(x);
+        return cat([patch_embed.call(image), text_embed.call(text)], 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>An image+text batch (N, C*H*W + T) as the images (N, C, H, W) and the ids (N, T).</summary>
+    public (Tensor Image, Tensor Text) SplitImageText(Tensor x)
+    {
+        var image = Input.ImagePart;
+        long pixels = image.SampleLength, n = x.shape[0];
+        return (x[.., ..(int)pixels].reshape([n, .. image.SampleShape]), x[.., (int)pixels..].to_type(ScalarType.Int64));
+    }
+
+    /// <summary>
+    /// Reconstruction targets: (N, L, p*q*C) channel-last patches, (N, L, p*C), or the ids themselves; for image+text
+    /// the image's patches (N, Li, p*q*C) (the text's targets are its ids, <see cref="SplitImageText"/>).
+    /// </summary>
     public Tensor Patchify(Tensor x)
     {
         using var scope = NewDisposeScope();
         long n = x.shape[0];
         var c = Input.Channels;
+        if (Input.Kind == TokenizerKind.ImageText) x = SplitImageText(x).Image;
         Tensor y = Input.Kind switch
         {
-            TokenizerKind.Patches2d => x.reshape(n, c, Input.Grid.Rows, Input.Patch[0], Input.Grid.Cols, Input.Patch[1])
-                .permute(0, 2, 4, 3, 5, 1).reshape(n, Input.NumTokens, Input.PatchDim),
+            TokenizerKind.Patches2d or TokenizerKind.ImageText => x.reshape(n, c, Input.Grid.Rows, Input.Patch[0], Input.Grid.Cols, Input.Patch[1])
+                .permute(0, 2, 4, 3, 5, 1).reshape(n, Input.ImageTokens, Input.PatchDim),
             TokenizerKind.Patches1d => x.reshape(n, c, Input.NumTokens, Input.Patch[0])
                 .permute(0, 2, 3, 1).reshape(n, Input.NumTokens, Input.PatchDim),
             _ => x.alias(),
@@ -189,14 +259,26 @@ public sealed class MaskedAutoencoder : nn.Module
         return y.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Targets (N, L[, P]) at some rows (N, S): (N, S[, P]).</summary>
+    public static Tensor TargetRows(Tensor target, Tensor rows) => target.dim() == 2
+        ? target.gather(1, rows)
+        : target.gather(1, rows.unsqueeze(-1).expand(rows.shape[0], rows.shape[1], target.shape[2]));
+
     /// <summary>sum(per-token loss * weight) / sum(weight); MSE per patch, or cross-entropy per id.</summary>
-    public Tensor ReconLoss(Tensor pred, Tensor target, Tensor weight)
+    public Tensor ReconLoss(Tensor pred, Tensor target, Tensor weight) => WeightedLoss(pred, target, weight, Input.Kind == TokenizerKind.Tokens);
+
+    /// <summary>
+    /// sum(per-token loss * weight) / sum(weight) for patch predictions (N, R, P) (MSE per patch) or logits (N, V, R)
+    /// (cross-entropy per id). A weight that is all zero gives 0 (image+text: a modality with nothing to predict).
+    /// </summary>
+    public static Tensor WeightedLoss(Tensor pred, Tensor target, Tensor weight, bool logits)
     {
         using var scope = NewDisposeScope();
-        var perToken = Input.Kind == TokenizerKind.Tokens
-            ? nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.None) // (N, L)
+        var perToken = logits
+            ? nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.None) // (N, R)
             : (pred - target).square().mean([-1]);
-        return ((perToken * weight).sum() / weight.sum()).MoveToOuterDisposeScope();
+        var total = weight.sum();
+        return ((perToken * weight).sum() / total.clamp_min(1e-12)).MoveToOuterDisposeScope();
     }
 
     /// <summary>normalize(projector(mean of the latent's tokens without CLS)): (N, 128).</summary>
@@ -225,7 +307,7 @@ public sealed class MaskedAutoencoder : nn.Module
     public Tensor Features(Tensor x, bool perToken = false)
     {
         using var scope = NewDisposeScope();
-        var tokens = patch_embed.call(x);
+        var tokens = Embed(x);
         var cls = cls_token.expand(tokens.shape[0], -1, -1);
         var h = cat([cls, tokens], 1) + pos_embed;
         foreach (var block in encoder) h = block.call(h);
@@ -235,6 +317,6 @@ public sealed class MaskedAutoencoder : nn.Module
 
     /// <summary>Parameters of the encoder alone (tokenizer, CLS, blocks, final norm): what a probe consumes.</summary>
     public static bool IsEncoderKey(string name) =>
-        name.StartsWith("patch_embed.", StringComparison.Ordinal) || name == "cls_token" || name == "pos_embed"
+        name.StartsWith("patch_embed.", StringComparison.Ordinal) || name.StartsWith("text_embed.", StringComparison.Ordinal) || name == "cls_token" || name == "pos_embed"
         || name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("norm_enc.", StringComparison.Ordinal);
 }

@@ -53,6 +53,11 @@ public sealed record ObjectiveOptions
     public bool FirstOrder { get; init; }
     /// <summary>NT-Xent temperature.</summary>
     public double Temperature { get; init; } = 0.5;
+    /// <summary>Image+text: fraction of the text's tokens removed (<see cref="MaskRatio"/> is the image's).</summary>
+    public double TextMaskRatio { get; init; } = 0.5;
+    /// <summary>Image+text: the reconstruction loss is ImageLossWeight * MSE(patches) + TextLossWeight * CE(tokens).</summary>
+    public double ImageLossWeight { get; init; } = 1.0;
+    public double TextLossWeight { get; init; } = 1.0;
     /// <summary>fp32, or bf16 matrix products with fp32 master weights, optimizer state, norms, softmax and losses.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
 
@@ -60,6 +65,9 @@ public sealed record ObjectiveOptions
     {
         if (MaskRatio is <= 0 or >= 1) throw new ArgumentException($"mask ratio must be in (0, 1), got {MaskRatio}");
         if (SupportRatio is < 0 or > 1) throw new ArgumentException($"support ratio must be in [0, 1], got {SupportRatio}");
+        if (TextMaskRatio is <= 0 or >= 1) throw new ArgumentException($"text mask ratio must be in (0, 1), got {TextMaskRatio}");
+        if (ImageLossWeight < 0 || TextLossWeight < 0 || ImageLossWeight + TextLossWeight <= 0)
+            throw new ArgumentException($"loss weights must be non-negative and not both zero, got image {ImageLossWeight}, text {TextLossWeight}");
         if (Temperature <= 0) throw new ArgumentException($"temperature must be positive, got {Temperature}");
     }
 }
@@ -71,7 +79,9 @@ public sealed record ModelConfig(InputSpec Input, ModelSize Size, ObjectiveOptio
     {
         Size.Validate();
         Options.Validate();
-        int keep = Masking.KeptTokens(Input.NumTokens, Options.MaskRatio);
-        if (keep < 1) throw new ArgumentException($"mask ratio {Options.MaskRatio} keeps no token of {Input.NumTokens}");
+        var segments = Masking.Segments(Input, Options);
+        foreach (var s in segments)
+            if (Masking.KeptTokens(s.Length, s.Ratio) < 1)
+                throw new ArgumentException($"mask ratio {s.Ratio} keeps no {(segments.Count > 1 ? s.Name + " " : "")}token of {s.Length}");
     }
 }

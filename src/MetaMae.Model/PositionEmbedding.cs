@@ -33,9 +33,17 @@ public static class PositionEmbedding
         return table;
     }
 
-    /// <summary>The table for an input spec as a (1, 1 + L, dim) tensor.</summary>
+    /// <summary>
+    /// The table for an input spec as a (1, 1 + L, dim) tensor. Image+text: each modality keeps its own positions,
+    /// the image's 2-D table (with the CLS row) followed by the text's 1-D rows.
+    /// </summary>
     public static Tensor For(InputSpec input, int dim)
     {
+        if (input.Kind == TokenizerKind.ImageText)
+        {
+            using var scope = NewDisposeScope();
+            return cat([For(input.ImagePart, dim), For(input.TextPart!, dim)[.., 1..]], 1).MoveToOuterDisposeScope();
+        }
         var table = input.Kind == TokenizerKind.Patches2d ? Sincos2d(dim, input.Grid.Rows) : Sincos1d(dim, input.NumTokens);
         return tensor(table).unsqueeze(0);
     }

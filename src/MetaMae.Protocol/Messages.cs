@@ -37,7 +37,8 @@ public sealed record StartRun : IMetaMaeMessage
 /// <summary>Metrics of one learner step, published for progress displays and the run record.</summary>
 public sealed record StepReport(
     string RunId, long Step, long TotalSteps, double Total, double Recon, double? Contrastive, double? Support, double GradNorm,
-    double LearningRate, double StepSeconds, double WaitSeconds, int BatchSize, StreamPosition DataPosition, double CommunicationSeconds = 0)
+    double LearningRate, double StepSeconds, double WaitSeconds, int BatchSize, StreamPosition DataPosition, double CommunicationSeconds = 0,
+    double? ReconImage = null, double? ReconText = null)
     : IMetaMaeMessage;
 
 /// <summary>A complete checkpoint directory was written (published to evaluators and the coordinator).</summary>

@@ -87,6 +87,11 @@ public sealed record RunSpec
     public double SupportRatio { get; init; } = 0.1;
     public double InnerLr { get; init; } = 0.5;
     public double ContrastiveWeight { get; init; } = 1.0;
+    /// <summary>Image+text: the text's mask ratio (mask_ratio is the image's).</summary>
+    public double TextMaskRatio { get; init; } = 0.5;
+    /// <summary>Image+text: weights of the image's MSE and the text's cross-entropy in the reconstruction loss.</summary>
+    public double ImageLossWeight { get; init; } = 1.0;
+    public double TextLossWeight { get; init; } = 1.0;
     public long Steps { get; init; } = 1000;
     public int? BatchSize { get; init; }
     public double Lr { get; init; } = 1e-4;

@@ -41,7 +41,7 @@ public sealed class RunArtifacts : IDisposable
             FailPoints.Hit("artifacts.write", r.Step);
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
-                kind = "step", r.Step, r.Total, r.Recon, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
+                kind = "step", r.Step, r.Total, r.Recon, recon_image = r.ReconImage, recon_text = r.ReconText, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
                 step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, comm_seconds = r.CommunicationSeconds, batch = r.BatchSize, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
             }, Json));
             int step = (int)r.Step;
@@ -49,6 +49,8 @@ public sealed class RunArtifacts : IDisposable
             tensorboard.add_scalar("loss/recon", (float)r.Recon, step);
             if (r.Contrastive is { } c) tensorboard.add_scalar("loss/contrastive", (float)c, step);
             if (r.Support is { } s) tensorboard.add_scalar("loss/support", (float)s, step);
+            if (r.ReconImage is { } ri) tensorboard.add_scalar("loss/recon_image", (float)ri, step);
+            if (r.ReconText is { } rt) tensorboard.add_scalar("loss/recon_text", (float)rt, step);
             tensorboard.add_scalar("train/grad_norm", (float)r.GradNorm, step);
             tensorboard.add_scalar("train/data_wait_seconds", (float)r.WaitSeconds, step);
         }

@@ -31,12 +31,14 @@ public static class RunSpecs
                 InputKind.Image2d => InputSpec.Image(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1]),
                 InputKind.Series1d => InputSpec.Series(ds.Shape[0], ds.Shape[1], ds.Patch[0]),
                 InputKind.Tokens => InputSpec.TokenIds(ds.Vocab, ds.Shape[0]),
-                _ => throw new ConfigException("dataset.name", $"{ds.Name} is image+text, which the model does not train yet; choose a single-modality data set"),
+                InputKind.ImageText => InputSpec.ImageText(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1], ds.Vocab, ds.TextLength),
+                _ => throw new ConfigException("dataset.name", $"{ds.Name}: unknown input kind {ds.Kind}"),
             };
             var options = new ObjectiveOptions
             {
                 Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
                 MaskRatio = spec.MaskRatio ?? ds.DefaultMaskRatio,
+                TextMaskRatio = spec.TextMaskRatio, ImageLossWeight = spec.ImageLossWeight, TextLossWeight = spec.TextLossWeight,
                 SupportRatio = spec.SupportRatio, InnerLr = spec.InnerLr, ContrastiveWeight = spec.ContrastiveWeight, FirstOrder = spec.FirstOrder,
                 Precision = spec.Precision == "bf16" ? Model.Precision.Bf16 : Model.Precision.Fp32,
             };
@@ -68,6 +70,10 @@ public static class RunSpecs
             Require("batch_size", s.BatchSize is null or (>= 2 and <= 1_000_000), $"must be in [2, 1000000] (BatchNorm and NT-Xent need pairs), got {s.BatchSize}");
             if (s.MaskRatio is { } mask) RequireFinite("mask_ratio", mask, min: 0, max: 1, minExclusive: true, maxExclusive: true);
             RequireFinite("support_ratio", s.SupportRatio, min: 0, max: 1);
+            RequireFinite("text_mask_ratio", s.TextMaskRatio, min: 0, max: 1, minExclusive: true, maxExclusive: true);
+            RequireFinite("image_loss_weight", s.ImageLossWeight, min: 0, max: 1e6);
+            RequireFinite("text_loss_weight", s.TextLossWeight, min: 0, max: 1e6);
+            Require("text_loss_weight", s.ImageLossWeight + s.TextLossWeight > 0, "image_loss_weight and text_loss_weight are both 0: nothing would be reconstructed");
             RequireFinite("inner_lr", s.InnerLr, min: 0, max: 1000);
             RequireFinite("contrastive_weight", s.ContrastiveWeight, min: 0, max: 1000);
             Require("data_parallelism", s.DataParallelism is >= 1 and <= 1024, $"must be in [1, 1024], got {s.DataParallelism}");

@@ -33,7 +33,12 @@ public static class ModelBench
         new("image", InputSpec.Image(3, 32, 32, 4, 4), Data.DatasetCatalog.Get("cifar10").Spec.DefaultMaskRatio, 64),
         new("sensor", InputSpec.Series(52, 320, 5), Data.DatasetCatalog.Get("pamap2").Spec.DefaultMaskRatio, 256),
         new("protein", InputSpec.TokenIds(26, 128), Data.DatasetCatalog.Get("pfam").Spec.DefaultMaskRatio, 128),
+        // Captioned images (mscoco): 224x224 in 16x16 patches, then 32 WordPiece ids; text masked at its own 0.5.
+        new("image-text", ImageText(Data.DatasetCatalog.Get("mscoco").Spec), Data.DatasetCatalog.Get("mscoco").Spec.DefaultMaskRatio, 64),
     ];
+
+    private static InputSpec ImageText(Data.DatasetSpec s) =>
+        InputSpec.ImageText(s.Shape[0], s.Shape[1], s.Shape[2], s.Patch[0], s.Patch[1], s.Vocab, s.TextLength);
 
     public static readonly string[] Objectives = ["mae", "metamae", "metamae-fo"];
 
@@ -75,9 +80,13 @@ public static class ModelBench
         using var model = new MaskedAutoencoder(config);
         using var optimizer = Optimizers.AdamW(model);
         var g = new Generator(1);
-        using var x = shape.Input.Kind == TokenizerKind.Tokens
-            ? randint(0, shape.Input.Vocab, [n, .. shape.Input.SampleShape], generator: g)
-            : randn([n, .. shape.Input.SampleShape], generator: g);
+        using var x = shape.Input.Kind switch
+        {
+            TokenizerKind.Tokens => randint(0, shape.Input.Vocab, [n, .. shape.Input.SampleShape], generator: g),
+            TokenizerKind.ImageText => cat([randn([n, shape.Input.ImagePart.SampleLength], generator: g),
+                randint(0, shape.Input.Vocab, [n, shape.Input.TextLength], generator: g).to_type(ScalarType.Float32)], 1),
+            _ => randn([n, .. shape.Input.SampleShape], generator: g),
+        };
         var times = new List<double>();
         var timer = new PassTimer();
         var rss = new Dictionary<int, double>();

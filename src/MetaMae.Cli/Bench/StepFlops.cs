@@ -8,7 +8,8 @@ namespace MetaMae.Cli.Bench;
 /// An analytic count of the floating-point operations of one training step, to set a measured step time against the
 /// machine's limit. Counted: every matrix product (a multiply-add is 2 FLOPs) of the patch embedding, the encoder
 /// blocks on the K + 1 kept tokens (qkv, the two attention products, projection, MLP), the decoder embedding, the
-/// decoder blocks on all L + 1 tokens, the head (and the weight-tied logits for tokens). Not counted: norms, softmax,
+/// decoder blocks on all L + 1 tokens, the head (and the weight-tied logits for tokens; image+text: patches and tokens
+/// each through their own). The inner decode's last block runs only the support rows' queries, a saving not counted. Not counted: norms, softmax,
 /// GELU, losses, AdamW, the projector (all linear in the activations, a few percent at these sizes). A backward pass
 /// is counted as twice its forward (gradients with respect to activations and to weights). So: MAE = 3 x forward.
 /// MetaMAE, second order = 3 x encoder + 9 x decoder (inner decode, its gradient on the latent, outer decode, the
@@ -20,12 +21,12 @@ public static class StepFlops
     public static (double Encoder, double Decoder) Forward(ModelConfig config, int batch)
     {
         var (input, size) = (config.Input, config.Size);
-        double l = input.NumTokens, k = Masking.KeptTokens(input.NumTokens, config.Options.MaskRatio);
+        double l = input.NumTokens, k = Masking.Segments(input, config.Options).Sum(s => Masking.KeptTokens(s.Length, s.Ratio));
         double d = size.EncoderDim, e = size.DecoderDim, m = size.MlpRatio;
-        double patchIn = input.Kind == TokenizerKind.Tokens ? 0 : input.PatchDim;
+        double patches = input.Kind == TokenizerKind.Tokens ? 0 : input.ImageTokens, texts = l - patches;
         double Block(double tokens, double width) => tokens * width * width * (2 * 3 + 2 + 2 * 2 * m) + 2 * 2 * tokens * tokens * width;
-        double encoder = 2 * l * patchIn * d + size.EncoderDepth * Block(k + 1, d);
-        double head = input.Kind == TokenizerKind.Tokens ? 2 * (l + 1) * e * d + 2 * l * d * input.Vocab : 2 * (l + 1) * e * input.PatchDim;
+        double encoder = 2 * patches * input.PatchDim * d + size.EncoderDepth * Block(k + 1, d);
+        double head = 2 * patches * e * input.PatchDim + 2 * texts * (e * d + d * input.Vocab);
         double decoder = 2 * (k + 1) * d * e + size.DecoderDepth * Block(l + 1, e) + head;
         return (batch * encoder, batch * decoder);
     }

@@ -25,7 +25,7 @@ public static class BenchCommand
 
     private static Command ModelCommand()
     {
-        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: image, sensor, protein.", DefaultValueFactory = _ => "image,sensor,protein" };
+        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: image, sensor, protein, image-text.", DefaultValueFactory = _ => "image,sensor,protein" };
         var objectives = new Option<string>("--objectives") { Description = "Comma-separated: mae, metamae, metamae-fo.", DefaultValueFactory = _ => "mae,metamae,metamae-fo" };
         var preset = new Option<string>("--preset") { Description = "Model size preset.", DefaultValueFactory = _ => "dabs" };
         var precisions = new Option<string>("--precisions") { Description = "Comma-separated: fp32, bf16.", DefaultValueFactory = _ => "fp32" };

@@ -15,7 +15,7 @@ public sealed record ModelConfigRecord(
     TokenizerKind Kind, int Channels, int[] Size, int[] Patch, int Vocab, ModelSize ModelSize, ObjectiveOptions Options)
 {
     public static ModelConfigRecord From(ModelConfig c) =>
-        new(c.Input.Kind, c.Input.Channels, c.Input.Size.ToArray(), c.Input.Patch.ToArray(), c.Input.Vocab, c.Size, c.Options);
+        new(c.Input.Kind, c.Input.Channels, c.Input.StoredSize, c.Input.Patch.ToArray(), c.Input.Vocab, c.Size, c.Options);
 
     public ModelConfig ToConfig() => new(InputSpec.Create(Kind, Channels, Size, Patch, Vocab), ModelSize, Options);
 }

@@ -26,8 +26,6 @@ public sealed class ProbeEncoder(ModelConfig config) : IDisposable
 
     public ProbeData Features(ProbeSplit split, bool perToken, int batchSize)
     {
-        var sampleShape = Config.Input.SampleShape;
-        long sampleLength = Config.Input.SampleLength;
         int dim = Config.Size.EncoderDim, tokens = Config.Input.NumTokens;
         int per = perToken ? tokens : 1;
         var features = new float[(long)split.Count * per * dim];
@@ -38,10 +36,7 @@ public sealed class ProbeEncoder(ModelConfig config) : IDisposable
             {
                 using var scope = NewDisposeScope();
                 int n = Math.Min(batchSize, split.Count - start);
-                long[] shape = [n, .. sampleShape];
-                var x = split.Ids is not null
-                    ? tensor(split.Ids.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape)
-                    : tensor(split.Values!.AsSpan((int)(start * sampleLength), (int)(n * sampleLength)).ToArray()).reshape(shape);
+                var x = Config.Input.Batch(split.Values, split.Ids, start, n);
                 var f = model.Features(x, perToken).contiguous().data<float>().ToArray();
                 f.CopyTo(features, (long)start * per * dim);
             }

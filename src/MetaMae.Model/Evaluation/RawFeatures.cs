@@ -10,6 +10,7 @@ namespace MetaMae.Model.Evaluation;
 /// spectrogram: time-frequency pooled log-mel);</item>
 /// <item>token ids: the one-hot ids flattened when length x vocabulary is at most <see cref="MaxFlatDim"/>, else the
 /// sample's token frequencies (a bag of tokens); per-token tasks: each token's one-hot id.</item>
+/// <item>image+text: the image's summary followed by the text's, side by side.</item>
 /// </list>
 /// </summary>
 public static class RawFeatures
@@ -19,6 +20,7 @@ public static class RawFeatures
     /// <summary>How <see cref="Of"/> summarises inputs of <paramref name="input"/>, for reports.</summary>
     public static string Describe(InputSpec input, bool perToken) => input.Kind switch
     {
+        TokenizerKind.ImageText => $"{Describe(input.ImagePart, false)} of the image, with {Describe(input.TextPart!, false)} of the text",
         TokenizerKind.Tokens when perToken => "one-hot token ids",
         TokenizerKind.Tokens when input.Size[0] * input.Vocab <= MaxFlatDim => "one-hot ids, flattened",
         TokenizerKind.Tokens => "token frequencies (bag of tokens)",
@@ -29,6 +31,7 @@ public static class RawFeatures
     public static ProbeData Of(ProbeSplit split, InputSpec input, bool perToken)
     {
         int length = (int)input.SampleLength;
+        if (input.Kind == TokenizerKind.ImageText) return Side(Of(split with { Ids = null }, input.ImagePart, false), Of(split with { Values = null }, input.TextPart!, false));
         if (split.Ids is { } ids) return Tokens(ids, split, input, perToken);
         var values = split.Values ?? throw new ArgumentException("a probe split has neither values nor ids");
         if (length <= MaxFlatDim) return new ProbeData(values, split.Count, 1, length, split.Labels);
@@ -55,6 +58,19 @@ public static class RawFeatures
                 else features[(long)n * dim + id] += 1f / length;
             }
         return new ProbeData(features, split.Count, 1, dim, split.Labels);
+    }
+
+    /// <summary>Two feature sets of the same samples, concatenated per sample.</summary>
+    private static ProbeData Side(ProbeData a, ProbeData b)
+    {
+        int dim = a.Dim + b.Dim;
+        var features = new float[(long)a.Samples * dim];
+        for (int n = 0; n < a.Samples; n++)
+        {
+            Array.Copy(a.Features, (long)n * a.Dim, features, (long)n * dim, a.Dim);
+            Array.Copy(b.Features, (long)n * b.Dim, features, (long)n * dim + a.Dim, b.Dim);
+        }
+        return new ProbeData(features, a.Samples, 1, dim, a.Targets);
     }
 
     /// <summary>Per channel and patch: mean and standard deviation of the patch's values.</summary>

@@ -9,7 +9,7 @@ namespace MetaMae.Model.Training;
 /// <summary>What one optimisation step reports.</summary>
 public sealed record StepMetrics(
     long Step, double Total, double Recon, double? Contrastive, double? Support, double GradNorm, double LearningRate,
-    double Seconds, double CommunicationSeconds = 0);
+    double Seconds, double CommunicationSeconds = 0, double? ReconImage = null, double? ReconText = null);
 
 /// <summary>Thrown when a loss is NaN or infinite: training stops rather than corrupt the weights.</summary>
 public sealed class NonFiniteLossException(long step, string parts)
@@ -62,7 +62,8 @@ public static class TrainStep
 
         timer?.Start();
         var output = Objectives.Compute(model, x, draws, timer);
-        double?[] parts = [output.Total.item<float>(), output.Recon.item<float>(), output.Contrastive?.item<float>(), output.Support?.item<float>()];
+        double?[] parts = [output.Total.item<float>(), output.Recon.item<float>(), output.Contrastive?.item<float>(), output.Support?.item<float>(),
+            output.ReconImage?.item<float>(), output.ReconText?.item<float>()];
         var (mean, allFinite) = parallel.AgreeOnLosses(parts.Select(p => p ?? 0).ToList());
         if (!allFinite)
         {
@@ -79,7 +80,7 @@ public static class TrainStep
         optimizer.step();
         timer?.Lap("optimizer");
         return new StepMetrics(step, mean[0], mean[1], parts[2] is null ? null : mean[2], parts[3] is null ? null : mean[3], gradNorm, lr,
-            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds);
+            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds, parts[4] is null ? null : mean[4], parts[5] is null ? null : mean[5]);
     }
 
     /// <summary>
@@ -98,7 +99,8 @@ public static class TrainStep
     public static double GradNorm(nn.Module model)
     {
         using var scope = NewDisposeScope();
-        var squares = model.parameters().Where(p => p.grad is not null).Select(p => p.grad!.square().sum()).ToList();
-        return squares.Count == 0 ? 0 : stack(squares).sum().sqrt().item<float>();
+        // One norm per gradient (no squared copy of each), then the norm of those.
+        var norms = model.parameters().Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!)).ToList();
+        return norms.Count == 0 ? 0 : linalg.vector_norm(stack(norms)).item<float>();
     }
 }
