@@ -11,6 +11,13 @@ ARGS ?=
 export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 17179869184
 export MALLOC_TOP_PAD_ ?= 268435456
+# Where libjemalloc2 is installed, runs preload it without page purging (`--allocator jemalloc`): faster than tuned
+# glibc and about 30% less peak memory (README, "Performance").
+JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
+ifneq ($(JEMALLOC),)
+run benchmark: export LD_PRELOAD := $(JEMALLOC)
+run benchmark: export MALLOC_CONF := dirty_decay_ms:-1,muzzy_decay_ms:-1
+endif
 export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 

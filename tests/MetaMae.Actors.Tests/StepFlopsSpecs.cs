@@ -39,3 +39,25 @@ public sealed class StepFlopsSpecs
         Assert.Equal(192 + 2576 + 128 + 448, decoder);
     }
 }
+
+/// <summary>The bench's allocator environments: what each choice sets and clears in a child process.</summary>
+public sealed class AllocatorSpecs
+{
+    [Fact]
+    public void Auto_is_jemalloc_without_purging_where_installed_and_tuned_glibc_elsewhere()
+    {
+        var resolved = Allocators.Resolve("auto");
+        Assert.Equal(Allocators.JemallocPath is null ? "glibc-tuned" : "jemalloc", resolved);
+        var glibc = Allocators.Environment("glibc-tuned");
+        Assert.Equal("33554432", glibc["MALLOC_MMAP_THRESHOLD_"]);
+        Assert.Null(glibc["LD_PRELOAD"]); // a preloaded jemalloc from the parent must not leak into a glibc row
+        Assert.All(Allocators.Environment("glibc").Values, Assert.Null);
+        if (Allocators.JemallocPath is { } path)
+        {
+            var je = Allocators.Environment("jemalloc");
+            Assert.Equal(path, je["LD_PRELOAD"]);
+            Assert.Contains("dirty_decay_ms:-1", je["MALLOC_CONF"]);
+        }
+        Assert.Throws<ArgumentException>(() => Allocators.Environment("tcmalloc"));
+    }
+}

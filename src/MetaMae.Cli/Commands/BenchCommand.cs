@@ -33,15 +33,21 @@ public static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Timed steps per row.", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup") { Description = "Untimed steps first.", DefaultValueFactory = _ => 1 };
         var threads = new Option<int>("--threads") { Description = "libtorch intra-op threads.", DefaultValueFactory = _ => 1 };
-        var allocator = new Option<string>("--allocator") { Description = "glibc-tuned, glibc or jemalloc, set in each child process.", DefaultValueFactory = _ => "glibc-tuned" };
+        var allocator = new Option<string>("--allocator") { Description = "auto (jemalloc where installed, else glibc-tuned), glibc-tuned, glibc or jemalloc, set in each child process.", DefaultValueFactory = _ => "auto" };
         allocator.AcceptOnlyFromAmong(Allocators.Choices);
         var json = new Option<string?>("--json") { Description = "Also write the rows to this JSON file." };
         var rssAfter = new Option<string?>("--rss-after") { Description = "Step counts after which to record resident memory, e.g. 100,2000 (memory must stay flat)." };
         var child = new Option<bool>("--child") { Hidden = true };
+        var reference = new Option<string?>("--reference")
+        {
+            Description = "A copy of the authors' repository (alinlab/MetaMAE): run their step after ours on every fp32 row (needs python3-torch and " +
+                          "../shared/reference/bench.py) and print the ratios.",
+        };
+        var referenceScript = new Option<string?>("--reference-script") { Description = "bench.py of ../shared/reference (found beside the repository by default)." };
 
         var cmd = new Command("model", "Median time of one full step (forward, backward, AdamW) per shape and objective.")
         {
-            shapes, objectives, preset, precisions, batch, steps, warmup, threads, allocator, json, rssAfter, child,
+            shapes, objectives, preset, precisions, batch, steps, warmup, threads, allocator, json, rssAfter, child, reference, referenceScript,
         };
         cmd.SetAction(parse =>
         {
@@ -64,8 +70,20 @@ public static class BenchCommand
                 return 0;
             }
 
+            var authors = parse.GetValue(reference);
+            string? script = null;
+            if (authors is not null)
+            {
+                if (!File.Exists(Path.Combine(authors, "models.py")))
+                    throw new ArgumentException($"--reference: {authors} has no models.py; give a copy of the authors' repository (alinlab/MetaMAE)");
+                script = parse.GetValue(referenceScript) ?? ReferenceBench.FindScript()
+                    ?? throw new ArgumentException("--reference needs ../shared/reference/bench.py beside the repository, or --reference-script");
+                if (p != "dabs" || parse.GetValue(batch) is not null)
+                    throw new ArgumentException("--reference compares the dabs preset at the DABS batch sizes (the authors' script builds only those)");
+            }
             var rows = new List<BenchRow>();
-            AnsiConsole.MarkupLine($"[bold]Step benchmark[/]: preset {p}, {parse.GetValue(threads)} thread(s), allocator {parse.GetValue(allocator)}, " +
+            var compared = new List<ReferenceRow>();
+            AnsiConsole.MarkupLine($"[bold]Step benchmark[/]: preset {p}, {parse.GetValue(threads)} thread(s), allocator {Allocators.Resolve(parse.GetValue(allocator)!)}, " +
                                    $"{parse.GetValue(warmup)} warm-up + {parse.GetValue(steps)} timed steps, one process per row");
             foreach (var s in shapeList)
                 foreach (var o in objectiveList)
@@ -76,11 +94,20 @@ public static class BenchCommand
                         rows.Add(row);
                         AnsiConsole.MarkupLine($"  {s,-8} {o,-11} {pr,-5} median {row.MedianMs,9:F0} ms  (min {row.MinMs:F0}, max {row.MaxMs:F0})  " +
                                                $"{row.Gflops,6:F1} GFLOP/s of {row.PeakGflops:F0} peak  peak RSS {row.PeakRssMb:F0} MB");
+                        if (script is null || pr != "fp32" || !ReferenceBench.Configs.ContainsKey(s)) continue;
+                        var (ms, rss) = ReferenceBench.Measure(script, authors!, s, o, parse.GetValue(threads), parse.GetValue(warmup), parse.GetValue(steps),
+                            parse.GetValue(allocator)!);
+                        compared.Add(new ReferenceRow(row, ms, rss));
+                        AnsiConsole.MarkupLine($"  {s,-8} {o,-11} authors' median {ms,9:F0} ms  peak RSS {rss:F0} MB  ours / theirs {row.MedianMs / ms:F2}");
                     }
             AnsiConsole.MarkupLine("  GFLOP/s: an analytic count of the step's matrix products (backward = 2 x forward; MetaMAE's decoder passes " +
                                    "9x forward second order, 5x first order; StepFlops.cs) over the median step; peak: a 1536^3 matmul in the same precision and threads.");
             Print(rows);
-            if (parse.GetValue(json) is { } path) File.WriteAllText(path, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            if (compared.Count > 0) PrintReference(compared);
+            if (parse.GetValue(json) is { } path)
+                File.WriteAllText(path, compared.Count > 0
+                    ? JsonSerializer.Serialize(new { rows, reference = compared }, new JsonSerializerOptions { WriteIndented = true })
+                    : JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
             return 0;
         });
         return cmd;
@@ -245,6 +272,23 @@ public static class BenchCommand
             memory.AddRow([r.Shape, r.Objective, r.Precision, .. values.Select(v => $"{v:F0}"), $"{values[^1] / values[0]:F3}"]);
         }
         AnsiConsole.Write(memory);
+    }
+
+    /// <summary>Ours beside the authors' code, row by row from this one run: time and memory ratios, and MetaMAE's cost over MAE in each.</summary>
+    private static void PrintReference(List<ReferenceRow> rows)
+    {
+        var table = new Table().AddColumns("shape", "objective", "threads", "ours ms", "authors' ms", "ours / authors'", "x MAE ours", "x MAE authors'",
+            "ours GFLOP/s (% of peak)", "ours peak RSS MB", "authors' peak RSS MB", "memory ours / authors'");
+        foreach (var r in rows)
+        {
+            var mae = rows.FirstOrDefault(m => m.Ours.Shape == r.Ours.Shape && m.Ours.Objective == "mae");
+            table.AddRow(r.Ours.Shape, r.Ours.Objective, r.Ours.Threads.ToString(), $"{r.Ours.MedianMs:F0}", $"{r.OriginalMs:F0}", $"{r.Ratio:F2}",
+                mae is null ? "" : $"{r.Ours.MedianMs / mae.Ours.MedianMs:F2}", mae is null ? "" : $"{r.OriginalMs / mae.OriginalMs:F2}",
+                r.Ours.PeakGflops > 0 ? $"{r.Ours.Gflops:F1} ({100 * r.Ours.Gflops / r.Ours.PeakGflops:F0}%)" : $"{r.Ours.Gflops:F1}",
+                $"{r.Ours.PeakRssMb:F0}", $"{r.OriginalPeakRssMb:F0}", $"{r.MemoryRatio:F2}");
+        }
+        AnsiConsole.MarkupLine("[bold]Against the authors' code[/] (alinlab/MetaMAE on PyTorch, same threads, steps and allocator, rows alternating in this run):");
+        AnsiConsole.Write(table);
     }
 
     private static string[] Split(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
