@@ -123,6 +123,24 @@ public class FormatAndMultimodalTests : TempDirTest
     }
 
     [Fact]
+    public void A_caption_whose_image_is_missing_is_a_bad_record_naming_the_file()
+    {
+        Write("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\ndog\n");
+        Write("annotations/captions_train2017.json",
+            "{\"images\":[{\"id\":1,\"file_name\":\"000000000001.jpg\"},{\"id\":2,\"file_name\":\"000000000002.jpg\"}]," +
+            "\"annotations\":[{\"id\":5,\"image_id\":1,\"caption\":\"a dog\"},{\"id\":6,\"image_id\":2,\"caption\":\"a dog\"},{\"id\":7,\"image_id\":3,\"caption\":\"a dog\"}]}");
+        Write("train2017/000000000001.jpg", Png(20, 20, 0, 1, 0));
+        var d = DatasetCatalog.Open("mscoco", new ReaderOptions(Root, Split.Pretrain));
+        Assert.Equal(3, d.Count);
+        Assert.Equal(3 * 224 * 224, Read(d, 0).Values!.Length);
+        var listed = Assert.Throws<BadRecordException>(() => Read(d, 1)); // listed in images, file absent
+        Assert.Contains("000000000002.jpg", listed.Message);
+        var unlisted = Assert.Throws<BadRecordException>(() => Read(d, 2)); // image id not in the images list
+        Assert.Contains("captions_train2017.json", unlisted.Message);
+        Assert.Contains("caption 7 names image_id 3, which the file's \"images\" list does not have", unlisted.Message);
+    }
+
+    [Fact]
     public void Vqa_questions_are_labelled_with_their_frequent_answers()
     {
         Write("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nwhat\ncolor\nis\nthe\ndog\n?\n");

@@ -4,8 +4,11 @@ using Microsoft.ML.Tokenizers;
 
 namespace MetaMae.Data.Readers;
 
-/// <summary>An image with its text (a caption or a question) and a label (-1 for captions, the answer id for VQA).</summary>
-public sealed record CaptionRecord(string ImagePath, string Text, int Label);
+/// <summary>
+/// An image with its text (a caption or a question) and a label (-1 for captions, the answer id for VQA);
+/// <see cref="Problem"/> says why it cannot be read (a caption of an image the annotations do not list).
+/// </summary>
+public sealed record CaptionRecord(string ImagePath, string Text, int Label, string? Problem = null) : Formats.IRecordProblem;
 
 /// <summary>
 /// Image+text pairs: MSCOCO captions and VQA questions on COCO images. Text becomes 32 BERT-uncased WordPiece ids
@@ -44,7 +47,9 @@ public static class Captions
         var records = doc.RootElement.GetProperty("annotations").EnumerateArray()
             .Select(a => (Id: a.GetProperty("id").GetInt64(), Image: a.GetProperty("image_id").GetInt64(), Text: a.GetProperty("caption").GetString() ?? ""))
             .OrderBy(a => a.Id)
-            .Select(a => new CaptionRecord(Path.Combine(o.Root, year, files.GetValueOrDefault(a.Image, $"missing-image-{a.Image}")), a.Text, -1))
+            .Select(a => files.TryGetValue(a.Image, out var file)
+                ? new CaptionRecord(Path.Combine(o.Root, year, file), a.Text, -1)
+                : new CaptionRecord(json, a.Text, -1, $"caption {a.Id} names image_id {a.Image}, which the file's \"images\" list does not have"))
             .ToList();
         return FromRecords(spec, records, LoadTokenizer(o.Root));
     }
