@@ -58,6 +58,11 @@ public sealed record ObjectiveOptions
     /// <summary>Image+text: the reconstruction loss is ImageLossWeight * MSE(patches) + TextLossWeight * CE(tokens).</summary>
     public double ImageLossWeight { get; init; } = 1.0;
     public double TextLossWeight { get; init; } = 1.0;
+    /// <summary>
+    /// Image+text: the padding id (BERT's [PAD] = 0), left out of the text's losses: captions are padded to a fixed
+    /// length, and predicting padding would otherwise be most of the text loss. -1: no padding id.
+    /// </summary>
+    public long TextPadId { get; init; }
     /// <summary>fp32, or bf16 matrix products with fp32 master weights, optimizer state, norms, softmax and losses.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
 

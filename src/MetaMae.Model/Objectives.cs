@@ -103,7 +103,7 @@ public static class Objectives
     /// <summary>
     /// The reconstruction loss weighted by <paramref name="weight"/> (N, L): every token decoded, or (the inner step)
     /// only the rows with weight. Image+text: ImageLossWeight * MSE over the patches + TextLossWeight * cross-entropy
-    /// over the text's ids, each normalised by its own weight.
+    /// over the text's ids (padding left out), each normalised by its own weight.
     /// </summary>
     private static Reconstruction Reconstruct(MaskedAutoencoder model, Tensor latent, Tensor idsRestore, Tensor target, Tensor? text,
         Tensor weight, bool secondOrderInner, bool supportRowsOnly)
@@ -142,6 +142,7 @@ public static class Objectives
             allRows = cat([imageRows, textRows], 1);
         }
         var options = model.Config.Options;
+        if (options.TextPadId >= 0) textWeight = textWeight * textTarget.ne(options.TextPadId); // padding is not text
         var imageLoss = MaskedAutoencoder.WeightedLoss(image, imageTarget, imageWeight, logits: false);
         var textLoss = MaskedAutoencoder.WeightedLoss(logits, textTarget, textWeight, logits: true);
         var loss = options.ImageLossWeight * imageLoss + options.TextLossWeight * textLoss;

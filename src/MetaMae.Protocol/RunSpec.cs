@@ -92,6 +92,8 @@ public sealed record RunSpec
     /// <summary>Image+text: weights of the image's MSE and the text's cross-entropy in the reconstruction loss.</summary>
     public double ImageLossWeight { get; init; } = 1.0;
     public double TextLossWeight { get; init; } = 1.0;
+    /// <summary>Image+text: the caption padding id left out of the text loss (BERT's [PAD] = 0); -1 for none.</summary>
+    public long TextPadId { get; init; }
     public long Steps { get; init; } = 1000;
     public int? BatchSize { get; init; }
     public double Lr { get; init; } = 1e-4;

@@ -89,6 +89,29 @@ public class ImageTextTests
         Assert.Equal(new long[] { 5, 20, 8 }, fullText.shape);
     }
 
+    [Fact]
+    public void Caption_padding_is_left_out_of_the_text_loss()
+    {
+        using var scope = NewDisposeScope();
+        using var model = MaskedAutoencoder.Create(Config(Objective.Mae), seed: 3);
+        var x = Batch(4, 12);
+        x[.., (3 * 16 * 16 + 4)..] = 0; // ids 4..7 of every caption are [PAD] (0)
+        x[.., (3 * 16 * 16)..(3 * 16 * 16 + 4)] = x[.., (3 * 16 * 16)..(3 * 16 * 16 + 4)].clamp_min(1);
+        using var draws = MaskingDraws.Sample(4, Input.NumTokens, new Generator(13));
+        var output = Objectives.Compute(model, x, draws);
+        var (_, logits) = model.DecodeJoint(output.Latent, output.IdsRestore);
+        var ids = model.SplitImageText(x).Text;
+        var perToken = nn.functional.cross_entropy(logits, ids, reduction: nn.Reduction.None);
+        var weight = output.Mask[.., 16..] * ids.ne(0);
+        Close.Scalar((perToken * weight).sum().item<float>() / weight.sum().item<float>(), output.ReconText!.item<float>(), "text loss over masked non-padding ids");
+        // With no padding id, the masked [PAD] positions count too, and the loss differs.
+        using var withPads = MaskedAutoencoder.Create(Config(Objective.Mae) with { Options = Config(Objective.Mae).Options with { TextPadId = -1 } }, seed: 3);
+        var all = Objectives.Compute(withPads, x, draws).ReconText!.item<float>();
+        var allWeight = output.Mask[.., 16..];
+        Close.Scalar((perToken * allWeight).sum().item<float>() / allWeight.sum().item<float>(), all, "text loss over every masked id");
+        Assert.NotEqual(all, output.ReconText.item<float>());
+    }
+
     /// <summary>
     /// The gradient of the joint MetaMAE loss with respect to the weights, second order, against central finite
     /// differences along a random direction (float64, tiny model). The first-order gradient misses the inner step's

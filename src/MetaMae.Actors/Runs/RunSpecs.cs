@@ -38,7 +38,7 @@ public static class RunSpecs
             {
                 Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
                 MaskRatio = spec.MaskRatio ?? ds.DefaultMaskRatio,
-                TextMaskRatio = spec.TextMaskRatio, ImageLossWeight = spec.ImageLossWeight, TextLossWeight = spec.TextLossWeight,
+                TextMaskRatio = spec.TextMaskRatio, ImageLossWeight = spec.ImageLossWeight, TextLossWeight = spec.TextLossWeight, TextPadId = spec.TextPadId,
                 SupportRatio = spec.SupportRatio, InnerLr = spec.InnerLr, ContrastiveWeight = spec.ContrastiveWeight, FirstOrder = spec.FirstOrder,
                 Precision = spec.Precision == "bf16" ? Model.Precision.Bf16 : Model.Precision.Fp32,
             };
@@ -73,6 +73,7 @@ public static class RunSpecs
             RequireFinite("text_mask_ratio", s.TextMaskRatio, min: 0, max: 1, minExclusive: true, maxExclusive: true);
             RequireFinite("image_loss_weight", s.ImageLossWeight, min: 0, max: 1e6);
             RequireFinite("text_loss_weight", s.TextLossWeight, min: 0, max: 1e6);
+            Require("text_pad_id", s.TextPadId >= -1, $"{s.TextPadId} is not an id; give the padding id (0 for BERT's [PAD]) or -1 for none");
             Require("text_loss_weight", s.ImageLossWeight + s.TextLossWeight > 0, "image_loss_weight and text_loss_weight are both 0: nothing would be reconstructed");
             RequireFinite("inner_lr", s.InnerLr, min: 0, max: 1000);
             RequireFinite("contrastive_weight", s.ContrastiveWeight, min: 0, max: 1000);
