@@ -58,6 +58,7 @@ public static class Masking
         var mask = ones(n, l, device: x.device).scatter_(1, idsKeep, zeros(n, idsKeep.shape[1], device: x.device));
         return (kept.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope(), idsRestore.MoveToOuterDisposeScope());
     }
+
     /// <summary>floor(L (1 - r)), with the same double arithmetic as the reference's int(L * (1 - r)).</summary>
     public static int KeptTokens(int tokens, double maskRatio) => (int)Math.Floor(tokens * (1.0 - maskRatio));
 
