@@ -89,7 +89,6 @@ public sealed class InputSpec
         return new(TokenizerKind.Tokens, 1, [length], [1], vocab);
     }
 
-    /// <summary>Token grid: (rows, cols) for 2-D; (1, L) otherwise.</summary>
     /// <summary>Token grid: (rows, cols) for 2-D and the image part of image+text; (1, L) otherwise.</summary>
     public (int Rows, int Cols) Grid => Kind is TokenizerKind.Patches2d or TokenizerKind.ImageText
         ? (Size[0] / Patch[0], Size[1] / Patch[1])
@@ -111,7 +110,7 @@ public sealed class InputSpec
     {
         TokenizerKind.Patches2d => [Channels, Size[0], Size[1]],
         TokenizerKind.Patches1d => [Channels, Size[0]],
-        TokenizerKind.ImageText => [(long)Channels * Size[0] * Size[1] + TextLength],
+        TokenizerKind.ImageText => [ImagePart.SampleLength + TextLength],
         _ => [Size[0]],
     };
 
@@ -124,7 +123,7 @@ public sealed class InputSpec
         long[] shape = [count, .. SampleShape];
         if (Kind == TokenizerKind.ImageText)
         {
-            long pixels = (long)Channels * Size[0] * Size[1];
+            long pixels = ImagePart.SampleLength;
             if (values is null || ids is null) throw new ArgumentException("an image+text batch needs both pixels and ids");
             var row = new float[count * (pixels + TextLength)];
             for (long i = 0; i < count; i++)

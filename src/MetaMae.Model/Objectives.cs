@@ -133,12 +133,11 @@ public static class Objectives
         }
         else
         {
-            var (imageRows, iw) = Masking.SupportRows(weight, segments[0]);
-            var (textRows, tw) = Masking.SupportRows(weight, segments[1]);
+            (var imageRows, imageWeight) = Masking.SupportRows(weight, segments[0]);
+            (var textRows, textWeight) = Masking.SupportRows(weight, segments[1]);
             (image, logits) = model.DecodeJoint(latent, idsRestore, secondOrderInner, imageRows, textRows);
             imageTarget = MaskedAutoencoder.TargetRows(target, imageRows);
             textTarget = text!.gather(1, textRows - li);
-            (imageWeight, textWeight) = (iw, tw);
             allRows = cat([imageRows, textRows], 1);
         }
         var options = model.Config.Options;

@@ -26,14 +26,7 @@ public static class RunSpecs
         public ModelConfig ToModelConfig()
         {
             var ds = spec.DatasetSpec;
-            var input = ds.Kind switch
-            {
-                InputKind.Image2d => InputSpec.Image(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1]),
-                InputKind.Series1d => InputSpec.Series(ds.Shape[0], ds.Shape[1], ds.Patch[0]),
-                InputKind.Tokens => InputSpec.TokenIds(ds.Vocab, ds.Shape[0]),
-                InputKind.ImageText => InputSpec.ImageText(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1], ds.Vocab, ds.TextLength),
-                _ => throw new ConfigException("dataset.name", $"{ds.Name}: unknown input kind {ds.Kind}"),
-            };
+            var input = InputOf(ds);
             var options = new ObjectiveOptions
             {
                 Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
@@ -219,6 +212,16 @@ public static class RunSpecs
             throw new ConfigException(key, e.Message);
         }
     }
+
+    /// <summary>How the model tokenizes a data set's samples: its shape, patch, vocabulary and text length.</summary>
+    public static InputSpec InputOf(DatasetSpec ds) => ds.Kind switch
+    {
+        InputKind.Image2d => InputSpec.Image(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1]),
+        InputKind.Series1d => InputSpec.Series(ds.Shape[0], ds.Shape[1], ds.Patch[0]),
+        InputKind.Tokens => InputSpec.TokenIds(ds.Vocab, ds.Shape[0]),
+        InputKind.ImageText => InputSpec.ImageText(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1], ds.Vocab, ds.TextLength),
+        _ => throw new ConfigException("dataset.name", $"{ds.Name}: unknown input kind {ds.Kind}"),
+    };
 
     internal static void RequireFinite(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
     {

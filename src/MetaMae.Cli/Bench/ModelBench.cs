@@ -34,11 +34,8 @@ public static class ModelBench
         new("sensor", InputSpec.Series(52, 320, 5), Data.DatasetCatalog.Get("pamap2").Spec.DefaultMaskRatio, 256),
         new("protein", InputSpec.TokenIds(26, 128), Data.DatasetCatalog.Get("pfam").Spec.DefaultMaskRatio, 128),
         // Captioned images (mscoco): 224x224 in 16x16 patches, then 32 WordPiece ids; text masked at its own 0.5.
-        new("image-text", ImageText(Data.DatasetCatalog.Get("mscoco").Spec), Data.DatasetCatalog.Get("mscoco").Spec.DefaultMaskRatio, 64),
+        new("image-text", Actors.Runs.RunSpecs.InputOf(Data.DatasetCatalog.Get("mscoco").Spec), Data.DatasetCatalog.Get("mscoco").Spec.DefaultMaskRatio, 64),
     ];
-
-    private static InputSpec ImageText(Data.DatasetSpec s) =>
-        InputSpec.ImageText(s.Shape[0], s.Shape[1], s.Shape[2], s.Patch[0], s.Patch[1], s.Vocab, s.TextLength);
 
     public static readonly string[] Objectives = ["mae", "metamae", "metamae-fo"];
 
@@ -83,8 +80,7 @@ public static class ModelBench
         using var x = shape.Input.Kind switch
         {
             TokenizerKind.Tokens => randint(0, shape.Input.Vocab, [n, .. shape.Input.SampleShape], generator: g),
-            TokenizerKind.ImageText => cat([randn([n, shape.Input.ImagePart.SampleLength], generator: g),
-                randint(0, shape.Input.Vocab, [n, shape.Input.TextLength], generator: g).to_type(ScalarType.Float32)], 1),
+            TokenizerKind.ImageText => ImageTextBatch(shape.Input, n, g),
             _ => randn([n, .. shape.Input.SampleShape], generator: g),
         };
         var times = new List<double>();
@@ -106,6 +102,15 @@ public static class ModelBench
         return new BenchRow(shapeName, objective, preset, n, TorchRuntime.Threads, steps, median, times[0], times[^1], peak, allocator,
             precision, StepFlops.Step(config, n) / 1e9, StepFlops.PeakGflops(precision == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32),
             timer.MeanMs(), rss.Count > 0 ? rss : null);
+    }
+
+    /// <summary>Random pixels and ids packed as the pipeline packs image+text samples (<see cref="InputSpec.Batch"/>).</summary>
+    private static Tensor ImageTextBatch(InputSpec input, int n, Generator g)
+    {
+        using var scope = NewDisposeScope();
+        var pixels = randn([n, input.ImagePart.SampleLength], generator: g).data<float>().ToArray();
+        var ids = randint(0, input.Vocab, [n, input.TextLength], generator: g).data<long>().ToArray();
+        return input.Batch(pixels, ids, 0, n).MoveToOuterDisposeScope();
     }
 
     /// <summary>Starts this program again for one row and reads the JSON line it prints.</summary>

@@ -9,8 +9,9 @@ namespace MetaMae.Cli.Bench;
 /// machine's limit. Counted: every matrix product (a multiply-add is 2 FLOPs) of the patch embedding, the encoder
 /// blocks on the K + 1 kept tokens (qkv, the two attention products, projection, MLP), the decoder embedding, the
 /// decoder blocks on all L + 1 tokens, the head (and the weight-tied logits for tokens; image+text: patches and tokens
-/// each through their own). The inner decode's last block runs only the support rows' queries, a saving not counted. Not counted: norms, softmax,
-/// GELU, losses, AdamW, the projector (all linear in the activations, a few percent at these sizes). A backward pass
+/// each through their own). The inner decode's last block runs only the support rows' queries, a saving not counted.
+/// Not counted: norms, softmax, GELU, losses, AdamW, the projector (all linear in the activations, a few percent at
+/// these sizes). A backward pass
 /// is counted as twice its forward (gradients with respect to activations and to weights). So: MAE = 3 x forward.
 /// MetaMAE, second order = 3 x encoder + 9 x decoder (inner decode, its gradient on the latent, outer decode, the
 /// outer backward, and the backward through the inner decode and its gradient: 1 + 1 + 1 + 2 + 4); first order =

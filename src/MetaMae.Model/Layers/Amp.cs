@@ -15,9 +15,8 @@ public static class Amp
     public static ScalarType? ComputeType(Precision precision) => precision == Precision.Bf16 ? ScalarType.BFloat16 : null;
 
     /// <summary>y = x W^T + b, in the compute type when there is one (the output stays in it).</summary>
-    public static Tensor Linear(Linear layer, Tensor x, ScalarType? compute) => compute is { } t
-        ? nn.functional.linear(x.to(t), layer.weight!.to(t), layer.bias?.to(t))
-        : layer.call(x);
+    public static Tensor Linear(Linear layer, Tensor x, ScalarType? compute) =>
+        compute is null ? layer.call(x) : Linear(layer.weight!, layer.bias, x, compute);
 
     /// <summary>y = x W^T + b from explicit weight and bias (a slice of a layer's), in the compute type when there is one.</summary>
     public static Tensor Linear(Tensor weight, Tensor? bias, Tensor x, ScalarType? compute) => compute is { } t

@@ -79,8 +79,9 @@ public static class TrainStep
         var gradNorm = GradNorm(model);
         optimizer.step();
         timer?.Lap("optimizer");
-        return new StepMetrics(step, mean[0], mean[1], parts[2] is null ? null : mean[2], parts[3] is null ? null : mean[3], gradNorm, lr,
-            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds, parts[4] is null ? null : mean[4], parts[5] is null ? null : mean[5]);
+        double? Optional(int k) => parts[k] is null ? null : mean[k]; // the group's mean of a loss this objective has
+        return new StepMetrics(step, mean[0], mean[1], Optional(2), Optional(3), gradNorm, lr,
+            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds, Optional(4), Optional(5));
     }
 
     /// <summary>
