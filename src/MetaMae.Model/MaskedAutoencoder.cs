@@ -148,9 +148,9 @@ public sealed class MaskedAutoencoder : nn.Module
     public EncoderOutput Encode(Tensor x, Tensor noise)
     {
         using var scope = NewDisposeScope();
-        var tokens = Embed(x) + pos_embed[.., 1..]; // (N, L, D)
+        var tokens = Embed(x).Plus(pos_embed[.., 1..]); // (N, L, D)
         var (kept, mask, idsRestore) = Masking.RandomMasking(tokens, noise, Masking.Segments(Input, Config.Options)); // (N, K, D)
-        var cls = (cls_token + pos_embed[.., ..1]).expand(kept.shape[0], -1, -1);
+        var cls = cls_token.Plus(pos_embed[.., ..1]).expand(kept.shape[0], -1, -1);
         var h = dropout.call(cat([cls, kept], 1));
         foreach (var block in encoder) h = block.call(h);
         var latent = norm_enc.call(h);
@@ -210,10 +210,10 @@ public sealed class MaskedAutoencoder : nn.Module
         long n = h.shape[0], e = h.shape[2], l = idsRestore.shape[1];
         var masked = mask_token.expand(n, l + 1 - h.shape[1], e);
         var body = cat([h[.., 1..], masked], 1).gather(1, idsRestore.unsqueeze(-1).expand(n, l, e)); // unshuffle
-        h = cat([h[.., ..1], body], 1) + decoder_pos_embed;
+        h = cat([h[.., ..1], body], 1).Plus(decoder_pos_embed);
         int last = decoder.Count - 1;
         for (int i = 0; i < last; i++) h = decoder[i].call(h);
-        h = rows is null ? decoder[last].call(h)[.., 1..] : decoder[last].ForwardRows(h, rows + 1); // + 1: past the CLS row
+        h = rows is null ? decoder[last].call(h)[.., 1..] : decoder[last].ForwardRows(h, rows.Plus(1L)); // + 1: past the CLS row
         return norm_dec.call(h).MoveToOuterDisposeScope();
     }
 
@@ -276,9 +276,9 @@ public sealed class MaskedAutoencoder : nn.Module
         using var scope = NewDisposeScope();
         var perToken = logits
             ? nn.functional.cross_entropy(pred, target, reduction: nn.Reduction.None) // (N, R)
-            : (pred - target).square().mean([-1]);
+            : (pred - target).Squared().mean([-1]);
         var total = weight.sum();
-        return ((perToken * weight).sum() / total.clamp_min(1e-12)).MoveToOuterDisposeScope();
+        return ((perToken * weight).sum() / total.ClampMin(1e-12)).MoveToOuterDisposeScope();
     }
 
     /// <summary>normalize(projector(mean of the latent's tokens without CLS)): (N, 128).</summary>
@@ -309,7 +309,7 @@ public sealed class MaskedAutoencoder : nn.Module
         using var scope = NewDisposeScope();
         var tokens = Embed(x);
         var cls = cls_token.expand(tokens.shape[0], -1, -1);
-        var h = cat([cls, tokens], 1) + pos_embed;
+        var h = cat([cls, tokens], 1).Plus(pos_embed);
         foreach (var block in encoder) h = block.call(h);
         var normed = norm_enc.call(h)[.., 1..];
         return (perToken ? normed.contiguous() : normed.mean([1])).MoveToOuterDisposeScope();

@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -47,7 +48,7 @@ public static class Masking
         foreach (var segment in segments)
         {
             int keep = KeptTokens(segment.Length, segment.Ratio);
-            var order = noise[.., segment.Start..(segment.Start + segment.Length)].argsort(dim: 1) + segment.Start;
+            var order = noise[.., segment.Start..(segment.Start + segment.Length)].argsort(dim: 1).Plus((long)segment.Start);
             keptIds.Add(order[.., ..keep]);
             maskedIds.Add(order[.., keep..]);
         }
@@ -95,7 +96,7 @@ public static class Masking
         }
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var visible = 1 - mask; // (N, L)
+        var visible = mask.OneMinus(); // (N, L)
         long n = mask.shape[0];
         Tensor near;
         if (input.Kind == TokenizerKind.Patches2d)
@@ -110,15 +111,15 @@ public static class Masking
             var kernel = ones(1, 1, 3, dtype: mask.dtype, device: mask.device);
             near = nn.functional.conv1d(nn.functional.pad(visible.unsqueeze(1), [1, 1]), kernel).reshape(n, -1);
         }
-        return near.gt(0).logical_or(visible.gt(0)).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
+        return near.gt(Held.Zero).logical_or(visible.gt(Held.Zero)).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>support = mask * nearby * [u &lt; s] + (1 - mask).</summary>
     public static Tensor SupportMask(Tensor mask, Tensor nearby, Tensor uniform, double supportRatio)
     {
         using var scope = NewDisposeScope();
-        var chosen = uniform.lt(supportRatio).to_type(ScalarType.Float32);
-        return (mask * nearby * chosen + (1 - mask)).MoveToOuterDisposeScope();
+        var chosen = uniform.Lt(supportRatio).to_type(ScalarType.Float32);
+        return (mask * nearby * chosen).Plus(mask.OneMinus()).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -141,6 +142,6 @@ public static class Masking
     {
         using var scope = NewDisposeScope();
         var (rows, weight) = SupportRows(support[.., segment.Start..(segment.Start + segment.Length)]);
-        return ((rows + segment.Start).MoveToOuterDisposeScope(), weight.MoveToOuterDisposeScope());
+        return (rows.Plus((long)segment.Start).MoveToOuterDisposeScope(), weight.MoveToOuterDisposeScope());
     }
 }

@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -74,9 +75,9 @@ public static class Objectives
         var secondOrder = !options.FirstOrder;
         var inner = Reconstruct(model, latent, idsRestore, target, text, support, secondOrderInner: secondOrder, supportRowsOnly: true);
         timer?.Lap("inner decode");
-        var grad = autograd.grad([inner.Loss * latent.shape[0]], [latent],
+        var grad = autograd.grad([inner.Loss.Times(latent.shape[0])], [latent],
             retain_graph: secondOrder, create_graph: secondOrder)[0];
-        var adapted = latent - options.InnerLr * grad;
+        var adapted = latent - grad.Times(options.InnerLr);
         timer?.Lap("inner gradient");
 
         // Outer reconstruction from the adapted latent.
@@ -87,7 +88,7 @@ public static class Objectives
         var h1 = model.Project(latent);
         var h2 = model.Project(adapted);
         var contrastive = NtXent(h1, h2, options.Temperature);
-        var total = outer.Loss + options.ContrastiveWeight * contrastive;
+        var total = outer.Loss.Plus(contrastive.Times(options.ContrastiveWeight));
         timer?.Lap("projector");
 
         return new ObjectiveOutput
@@ -137,14 +138,14 @@ public static class Objectives
             (var textRows, textWeight) = Masking.SupportRows(weight, segments[1]);
             (image, logits) = model.DecodeJoint(latent, idsRestore, secondOrderInner, imageRows, textRows);
             imageTarget = MaskedAutoencoder.TargetRows(target, imageRows);
-            textTarget = text!.gather(1, textRows - li);
+            textTarget = text!.gather(1, textRows.Minus(li));
             allRows = cat([imageRows, textRows], 1);
         }
         var options = model.Config.Options;
-        if (options.TextPadId >= 0) textWeight = textWeight * textTarget.ne(options.TextPadId); // padding is not text
+        if (options.TextPadId >= 0) textWeight = textWeight * textTarget.Ne(options.TextPadId); // padding is not text
         var imageLoss = MaskedAutoencoder.WeightedLoss(image, imageTarget, imageWeight, logits: false);
         var textLoss = MaskedAutoencoder.WeightedLoss(logits, textTarget, textWeight, logits: true);
-        var loss = options.ImageLossWeight * imageLoss + options.TextLossWeight * textLoss;
+        var loss = imageLoss.Times(options.ImageLossWeight).Plus(textLoss.Times(options.TextLossWeight));
         return new Reconstruction(loss, image, allRows, imageLoss, textLoss);
     }
 
@@ -154,10 +155,10 @@ public static class Objectives
         using var scope = NewDisposeScope();
         long n = h1.shape[0];
         var z = cat([h1, h2], 0);
-        var logits = matmul(z, z.t()).div(temperature);
+        var logits = matmul(z, z.t()).DividedBy(temperature);
         var self = eye(2 * n, dtype: ScalarType.Bool, device: z.device);
-        logits = logits.masked_fill(self, double.NegativeInfinity);
-        var labels = cat([arange(n, 2 * n, device: z.device), arange(0, n, device: z.device)], 0);
+        logits = logits.MaskedFill(self, double.NegativeInfinity);
+        var labels = cat([Held.Arange(n, 2 * n, z.device), Held.Arange(0, n, z.device)], 0);
         return nn.functional.cross_entropy(logits, labels).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -67,7 +68,7 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
         var flat = cat(parameters.Select(p => p.grad!.detach().to(float32).cpu().flatten()).ToList());
         flat.data<float>().CopyTo(buffer, 0);
         Group.AllReduceSum(buffer, (int)total, Precision);
-        var reduced = tensor(buffer, float32).div_(Group.Size);
+        var reduced = Held.With((long)Group.Size, size => tensor(buffer, float32).div_(size));
         long offset = 0;
         using var _ = no_grad();
         foreach (var p in parameters)

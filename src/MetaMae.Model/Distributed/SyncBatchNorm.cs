@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -65,27 +66,43 @@ internal sealed class AllReduceSumFunction : autograd.SingleTensorFunction<AllRe
 /// </summary>
 public static class SyncBatchNorm
 {
-    /// <summary>x: (n, C) in training mode; with one replica this is exactly <paramref name="norm"/>.call(x).</summary>
+    /// <summary>
+    /// x: (n, C) in training mode; with one replica (or in eval mode) this is what <paramref name="norm"/>.call(x)
+    /// computes, through F.batch_norm with its own held scalars: BatchNorm's forward increments num_batches_tracked
+    /// with an implicit scalar (see <see cref="Held"/>).
+    /// </summary>
     public static Tensor Forward(BatchNorm1d norm, Tensor x, ICollective group)
     {
-        if (group.Size == 1 || !norm.training) return norm.call(x);
+        double momentum = norm.momentum ?? 0.1;
+        if (group.Size == 1 || !norm.training)
+        {
+            if (norm.training) Count(norm);
+            return nn.functional.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                training: norm.training, momentum: momentum, eps: norm.eps);
+        }
         using var scope = NewDisposeScope();
         long channels = x.shape[1];
-        var local = cat([x.sum(dim: 0), ones(1, dtype: x.dtype, device: x.device) * x.shape[0]]); // (C + 1): sums, then the row count
+        var local = cat([x.sum(dim: 0), ones(1, dtype: x.dtype, device: x.device).Times(x.shape[0])]); // (C + 1): sums, then the row count
         var sums = AllReduceSumFunction.apply(local, group);
         var count = sums[channels].detach();
         var mean = sums[..(int)channels] / count;
         var centred = x - mean;
-        var variance = AllReduceSumFunction.apply(centred.square().sum(dim: 0), group) / count; // two passes: no cancellation
-        var y = centred * (variance + norm.eps).rsqrt();
-        if (norm.weight is not null) y = y * norm.weight + norm.bias!;
+        var variance = AllReduceSumFunction.apply(centred.Squared().sum(dim: 0), group) / count; // two passes: no cancellation
+        var y = centred * variance.Plus(norm.eps).rsqrt();
+        if (norm.weight is not null) y = (y * norm.weight).Plus(norm.bias!);
         using (no_grad())
         {
-            double momentum = norm.momentum ?? 0.1, n = count.item<float>();
-            norm.running_mean!.mul_(1 - momentum).add_(mean.detach(), alpha: momentum);
-            norm.running_var!.mul_(1 - momentum).add_(variance.detach() * (n / Math.Max(1, n - 1)), alpha: momentum);
-            norm.num_batches_tracked?.add_(1);
+            double n = count.item<float>();
+            norm.running_mean!.MulInPlace(1 - momentum).AddInPlace(mean.detach(), momentum);
+            norm.running_var!.MulInPlace(1 - momentum).AddInPlace(variance.detach().Times(n / Math.Max(1, n - 1)), momentum);
+            Count(norm);
         }
         return y.MoveToOuterDisposeScope();
+    }
+
+    private static void Count(BatchNorm1d norm)
+    {
+        using var _ = no_grad();
+        norm.num_batches_tracked?.add_(Held.One, Held.One);
     }
 }

@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using static TorchSharp.torch;
 
 namespace MetaMae.Model.Evaluation;
@@ -36,13 +37,13 @@ public static class Lbfgs
             for (int k = s.Count - 1; k >= 0; k--)
             {
                 alpha[k] = rho[k] * s[k].dot(q).item<float>();
-                q.sub_(y[k] * alpha[k]);
+                q.sub_(y[k].Times(alpha[k]));
             }
-            if (s.Count > 0) q.mul_(s[^1].dot(y[^1]).item<float>() / y[^1].dot(y[^1]).item<float>());
+            if (s.Count > 0) q.MulInPlace(s[^1].dot(y[^1]).item<float>() / y[^1].dot(y[^1]).item<float>());
             for (int k = 0; k < s.Count; k++)
             {
                 double beta = rho[k] * y[k].dot(q).item<float>();
-                q.add_(s[k] * (alpha[k] - beta));
+                q.add_(s[k].Times(alpha[k] - beta), Held.One);
             }
             var d = -q;
             double slope = g.dot(d).item<float>();
@@ -59,7 +60,7 @@ public static class Lbfgs
             bool accepted = false;
             for (int tries = 0; tries < 40; tries++, step /= 2)
             {
-                xNew = x + d * step;
+                xNew = x.Plus(d.Times(step));
                 var (value, gradient) = objective(xNew);
                 fNew = value.item<float>();
                 gNew = gradient;

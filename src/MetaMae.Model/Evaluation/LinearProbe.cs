@@ -1,3 +1,4 @@
+using MetaMae.Model.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -80,7 +81,7 @@ public static class LinearProbe
         {
             // The train split's statistics, applied to both: nothing is learnt from the test split.
             var mean = xTrain.mean([0L], keepdim: true); // (1, D)
-            var std = (xTrain - mean).square().mean([0L], keepdim: true).sqrt() + 1e-6;
+            var std = (xTrain - mean).Squared().mean([0L], keepdim: true).sqrt().Plus(1e-6);
             xTrain = (xTrain - mean) / std;
             xTest = (xTest - mean) / std;
         }
@@ -186,8 +187,8 @@ public static class LinearProbe
         public static Head DefaultInit(int outputs, int dim, Generator gen, Device device)
         {
             double bound = 1 / Math.Sqrt(dim);
-            return new Head(new Parameter((rand(new long[] { outputs, dim }, generator: gen, device: device) * 2 - 1) * bound),
-                new Parameter((rand(new long[] { outputs }, generator: gen, device: device) * 2 - 1) * bound));
+            return new Head(new Parameter(rand(new long[] { outputs, dim }, generator: gen, device: device).Times(2L).Minus(1L).Times(bound)),
+                new Parameter(rand(new long[] { outputs }, generator: gen, device: device).Times(2L).Minus(1L).Times(bound)));
         }
 
         public Tensor Forward(Tensor x) => nn.functional.linear(x, weight, bias);
@@ -195,7 +196,7 @@ public static class LinearProbe
         public void FitAdam(Tensor x, Tensor y, ProbeTask task, ProbeOptions options, Device device)
         {
             var gen = new Generator((ulong)options.Seed + 1, device);
-            using var optimizer = optim.Adam([weight, bias], lr: options.Lr, weight_decay: options.WeightDecay);
+            using var optimizer = new Training.HeldAdam([weight, bias], options.Lr, options.WeightDecay);
             long n = x.shape[0];
             for (int epoch = 0; epoch < options.Epochs; epoch++)
             {
@@ -226,7 +227,7 @@ public static class LinearProbe
                 var p = theta.detach().requires_grad_(true);
                 var w = p.narrow(0, 0, wCount).view(weight.shape);
                 var b = p.narrow(0, wCount, bias.numel());
-                var loss = Loss(nn.functional.linear(x, w, b), y, task) + 0.5 * decay * w.square().sum();
+                var loss = Loss(nn.functional.linear(x, w, b), y, task).Plus(w.Squared().sum().Times(0.5 * decay));
                 var grad = autograd.grad([loss], [p])[0];
                 return (scope.MoveToOuter(loss.detach()), scope.MoveToOuter(grad.detach()));
             }

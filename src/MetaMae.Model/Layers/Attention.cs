@@ -63,7 +63,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         else
         {
             var scale = 1.0 / Math.Sqrt(c / heads);
-            var attn = Amp.Softmax(matmul(q, k.transpose(-2, -1)).mul(scale)); // (B, h, S, N), softmax in fp32
+            var attn = Amp.Softmax(matmul(q, k.transpose(-2, -1)).Times(scale)); // (B, h, S, N), softmax in fp32
             y = matmul(attn, v);
         }
         y = y.transpose(1, 2).reshape(b, rows, c); // (B, S, C)

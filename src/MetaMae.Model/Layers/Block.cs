@@ -61,8 +61,8 @@ public sealed class Block : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn.call(norm1.call(x));
-        return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
+        var h = x.Plus(attn.call(norm1.call(x)));
+        return h.Plus(mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -75,7 +75,7 @@ public sealed class Block : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var index = rows.unsqueeze(-1).expand(rows.shape[0], rows.shape[1], x.shape[2]);
         var normed = norm1.call(x);
-        var h = x.gather(1, index) + attn.ForwardRows(normed, normed.gather(1, index));
-        return (h + mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
+        var h = x.gather(1, index).Plus(attn.ForwardRows(normed, normed.gather(1, index)));
+        return h.Plus(mlp.call(norm2.call(h))).MoveToOuterDisposeScope();
     }
 }

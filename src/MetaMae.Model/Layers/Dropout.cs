@@ -15,7 +15,7 @@ public sealed class GeneratorDropout(string name, double p, Func<Generator?> gen
         if (!training || p == 0) return x.alias();
         using var scope = NewDisposeScope();
         // where() keeps only the boolean mask for backward (a quarter of a float mask's bytes).
-        var keep = rand(x.shape, generator: generator(), device: x.device).ge(p);
-        return where(keep, x * (1 / (1 - p)), 0).MoveToOuterDisposeScope();
+        var keep = rand(x.shape, generator: generator(), device: x.device).Ge(p);
+        return where(keep, x.Times(1 / (1 - p)), 0).MoveToOuterDisposeScope();
     }
 }

@@ -23,7 +23,7 @@ public sealed class NonFiniteLossException(long step, string parts)
 public static class Optimizers
 {
     public static optim.Optimizer AdamW(MaskedAutoencoder model, double lr = 1e-4, double weightDecay = 1e-4) =>
-        optim.AdamW(model.parameters().Where(p => p.requires_grad), lr: lr, weight_decay: weightDecay);
+        new HeldAdamW(model.parameters().Where(p => p.requires_grad), lr, weightDecay);
 
     public static void SetLearningRate(optim.Optimizer optimizer, double lr)
     {
@@ -101,7 +101,7 @@ public static class TrainStep
     {
         using var scope = NewDisposeScope();
         // One norm per gradient (no squared copy of each), then the norm of those.
-        var norms = model.parameters().Where(p => p.grad is not null).Select(p => linalg.vector_norm(p.grad!)).ToList();
-        return norms.Count == 0 ? 0 : linalg.vector_norm(stack(norms)).item<float>();
+        var norms = model.parameters().Where(p => p.grad is not null).Select(p => p.grad!.norm()).ToList();
+        return norms.Count == 0 ? 0 : stack(norms).norm().item<float>();
     }
 }
