@@ -39,6 +39,16 @@ public sealed class NodeProcess : IDisposable
     }
 
     public bool HasExited => process.HasExited;
+    public int ExitCode => process.ExitCode;
+
+    public bool WaitForExit(TimeSpan timeout) => process.WaitForExit(timeout);
+
+    /// <summary>Sends a signal by name (STOP, CONT, TERM).</summary>
+    public void Signal(string name)
+    {
+        using var kill = Process.Start("kill", [$"-{name}", process.Id.ToString()])!;
+        kill.WaitForExit();
+    }
 
     /// <summary>SIGKILL: no leaving, no handover; the cluster finds out by itself.</summary>
     public void Kill()
@@ -308,5 +318,47 @@ public sealed class PostgresFailoverProcessSpecs(PostgresServer server) : TempDi
         {
             foreach (var n in nodes) n.Dispose();
         }
+    }
+}
+
+/// <summary>
+/// A node the cluster has removed does not linger (issue 19, fault 5): paused (SIGSTOP) until the majority downs it,
+/// then resumed (SIGCONT), it finds itself removed and exits non-zero within seconds, whatever its threads are doing.
+/// </summary>
+public sealed class RemovedNodeSpecs : TempDirTest
+{
+    [Fact]
+    public void A_node_paused_until_the_cluster_downs_it_exits_non_zero_when_it_wakes()
+    {
+        var runs = Path.Combine(Root, "runs");
+        int seedPort = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{seedPort}";
+        var coordinator = new NodeProcess("coordinator", seedPort, null, runs);
+        using var _1 = coordinator;
+        coordinator.WaitUp(TimeSpan.FromSeconds(60));
+        using var other = new NodeProcess("data", 0, seed, runs);
+        using var paused = new NodeProcess("data", 0, seed, runs);
+        other.WaitUp(TimeSpan.FromSeconds(60));
+        paused.WaitUp(TimeSpan.FromSeconds(60));
+
+        paused.Signal("STOP");
+        try
+        {
+            // The majority (coordinator, other) downs it: the run manager says its host left.
+            var clock = Stopwatch.StartNew();
+            while (!coordinator.Lines.Any(l => l.Contains("host left", StringComparison.Ordinal)))
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), "the paused node was not downed:\n" + string.Join("\n", coordinator.Lines.TakeLast(20)));
+                Thread.Sleep(50);
+            }
+        }
+        finally
+        {
+            paused.Signal("CONT");
+        }
+        Assert.True(paused.WaitForExit(TimeSpan.FromSeconds(60)), "the removed node is still running:\n" + string.Join("\n", paused.Lines.TakeLast(20)));
+        Assert.Equal(1, paused.ExitCode);
+        Assert.Contains(paused.Lines, l => l.Contains("node removed from the cluster", StringComparison.Ordinal));
+        Assert.False(other.HasExited, "a node that stayed a member must not exit");
     }
 }

@@ -24,12 +24,42 @@ public sealed class OpsEndpointSpecs : TempDirTest
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         var result = await cluster.Run(0, config, "observed", TimeSpan.FromMinutes(3));
         Assert.True(result.Status == RunStatus.Completed, result.Error);
-        var metrics = await http.GetStringAsync(OpsEndpoint.MetricsPath);
+        // The last step's figures may reach the node's gauges just after the run's end: wait for them (bounded).
+        var metrics = await MetricsWhen(http, m => m.Contains("metamae_step{run=\"observed\"} 8", StringComparison.Ordinal) &&
+                                                   m.Contains("metamae_probe{run=\"observed\"", StringComparison.Ordinal));
         Assert.Contains("metamae_step{run=\"observed\"} 8", metrics);
         Assert.Contains("metamae_steps_total{run=\"observed\"} 8", metrics);
         Assert.Matches("metamae_probe\\{run=\"observed\",dataset=\"fashion-mnist\",metric=\"accuracy\"\\} 0\\.\\d+", metrics);
         Assert.Contains("metamae_samples_per_second{run=\"observed\"}", metrics);
         Assert.Contains("# TYPE metamae_allreduce_seconds gauge", metrics);
+    }
+
+    private static async Task<string> MetricsWhen(HttpClient http, Func<string, bool> done)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string metrics;
+        while (!done(metrics = await http.GetStringAsync(OpsEndpoint.MetricsPath)) && clock.Elapsed < TimeSpan.FromSeconds(60))
+            await Task.Delay(50);
+        return metrics;
+    }
+
+    [Fact]
+    public async Task Alive_fails_the_moment_the_node_is_downed()
+    {
+        await using var cluster = new InProcessCluster();
+        await cluster.Add(Roles.Data);
+        int port = NodeProcess.FreePort();
+        using var ops = new OpsEndpoint(cluster.Seed, port, "127.0.0.1");
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(OpsEndpoint.AlivePath)).StatusCode);
+
+        var self = Akka.Cluster.Cluster.Get(cluster.Seed);
+        self.Down(self.SelfAddress);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        HttpStatusCode status;
+        while ((status = (await http.GetAsync(OpsEndpoint.AlivePath)).StatusCode) == HttpStatusCode.OK && clock.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(20);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
     }
 
     [Fact]

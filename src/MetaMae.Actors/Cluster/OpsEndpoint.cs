@@ -5,7 +5,8 @@ using Prometheus;
 namespace MetaMae.Actors.Cluster;
 
 /// <summary>
-/// A node's operations port (plain HTTP): <c>/alive</c> (200 while the actor system runs: a liveness probe),
+/// A node's operations port (plain HTTP): <c>/alive</c> (200 while the actor system runs and the node has not been
+/// downed or removed from the cluster: a liveness probe),
 /// <c>/ready</c> (200 once the node is Up in its cluster, 503 before and after: a readiness probe) and
 /// <c>/metrics</c> (Prometheus text format: <see cref="RunMetrics"/> and the process's own). Akka.NET's
 /// Akka.Management has no health checks (its reference.conf says so), so this small listener serves them.
@@ -31,7 +32,9 @@ public sealed class OpsEndpoint : IDisposable
         _ = Task.Run(Serve);
     }
 
-    private bool Alive => !system.WhenTerminated.IsCompleted;
+    /// <summary>Up to the moment the node stops being a member: a downed or removed node fails its liveness probe at once.</summary>
+    private bool Alive => !system.WhenTerminated.IsCompleted &&
+                          Akka.Cluster.Cluster.Get(system).SelfMember.Status is not (Akka.Cluster.MemberStatus.Down or Akka.Cluster.MemberStatus.Removed);
     private bool Ready => Alive && Akka.Cluster.Cluster.Get(system).SelfMember.Status == Akka.Cluster.MemberStatus.Up;
 
     private async Task Serve()

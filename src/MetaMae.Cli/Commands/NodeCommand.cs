@@ -75,9 +75,33 @@ public static class NodeCommand
             else Console.WriteLine(line);
         }
         Say($"node up: {self} roles {string.Join(",", options.Roles)}");
-        Task.WhenAny(stop.Task, system.WhenTerminated).GetAwaiter().GetResult();
-        Say("node leaving the cluster");
-        host.StopAsync().Wait(TimeSpan.FromSeconds(30)); // CoordinatedShutdown: leave gracefully, hand the singleton over
-        return 0;
+        var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberRemoved(() => removed.TrySetResult());
+        Task.WhenAny(stop.Task, system.WhenTerminated, removed.Task).GetAwaiter().GetResult();
+        if (stop.Task.IsCompleted)
+        {
+            Say("node leaving the cluster");
+            host.StopAsync().Wait(TimeSpan.FromSeconds(30)); // CoordinatedShutdown: leave gracefully, hand the singleton over
+            return 0;
+        }
+        return ExitRemoved(host, self, Say);
+    }
+
+    /// <summary>
+    /// The cluster removed this node without being asked (downed by the split-brain resolver after a pause or a
+    /// partition, or the system stopped under it): a node outside the cluster serves nobody, so it exits non-zero
+    /// within seconds for its supervisor (compose, Kubernetes, systemd) to start it again, rather than linger as a
+    /// zombie. A learner thread stuck in a step, or a shutdown that does not finish, cannot keep it up: after a
+    /// bounded try the process ends with <see cref="Environment.Exit"/>, which waits for no foreground thread.
+    /// </summary>
+    private static int ExitRemoved(IHost host, Akka.Actor.Address self, Action<string> say)
+    {
+        say($"node removed from the cluster: {self} is no longer a member (downed after a pause or a partition); exiting");
+        var stopped = host.StopAsync().Wait(TimeSpan.FromSeconds(5));
+        if (!stopped) Console.Error.WriteLine("warning: the actor system did not stop within 5 s; exiting without it");
+        Console.Out.Flush();
+        Console.Error.Flush();
+        Environment.Exit(ExitCodes.Failed);
+        return ExitCodes.Failed;
     }
 }
