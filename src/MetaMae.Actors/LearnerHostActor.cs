@@ -68,7 +68,16 @@ public sealed class LearnerSupervisorActor : ReceiveActor
         grouped = replicas > 1;
         var learner = Context.ActorOf(LearnerActor.Props(config, runId, runDirectory, coordinator, rank, replicas, group), "learner");
         Context.Watch(learner);
+        // A learner whose coordinator is gone (its node died or left, the singleton moved) must not train on unseen:
+        // its steps and checkpoints would reach nobody. It stops now; the coordinator that takes over places it again.
+        Context.Watch(coordinator);
         Receive<LeftGroup>(_ => left = true);
+        Receive<Terminated>(t => t.ActorRef.Equals(coordinator), _ =>
+        {
+            log.Warning("the coordinator of run {0} is gone; stopping its learner (the coordinator that takes over places it again)", runId);
+            left = true;
+            Context.Stop(learner);
+        });
         Receive<Terminated>(_ =>
         {
             if (!left) coordinator.Tell(new LearnerGaveUp(runId, error ?? "the learner stopped", retryable, group));

@@ -83,7 +83,12 @@ public sealed class DeploySpecs
                 roles.AddRange(Arg(command, "--roles")!.Split(','));
                 var health = string.Join(' ', Strings(At(service, "healthcheck", "test")));
                 Assert.Contains($"http://localhost:{Arg(command, "--ops-port")}{OpsEndpoint.ReadyPath}", health);
-                if (name != "coordinator") Assert.Equal($"coordinator:{coordinatorPort}", Arg(command, "--seed-nodes"));
+                // One seed list everywhere, the coordinator first (only it may start a cluster) and other nodes after it:
+                // a restarted coordinator asks them first and rejoins their cluster instead of forming a second one.
+                var seeds = Arg(command, "--seed-nodes")!.Split(',');
+                Assert.Equal($"coordinator:{coordinatorPort}", seeds[0]);
+                Assert.Contains(seeds, s => !s.StartsWith("coordinator:", StringComparison.Ordinal));
+                Assert.All(seeds, s => Assert.Contains(s.Split(':')[0], services.Keys.Select(k => k.ToString())));
             }
             else
             {

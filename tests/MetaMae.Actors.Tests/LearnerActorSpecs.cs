@@ -113,3 +113,20 @@ public sealed class LearnerActorSpecs : MetaMaeTestKit
         Assert.True(File.Exists(Path.Combine(stopped.Checkpoint, "manifest.json")));
     }
 }
+
+/// <summary>Issue 19, fault 3: a learner whose coordinator is gone stops at once instead of training on unseen.</summary>
+public sealed class OrphanedLearnerSpecs : MetaMaeTestKit
+{
+    [Fact]
+    public async Task A_learner_stops_when_its_coordinator_terminates_and_reports_nothing_more()
+    {
+        var coordinator = CreateTestProbe();
+        var supervisor = Sys.ActorOf(LearnerSupervisorActor.Props(TestRuns.Tiny(Root), "run-1", Path.Combine(Root, "run-1"), coordinator.Ref));
+        Watch(supervisor);
+        await coordinator.ExpectMsgAsync<CheckpointSaved>(TimeSpan.FromSeconds(30));
+        await coordinator.ExpectMsgAsync<LearnerReady>();
+
+        Sys.Stop(coordinator.Ref); // the coordinator's node died or the singleton moved
+        await ExpectTerminatedAsync(supervisor, TimeSpan.FromSeconds(30));
+    }
+}
