@@ -127,7 +127,11 @@ internal static class ScalarMakers
         {
             grew = false;
             foreach (var m in methods)
-                if (!makers.Contains(m) && Calls(m).Any(makers.Contains)) grew = makers.Add(m) | true;
+                if (!makers.Contains(m) && Calls(m).Any(makers.Contains))
+                {
+                    makers.Add(m);
+                    grew = true;
+                }
         }
         return makers;
     });
