@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 
@@ -30,6 +31,7 @@ public sealed class EvaluatorHostActor : SteadyActor
                 scheduler = Context.ActorOf(ProbeSchedulerActor.Props(runId, config.Evaluation, config.ToModelConfig(), config.MaxAbsValue), $"probes-{++made}");
                 schedulers[runId] = scheduler;
             }
+            Context.GetLogger().Info("took the probe of step {0} on {1} for run {2}", p.Checkpoint.Step, p.Dataset, runId);
             p.Coordinator.Tell(new ProbeAccepted(runId, p.Checkpoint.Step, p.Dataset, Self));
             scheduler.Forward(p);
         });

@@ -45,8 +45,20 @@ public sealed class ProbeSchedulerActor : SteadyActor
                 p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"'{p.Dataset}' is not a transfer set of this run"));
                 return;
             }
-            if (slot.Running is { } r && r.Checkpoint.Step == p.Checkpoint.Step || slot.Queue.Any(q => q.Checkpoint.Step == p.Checkpoint.Step))
-                return; // asked again (a coordinator that moved): already on its way
+            // Asked again (the run's coordinator moved to another node): the probe already on its way answers the
+            // newest asker, not the one that asked first, which may be gone with its node.
+            if (slot.Running is { } r && r.Checkpoint.Step == p.Checkpoint.Step)
+            {
+                slot.Running = p;
+                return;
+            }
+            if (slot.Queue.Any(q => q.Checkpoint.Step == p.Checkpoint.Step))
+            {
+                var waiting = slot.Queue.Select(q => q.Checkpoint.Step == p.Checkpoint.Step ? p : q).ToList();
+                slot.Queue.Clear();
+                foreach (var q in waiting) slot.Queue.Enqueue(q);
+                return;
+            }
             slot.Queue.Enqueue(p);
             Next(slot);
         });

@@ -12,11 +12,13 @@ public sealed class NodeProcess : IDisposable
     public ConcurrentQueue<string> Lines { get; } = new();
     public string Roles { get; }
 
-    public NodeProcess(string roles, int port, string? seed, string resumeFrom, string? failPoints = null, IReadOnlyDictionary<string, string>? environment = null)
+    public NodeProcess(string roles, int port, string? seed, string resumeFrom, string? failPoints = null, IReadOnlyDictionary<string, string>? environment = null,
+        params string[] extra)
     {
         Roles = roles;
         var args = new List<string> { "node", "--roles", roles, "--port", port.ToString(), "--resume-from", resumeFrom };
         if (seed is not null) args.AddRange(["--seed-nodes", seed]);
+        args.AddRange(extra);
         var psi = TestRuns.Cli([.. args]);
         if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
@@ -30,7 +32,7 @@ public sealed class NodeProcess : IDisposable
     public void WaitUp(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
-        while (!Lines.Any(l => l.StartsWith("node up", StringComparison.Ordinal)))
+        while (!Lines.Any(l => l.StartsWith("node up", StringComparison.Ordinal) || l.Contains("\"node up: ", StringComparison.Ordinal)))
         {
             if (process.HasExited || clock.Elapsed > timeout)
                 throw new TimeoutException($"node {Roles} did not come up: {string.Join("\n", Lines)}");
@@ -360,5 +362,82 @@ public sealed class RemovedNodeSpecs : TempDirTest
         Assert.Equal(1, paused.ExitCode);
         Assert.Contains(paused.Lines, l => l.Contains("node removed from the cluster", StringComparison.Ordinal));
         Assert.False(other.HasExited, "a node that stayed a member must not exit");
+    }
+}
+
+/// <summary>
+/// A probe in flight when the run's coordinator moves (issue 19, fault 2): the coordinator's node is killed (SIGKILL)
+/// or leaves (SIGTERM) while the evaluator runs the final probe. The coordinator that takes over asks for the probe
+/// again; the evaluator answers it (not the dead one) without running it twice, and the run completes within a minute
+/// of the move instead of waiting for probe_timeout_seconds.
+/// </summary>
+public sealed class ProbeAfterMoveProcessSpecs : TempDirTest
+{
+    [Theory]
+    [InlineData("KILL")]
+    [InlineData("TERM")]
+    public async Task A_probe_in_flight_when_the_coordinators_node_goes_is_answered_to_the_coordinator_that_took_over(string signal)
+    {
+        const long steps = 20;
+        var runs = Path.Combine(Root, "runs");
+        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{firstPort}";
+        var nodes = new List<NodeProcess>();
+        try
+        {
+            var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs);
+            nodes.Add(coordinator1);
+            coordinator1.WaitUp(TimeSpan.FromSeconds(60));
+            var coordinator2 = new NodeProcess("coordinator", secondPort, seed, runs);
+            // The final probe takes 25 s the first time (the move happens meanwhile); info lines as JSON, to see it start.
+            var evaluator = new NodeProcess("evaluator", 0, seed, runs, failPoints: $"evaluator.probe=sleep(25000)@{steps}*1", extra: ["--log-format", "json"]);
+            nodes.AddRange([coordinator2, evaluator, new NodeProcess("learner", 0, seed, runs), new NodeProcess("data", 0, seed, runs)]);
+            foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
+
+            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "evaluation.when=last", "--set", "evaluation.epochs=2",
+                "--set", "probe_timeout_seconds=600",
+                "--set", "evaluation.datasets=[{\"name\":\"fashion-mnist\",\"root\":\"embedded\",\"max_train\":200,\"max_test\":100}]",
+                "--cluster", $"127.0.0.1:{secondPort}").ToList();
+            args[0] = "run";
+            var (client, output, error) = ProcessRuns.Start(null, [.. args]);
+            using (client)
+            {
+                string Context() => string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
+                async Task Until(Func<bool> condition, string what, TimeSpan timeout)
+                {
+                    var clock = Stopwatch.StartNew();
+                    while (!condition())
+                    {
+                        if (client.HasExited) Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {await output}{await error}\n{Context()}");
+                        if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{Context()}");
+                        await Task.Delay(20);
+                    }
+                }
+                await Until(() => evaluator.Lines.Any(l => l.Contains($"took the probe of step {steps}", StringComparison.Ordinal)), "the final probe to start",
+                    TimeSpan.FromMinutes(3));
+                if (signal == "KILL") coordinator1.Kill();
+                else coordinator1.Signal(signal);
+                // The move: the run manager on the other coordinator node takes the run over from the record.
+                await Until(() => coordinator2.Lines.Any(l => l.Contains("resuming run", StringComparison.Ordinal)), "the coordinator to move",
+                    TimeSpan.FromMinutes(2));
+                var sinceMove = Stopwatch.StartNew();
+                Assert.True(client.WaitForExit(TimeSpan.FromMinutes(3)), $"the run did not end after the move\n{Context()}");
+                client.WaitForExit();
+                var ended = sinceMove.Elapsed;
+                Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n{Context()}");
+                Assert.True(ended < TimeSpan.FromMinutes(1), $"the run took {ended.TotalSeconds:F0} s after the move to complete");
+            }
+            var (listed, table, listErr) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "runs", "--cluster", $"127.0.0.1:{secondPort}");
+            Assert.True(listed == 0, table + listErr);
+            Assert.Contains("completed", table);
+            var runDir = Directory.GetDirectories(runs).Single();
+            var probes = File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Where(l => l.Contains("\"kind\":\"evaluation\"", StringComparison.Ordinal)).ToList();
+            Assert.True(probes.Count >= 1, "no probe result was recorded");
+            Assert.Single(evaluator.Lines, l => l.Contains($"checkpoint step {steps}: fashion-mnist", StringComparison.Ordinal)); // run once, not twice
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Dispose();
+        }
     }
 }

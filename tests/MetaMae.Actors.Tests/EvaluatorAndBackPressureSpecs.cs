@@ -55,6 +55,28 @@ public sealed class EvaluatorAndBackPressureSpecs : MetaMaeTestKit
         await ExpectMsgAsync<EvaluationResult>(TimeSpan.FromSeconds(60));
     }
 
+    [Fact]
+    public async Task A_probe_asked_again_by_a_coordinator_that_moved_answers_the_new_one_not_the_dead_one()
+    {
+        var spec = TestRuns.Tiny(Root, evaluate: true) with { Evaluation = new EvaluationConfig { Datasets = [Fashion], Epochs = 2 } };
+        var config = spec.ToModelConfig();
+        var path = SaveCheckpoint(config, 4);
+        FailPoints.Set("evaluator.probe", FailAction.Sleep, millis: 1500); // the probe is still running when the move happens
+        var scheduler = Sys.ActorOf(ProbeSchedulerActor.Props("r", spec.Evaluation, config, spec.MaxAbsValue));
+        var first = CreateTestProbe();
+        var second = CreateTestProbe();
+        var saved = new CheckpointSaved("r", 4, path, true);
+        scheduler.Tell(new ProbeRequest(spec, saved, Fashion.Name, first.Ref));
+        await Task.Delay(200);
+        // The coordinator moved: the new one asks for the same probe while the first is running. It must get the answer
+        // (the old one died with its node), and the probe is not run twice.
+        scheduler.Tell(new ProbeRequest(spec, saved, Fashion.Name, second.Ref));
+        var result = await second.ExpectMsgAsync<EvaluationResult>(TimeSpan.FromSeconds(60));
+        Assert.Equal((4L, Fashion.Name), (result.Step, result.Dataset));
+        await first.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(300));
+        await second.ExpectNoMsgAsync(TimeSpan.FromSeconds(3));
+    }
+
     /// <summary>Counts reads, so the test can see how far the stream ran ahead of a slow learner.</summary>
     private sealed class Counting(IDataset inner) : IDataset
     {
