@@ -74,9 +74,8 @@ public static class RunHost
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         try
         {
-            if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(60)))
-                return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [],
-                    $"this node did not join the cluster within 60 s (seed nodes: {string.Join(", ", node.SeedNodes.DefaultIfEmpty("itself"))})");
+            if (NodeHosting.AwaitJoin(system, node, TimeSpan.FromSeconds(60), failFast: true, Warn) is { } notJoined)
+                return new RunFinished(runId, RunStatus.Failed, 0, Path.GetFullPath(runDirectory), [], notJoined);
             var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress");
             var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
             var submit = new SubmitRun(runId, Path.GetFullPath(runDirectory), config, options?.FromScratch ?? false, options?.Lock?.Token);
@@ -144,8 +143,7 @@ public static class RunHost
         try
         {
             var system = host.Services.GetRequiredService<ActorSystem>();
-            if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(60)))
-                throw new TimeoutException($"this node did not join the cluster within 60 s (seed nodes: {string.Join(", ", node.SeedNodes)})");
+            if (NodeHosting.AwaitJoin(system, node, TimeSpan.FromSeconds(60), failFast: true, Warn) is { } notJoined) throw new InvalidOperationException(notJoined);
             return action(system, host.Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>());
         }
         finally
@@ -153,6 +151,8 @@ public static class RunHost
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
         }
     }
+
+    private static void Warn(string message) => Console.Error.WriteLine($"warning: {message}");
 
     /// <summary>Best effort: the record says how the run ended even when its coordinator could not.</summary>
     private static void RecordAbort(string runId, string runDirectory, string reason)

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using MetaMae.Actors.Cluster;
 using MetaMae.Actors.Reporting;
 using MetaMae.Protocol;
 
@@ -439,5 +440,74 @@ public sealed class ProbeAfterMoveProcessSpecs : TempDirTest
         {
             foreach (var n in nodes) n.Dispose();
         }
+    }
+}
+
+/// <summary>
+/// Names (issue 19, fault 8): a node answers only to the host it advertises, so a seed given under another name of the
+/// same host (localhost for 127.0.0.1, a DNS name for a pod IP) is tried under all of them; a seed nobody listens on is
+/// reported at once, naming it, instead of after the 60 s join timeout.
+/// </summary>
+public sealed class SeedNameSpecs : TempDirTest
+{
+    [Fact]
+    public void A_seed_is_tried_under_every_name_of_its_host_as_given_first()
+    {
+        var byName = SeedAddresses.Candidates("localhost:4053");
+        Assert.Equal("akka.tcp://metamae@localhost:4053", byName[0]);
+        Assert.Contains("akka.tcp://metamae@127.0.0.1:4053", byName);
+        Assert.Equal(["akka.tcp://metamae@127.0.0.1:4053", "akka.tcp://metamae@localhost:4053"], SeedAddresses.Candidates("127.0.0.1:4053"));
+        // A name that does not resolve (yet) is kept as given; so is a full address.
+        Assert.Equal(["akka.tcp://metamae@no-such-host.invalid:4053"], SeedAddresses.Candidates("no-such-host.invalid:4053"));
+        Assert.Equal(["akka.tcp://metamae@10.1.2.3:4053"], SeedAddresses.Candidates("akka.tcp://metamae@10.1.2.3:4053"));
+    }
+
+    [Fact]
+    public void The_diagnosis_tells_nothing_listening_from_a_listener_that_is_not_the_named_node()
+    {
+        var free = NodeProcess.FreePort();
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+            var said = SeedAddresses.Diagnose([$"127.0.0.1:{free}", $"127.0.0.1:{port}", "no-such-host.invalid:1"], TimeSpan.FromSeconds(2));
+            Assert.Contains($"127.0.0.1:{free}: nothing listens there", said);
+            Assert.Contains($"127.0.0.1:{port}: a process listens there but no MetaMAE node answered to that address", said);
+            Assert.Contains("no-such-host.invalid:1: the name 'no-such-host.invalid' does not resolve", said);
+            Assert.True(SeedAddresses.NoneReachable([$"127.0.0.1:{free}"], TimeSpan.FromSeconds(2)));
+            Assert.False(SeedAddresses.NoneReachable([$"127.0.0.1:{free}", $"127.0.0.1:{port}"], TimeSpan.FromSeconds(2)));
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", "localhost")]
+    [InlineData("localhost", "127.0.0.1")]
+    public void A_client_reaches_a_node_under_another_name_of_its_host(string advertised, string given)
+    {
+        var runs = Path.Combine(Root, "runs");
+        int port = NodeProcess.FreePort();
+        using var node = new NodeProcess("coordinator", port, null, runs, extra: ["--hostname", advertised]);
+        node.WaitUp(TimeSpan.FromSeconds(60));
+        Assert.Contains(node.Lines, l => l.Contains($"@{advertised}:{port}", StringComparison.Ordinal));
+        var clock = Stopwatch.StartNew();
+        var (code, table, err) = ProcessRuns.Run(null, TimeSpan.FromSeconds(90), "runs", "--cluster", $"{given}:{port}");
+        Assert.True(code == 0, $"exit {code} after {clock.Elapsed.TotalSeconds:F0} s: {table}{err}");
+        Assert.Contains("coordinator: 1 up", table);
+    }
+
+    [Fact]
+    public void A_client_given_a_seed_nobody_listens_on_says_so_within_seconds_naming_it()
+    {
+        int port = NodeProcess.FreePort();
+        var clock = Stopwatch.StartNew();
+        var (code, output, err) = ProcessRuns.Run(null, TimeSpan.FromSeconds(90), "runs", "--cluster", $"127.0.0.1:{port}");
+        Assert.NotEqual(0, code);
+        Assert.Contains($"127.0.0.1:{port}: nothing listens there", output + err);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:F0} s to say so");
     }
 }

@@ -43,6 +43,9 @@ public sealed record NodeOptions
     public static string SeedAddress(string hostPort) =>
         hostPort.Contains("://", StringComparison.Ordinal) ? hostPort : $"akka.tcp://{SystemName}@{hostPort}";
 
+    /// <summary>A node with no role: a command that submits or follows runs (and finds its seed under any of its names).</summary>
+    public bool IsClient => Roles.Count == 0;
+
     public void Validate()
     {
         foreach (var r in Roles)
@@ -84,7 +87,8 @@ public static class NodeHosting
             .WithClustering(new ClusterOptions
             {
                 Roles = roles,
-                SeedNodes = node.SeedNodes.Select(NodeOptions.SeedAddress).ToArray(),
+                // A client finds the name its seed answers to first (AwaitJoin) and joins then.
+                SeedNodes = node.IsClient ? [] : node.SeedNodes.Select(NodeOptions.SeedAddress).ToArray(),
                 SplitBrainResolver = new KeepMajorityOption(),
             })
             .WithDistributedPubSub(null!);
@@ -123,6 +127,64 @@ public static class NodeHosting
                 cluster.Join(cluster.SelfAddress);
             }
         });
+    }
+
+    /// <summary>
+    /// Waits until this node is Up, at most <paramref name="timeout"/>; null when it is, else why not. A client
+    /// (<paramref name="failFast"/>) whose seeds cannot be reached at all (nothing listens, the name does not resolve)
+    /// hears so after a few seconds instead of waiting out the timeout; a node keeps trying, since its seeds may start
+    /// after it. When they listen but do not let it join, <paramref name="warn"/> hears the likely cause (a seed named
+    /// differently from how that node advertises itself) after 10 s.
+    /// </summary>
+    public static string? AwaitJoin(ActorSystem system, NodeOptions node, TimeSpan timeout, bool failFast, Action<string>? warn = null)
+    {
+        var up = WhenUp(system);
+        if (node.SeedNodes.Count == 0) return up.Wait(timeout) ? null : $"this node did not form its cluster within {timeout.TotalSeconds:0} s";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var seeds = string.Join(", ", node.SeedNodes);
+        TimeSpan Left() => timeout - clock.Elapsed > TimeSpan.Zero ? timeout - clock.Elapsed : TimeSpan.Zero;
+        if (node.IsClient)
+        {
+            var found = FindSeed(system, node.SeedNodes, timeout, failFast);
+            if (found.Error is { } error) return error;
+            Akka.Cluster.Cluster.Get(system).JoinSeedNodes([found.Address!]);
+            return up.Wait(Left()) ? null : $"this node did not join the cluster within {timeout.TotalSeconds:0} s through {found.Address}";
+        }
+        if (up.Wait(TimeSpan.FromSeconds(Math.Min(10, timeout.TotalSeconds)))) return null;
+        warn?.Invoke($"not joined after 10 s: {SeedAddresses.Diagnose(node.SeedNodes, TimeSpan.FromSeconds(2))}");
+        if (up.Wait(Left())) return null;
+        return $"this node did not join the cluster within {timeout.TotalSeconds:0} s (seed nodes: {seeds}): " +
+               SeedAddresses.Diagnose(node.SeedNodes, TimeSpan.FromSeconds(2));
+    }
+
+    /// <summary>
+    /// The first seed address (under any of its names, <see cref="SeedAddresses.Candidates"/>) whose cluster daemon
+    /// answers an Identify, asking one name at a time. After two rounds without an answer (or one, when nothing even
+    /// listens and <paramref name="failFast"/>), why not.
+    /// </summary>
+    private static (Address? Address, string? Error) FindSeed(ActorSystem system, IReadOnlyList<string> seeds, TimeSpan timeout, bool failFast)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int round = 1; clock.Elapsed < timeout; round++)
+        {
+            foreach (var candidate in seeds.SelectMany(SeedAddresses.Candidates))
+            {
+                try
+                {
+                    var identity = system.ActorSelection($"{candidate}/system/cluster/core/daemon")
+                        .Ask<ActorIdentity>(new Identify(candidate), TimeSpan.FromSeconds(2)).GetAwaiter().GetResult();
+                    if (identity.Subject is not null) return (Address.Parse(candidate), null);
+                }
+                catch (Exception e) when (e is TaskCanceledException or TimeoutException or AskTimeoutException)
+                {
+                    // no answer under that name: the next one
+                }
+            }
+            if (failFast && (round >= 2 || SeedAddresses.NoneReachable(seeds, TimeSpan.FromSeconds(2))))
+                return (null, $"no MetaMAE node answered at {string.Join(", ", seeds)}: {SeedAddresses.Diagnose(seeds, TimeSpan.FromSeconds(2))}");
+        }
+        return (null, $"no MetaMAE node answered at {string.Join(", ", seeds)} within {timeout.TotalSeconds:0} s: " +
+                      SeedAddresses.Diagnose(seeds, TimeSpan.FromSeconds(2)));
     }
 
     /// <summary>Completes when this node is Up in its cluster.</summary>

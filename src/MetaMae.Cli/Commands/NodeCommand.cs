@@ -60,10 +60,12 @@ public static class NodeCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         var self = Akka.Cluster.Cluster.Get(system).SelfAddress;
-        if (!NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(120)) && !stop.Task.IsCompleted)
+        var notJoined = options.Discovery == "kubernetes"
+            ? NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(120)) ? null : $"did not join the cluster within 120 s (kubernetes discovery of app={options.ServiceName})"
+            : NodeHosting.AwaitJoin(system, options, TimeSpan.FromSeconds(120), failFast: false, w => Console.Error.WriteLine($"warning: {w}"));
+        if (notJoined is not null && !stop.Task.IsCompleted)
         {
-            Console.Error.WriteLine($"error: node {self} did not join the cluster within 120 s " +
-                                    (options.Discovery == "kubernetes" ? $"(kubernetes discovery of app={options.ServiceName})" : $"(seed nodes: {string.Join(", ", options.SeedNodes)})"));
+            Console.Error.WriteLine($"error: node {self}: {notJoined}");
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
             return ExitCodes.Failed;
         }
