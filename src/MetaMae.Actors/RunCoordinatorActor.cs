@@ -55,6 +55,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private sealed record PlacementDeadline(string Role);
     private sealed record LeavingDeadline(int Group);
     private sealed record FinalDigestsLate;
+    private sealed record LearnersAwaited;
 
     /// <summary>One replica of the learner group: where it runs, its learner once ready, and its current feed.</summary>
     private sealed class Replica(IActorRef host)
@@ -104,6 +105,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Each replica's parameter digest at a checkpoint step, until all of the group's are in.</summary>
     private readonly Dictionary<long, string?[]> digests = [];
     private bool finalDigestsLate;
+    /// <summary>The wait for learner nodes that are members but not yet registered (after a move) is over.</summary>
+    private bool learnersAwaited;
     private readonly HashSet<IActorRef> deadHosts = [];
     private int generation;
     private int refeeds;
@@ -181,7 +184,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             if (growAtCheckpoint && !c.Final && status == RunStatus.Running && !learnerDone && LiveLearnerHosts().Count > replicas.Count)
             {
                 growAtCheckpoint = false;
-                Regroup($"a learner node joined: the group grows from the checkpoint of step {c.Step}", counts: false);
+                Regroup($"a learner node joined: the group grows from the checkpoint of step {c.Step}", counts: false, growing: true);
             }
         });
         Receive<ProbeAccepted>(a =>
@@ -269,6 +272,11 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             log.Warning("run {0}: not every replica's parameter digest of step {1} arrived within 10 s; finishing without it", runId, step);
             finalDigestsLate = true;
             TryFinish();
+        });
+        Receive<LearnersAwaited>(_ =>
+        {
+            learnersAwaited = true;
+            PlaceGroupIfNone();
         });
         Receive<LeavingDeadline>(d =>
         {
@@ -385,6 +393,13 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         stage = "running";
     }
 
+    /// <summary>The cluster's members with the learner role that are Up and reachable from here.</summary>
+    private static int ReachableLearnerMembers()
+    {
+        var state = Akka.Cluster.Cluster.Get(Context.System).State;
+        return state.Members.Count(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(Roles.Learner) && !state.Unreachable.Contains(m));
+    }
+
     private List<IActorRef> LiveLearnerHosts() => hosts.Learners.Where(h => !deadHosts.Contains(h)).ToList();
     private List<IActorRef> LiveDataHosts() => hosts.Data.Where(h => !deadHosts.Contains(h)).ToList();
 
@@ -404,6 +419,20 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         Timers.Cancel("placement-learner");
+        // Right after the coordinator moved, learner nodes that are reachable members may not have registered with the
+        // new run manager yet: the group waits for them (a few seconds at most) rather than forming with fewer.
+        int members = options.Hosts is null ? live.Count : ReachableLearnerMembers();
+        if (live.Count < Math.Min(config.Replicas, members) && !learnersAwaited)
+        {
+            if (!Timers.IsTimerActive("await-learners"))
+            {
+                log.Info("run {0}: {1} of {2} learner node(s) registered; the group forms when the others have (at most 10 s)", runId, live.Count, members);
+                Timers.StartSingleTimer("await-learners", new LearnersAwaited(), TimeSpan.FromSeconds(10));
+            }
+            return;
+        }
+        Timers.Cancel("await-learners");
+        learnersAwaited = false;
         int size = Math.Min(config.Replicas, live.Count), first = placements++;
         formed = false;
         growAtCheckpoint = false;
@@ -433,7 +462,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     /// valid checkpoint once they have stopped, with the learner nodes there are then. Bounded: after
     /// max(3, max_learner_restarts) re-forms without a step in between, the run fails.
     /// </summary>
-    private void Regroup(string reason, bool counts = true)
+    private void Regroup(string reason, bool counts = true, bool growing = false)
     {
         if (finished || finishing || learnerDone) return;
         if (counts && ++regroups > Math.Max(3, config.MaxLearnerRestarts))
@@ -442,6 +471,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         log.Warning("run {0}: re-forming the learner group from the latest checkpoint: {1}", runId, reason);
+        if (!growing) Warn($"the learner group re-forms from the latest checkpoint: {reason}");
         groupReason = reason;
         foreach (var m in replicas)
         {
@@ -539,6 +569,20 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             log.Warning("the evaluator taking step {0} on {1} is gone; asking another", key.Step, key.Dataset);
             SendProbe(key.Step, key.Dataset);
         }
+    }
+
+    /// <summary>A warning the user hears of: in the record (a failure to write it is only logged), on the run's progress topic.</summary>
+    private void Warn(string message)
+    {
+        try
+        {
+            store?.AddWarning(runId, step, message);
+        }
+        catch (Exception e) when (e is RunStoreException or IOException)
+        {
+            log.Error("could not record the warning '{0}': {1}", message, e.Message);
+        }
+        progress?.Tell(new RunWarning(runId, step, message));
     }
 
     /// <summary>Silent: the learner warns about each corrupt checkpoint it skips; here only the count matters.</summary>

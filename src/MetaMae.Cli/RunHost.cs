@@ -225,6 +225,12 @@ public sealed class ProgressActor : ReceiveActor
         {
             if (mode != OutputMode.Quiet) AnsiConsole.MarkupLineInterpolated($"[yellow]evaluation failed[/] step {f.Step} {f.Dataset}: {f.Reason}");
         });
+        Receive<RunWarning>(w =>
+        {
+            // Always said, --quiet included: the run went on, but not as planned.
+            if (mode == OutputMode.Json) Console.WriteLine(JsonSerializer.Serialize(new { kind = "warning", w.Step, w.Message }));
+            else Console.Error.WriteLine($"warning: step {w.Step}: {w.Message}");
+        });
         Receive<CheckpointSaved>(c =>
         {
             if (mode == OutputMode.Json) Console.WriteLine(JsonSerializer.Serialize(new { kind = "checkpoint", c.Step, c.Path, c.Final }));

@@ -83,7 +83,7 @@ public sealed record ListRuns : IMetaMaeMessage
 
 /// <summary>One run as `metamae runs` shows it.</summary>
 public sealed record RunSummary(string Id, RunStatus Status, long Step, long TotalSteps, int Checkpoints, string LatestProbes, string Updated,
-    string Directory, bool Live);
+    string Directory, bool Live, int Warnings = 0);
 
 /// <summary>One cluster member as `metamae runs --cluster` shows it.</summary>
 public sealed record NodeSummary(string Address, IReadOnlyList<string> Roles, string Status, bool Reachable);

@@ -106,3 +106,6 @@ public sealed record FeedCompleted(int Generation) : IMetaMaeMessage;
 
 /// <summary>A feed failed; <see cref="Reason"/> says why (no exception crosses nodes).</summary>
 public sealed record FeedFailed(int Generation, string Reason) : IMetaMaeMessage;
+
+/// <summary>Something the run survived but its user must hear of (a learner group re-formed, with the cause): recorded and printed.</summary>
+public sealed record RunWarning(string RunId, long Step, string Message) : IMetaMaeMessage;

@@ -250,6 +250,10 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
                 Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end");
                 client.WaitForExit();
                 Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n{Context()}");
+                // The client says each re-form with its cause (the grow back is no fault and is not warned about).
+                var warnings = (await error).Split('\n').Where(l => l.StartsWith("warning: step", StringComparison.Ordinal)).ToList();
+                Assert.True(warnings.Count == 1 && warnings[0].Contains("the learner group re-forms from the latest checkpoint", StringComparison.Ordinal),
+                    $"warnings: {string.Join(" | ", warnings)}");
             }
 
             var groups = Lines(runs, "group");
@@ -265,6 +269,57 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
             Assert.Equal(Enumerable.Range(1, (int)steps).Select(i => (long)i), stepLines.Keys);
             foreach (var (k, e) in stepLines) Assert.Equal(k * 16 % (8000 / 16 * 16), e.GetProperty("offset").GetInt64());
             Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", $"step-{steps:D8}", Model.Checkpoints.Checkpoint.WeightsFile)));
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Dispose();
+        }
+    }
+    /// <summary>
+    /// Issue 19, fault 6: after a graceful move (SIGTERM to the coordinator's node) the new coordinator's run manager
+    /// hears of the learner nodes as they re-register; the group re-forms with both learners, not with the first to
+    /// register and a grow at the next checkpoint.
+    /// </summary>
+    [Fact]
+    public async Task After_a_graceful_coordinator_move_the_group_re_forms_with_every_learner_that_is_there()
+    {
+        const long steps = 80;
+        var runs = Path.Combine(Root, "runs");
+        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{firstPort}";
+        var nodes = new List<NodeProcess>();
+        try
+        {
+            var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs);
+            nodes.Add(coordinator1);
+            coordinator1.WaitUp(TimeSpan.FromSeconds(60));
+            var coordinator2 = new NodeProcess("coordinator", secondPort, seed, runs);
+            nodes.AddRange([coordinator2, new NodeProcess("data", 0, seed, runs),
+                new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)"),
+                new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)")]);
+            foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
+            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "replicas=2", "--set", "checkpoint_every=10",
+                "--cluster", $"127.0.0.1:{secondPort}").ToList();
+            args[0] = "run";
+            var (client, output, error) = ProcessRuns.Start(null, [.. args]);
+            using (client)
+            {
+                string Context() => $"groups [{string.Join(", ", GroupSizes(runs))}]\n" +
+                                    string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
+                var clock = Stopwatch.StartNew();
+                while (!(ProcessRuns.Reached(runs) >= 15 && GroupSizes(runs).FirstOrDefault() == 2))
+                {
+                    if (client.HasExited || clock.Elapsed > TimeSpan.FromMinutes(2))
+                        Assert.Fail($"no two-replica group at step 15: {(client.HasExited ? await output + await error : "")}\n{Context()}");
+                    await Task.Delay(20);
+                }
+                coordinator1.Signal("TERM"); // leaves gracefully: the singleton is handed over to the other coordinator node
+                Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), $"the run did not end after the move\n{Context()}");
+                client.WaitForExit();
+                Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n{Context()}");
+                var sizes = GroupSizes(runs);
+                Assert.True(sizes.Length >= 2 && sizes.All(r => r == 2), $"every group, the one after the move included, has both learners: {Context()}");
+            }
         }
         finally
         {

@@ -94,6 +94,11 @@ public sealed class LearnerGroupSpecs : TempDirTest
             Assert.Equal(4, groups[1].GetProperty("step").GetInt64()); // from the checkpoint before the failure
             Assert.Contains("fail point 'learner.step' fired at 7", groups[1].GetProperty("reason").GetString());
             Assert.Equal(new long[] { 4, 8, 12 }, Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()).Distinct());
+            // The re-form is a warning with its cause in the run's record (and on its progress topic, to the client).
+            using var record = Runs.RunRecord.Open(Runs.RunRecord.RunsDirectoryOf(result.RunDirectory));
+            var warning = Assert.Single(record.Warnings("fails"));
+            Assert.Contains("the learner group re-forms from the latest checkpoint", warning.Message);
+            Assert.Contains("fail point 'learner.step' fired at 7", warning.Message);
         }
         finally
         {

@@ -36,6 +36,8 @@ public abstract class RunRecordContract : TempDirTest
         record.AddEvaluation(Eval("r1", 20, 0.61));
         record.AddEvaluation(Eval("r1", 20, 0.63)); // a probe redone
         record.AddEvaluation(Eval("r1", 40, 0.70));
+        record.AddWarning("r1", 30, "the learner group re-forms from the latest checkpoint: replica 1 left group 1: its node left");
+        record.AddWarning("r1", 35, "second");
         record.FinishRun("r1", RunStatus.Failed, 45, "data stream failed: too many bad records");
 
         var run = Assert.Single(record.Runs());
@@ -44,8 +46,12 @@ public abstract class RunRecordContract : TempDirTest
         Assert.Equal("data stream failed: too many bad records", record.Error("r1"));
         Assert.Equal(new[] { (20L, "/runs/r1/checkpoints/step-00000020", true), (40L, "/runs/r1/checkpoints/step-00000040.b", false) }, record.Checkpoints("r1"));
         Assert.Equal(new[] { (20L, 0.63), (40L, 0.70) }, record.Evaluations("r1").Select(e => (e.Step, e.Value)));
+        Assert.Equal(new[] { (30L, "the learner group re-forms from the latest checkpoint: replica 1 left group 1: its node left"), (35L, "second") },
+            record.Warnings("r1"));
+        Assert.Equal(2, RunRecord.Summaries(record).Single().Warnings);
         Assert.Null(record.Config("unknown"));
         Assert.Empty(record.Checkpoints("unknown"));
+        Assert.Empty(record.Warnings("unknown"));
     }
 
     [SkippableFact]
@@ -131,8 +137,10 @@ public sealed class SqliteRecordSpecs : RunRecordContract
             cmd.ExecuteNonQuery();
         }
         using var record = (SqlRunRecord)Open();
-        Assert.Equal(1, record.StoredSchemaVersion());
+        Assert.Equal(SqlRunRecord.SchemaVersion, record.StoredSchemaVersion()); // adopted as version 1, then migrated
         Assert.Equal("old", Assert.Single(record.Runs()).Id);
+        record.AddWarning("old", 5, "recorded after the migration");
+        Assert.Single(record.Warnings("old"));
     }
 }
 

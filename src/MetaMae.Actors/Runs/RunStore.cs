@@ -26,6 +26,9 @@ public interface IRunRecord : IDisposable
     string? Error(string id);
     IReadOnlyList<EvaluationResult> Evaluations(string id);
     IReadOnlyList<(long Step, string Path, bool Valid)> Checkpoints(string id);
+    /// <summary>Records something the run survived but a user must hear of (a learner group re-formed, and why).</summary>
+    void AddWarning(string id, long step, string message);
+    IReadOnlyList<(long Step, string Message)> Warnings(string id);
 }
 
 /// <summary>Where a runs directory's record lives.</summary>
@@ -44,7 +47,7 @@ public static class RunRecord
             var latest = record.Evaluations(r.Id).GroupBy(e => e.Dataset).Select(g => g.MaxBy(e => e.Step)!)
                 .Select(e => FormattableString.Invariant($"{e.Dataset} {e.Metric} {e.Value:F3} @{e.Step}"));
             return new RunSummary(r.Id, r.Status, r.Step, r.TotalSteps, record.Checkpoints(r.Id).Count, string.Join("; ", latest),
-                r.Updated.Length >= 19 ? r.Updated[..19] : r.Updated, r.Directory, live?.Contains(r.Id) == true);
+                r.Updated.Length >= 19 ? r.Updated[..19] : r.Updated, r.Directory, live?.Contains(r.Id) == true, record.Warnings(r.Id).Count);
         }).ToList();
 
     public const string FileName = "runs.db";
@@ -79,7 +82,7 @@ public sealed record RunRow(string Id, string Name, RunStatus Status, long Step,
 public abstract class SqlRunRecord : IRunRecord
 {
     /// <summary>The schema this program writes. Add a migration to <see cref="Migrations"/> to raise it.</summary>
-    public const int SchemaVersion = 1;
+    public const int SchemaVersion = 2;
 
     private readonly DbConnection connection;
     private readonly Lock gate = new();
@@ -117,6 +120,11 @@ public abstract class SqlRunRecord : IRunRecord
         CREATE TABLE IF NOT EXISTS evaluations (
           run_id TEXT NOT NULL, step {Integer} NOT NULL, dataset TEXT NOT NULL, metric TEXT NOT NULL, value {Real} NOT NULL,
           checkpoint TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (run_id, step, dataset));
+        """,
+        $"""
+        CREATE TABLE warnings (
+          run_id TEXT NOT NULL, step {Integer} NOT NULL, message TEXT NOT NULL, created TEXT NOT NULL);
+        CREATE INDEX warnings_run ON warnings (run_id);
         """,
     ];
 
@@ -275,6 +283,13 @@ public abstract class SqlRunRecord : IRunRecord
     public IReadOnlyList<(long Step, string Path, bool Valid)> Checkpoints(string id) =>
         Query("SELECT step, path, valid FROM checkpoints WHERE run_id = @id ORDER BY step",
             r => (r.GetInt64(0), r.GetString(1), r.GetInt64(2) == 1), ("@id", id));
+
+    public void AddWarning(string id, long step, string message) =>
+        Execute("INSERT INTO warnings (run_id, step, message, created) VALUES (@id, @step, @message, @now)",
+            ("@id", id), ("@step", step), ("@message", message), ("@now", Now));
+
+    public IReadOnlyList<(long Step, string Message)> Warnings(string id) =>
+        Query("SELECT step, message FROM warnings WHERE run_id = @id ORDER BY created, step", r => (r.GetInt64(0), r.GetString(1)), ("@id", id));
 
     public void Dispose() => connection.Dispose();
 }

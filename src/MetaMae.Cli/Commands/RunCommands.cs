@@ -203,10 +203,10 @@ public static class RunCommands
                 using var store = RunRecord.Open(p.GetValue(dir)!); // a corrupt file: RunStoreException, exit 2 with its path
                 runs = RunRecord.Summaries(store);
             }
-            Output.Table(["run", "status", "step", "checkpoints", "latest probe", "updated", "directory"], runs.Select(r => (IReadOnlyList<string>)
+            Output.Table(["run", "status", "step", "checkpoints", "latest probe", "warnings", "updated", "directory"], runs.Select(r => (IReadOnlyList<string>)
             [
                 r.Id + (r.Live ? " (live)" : ""), r.Status.Text(), $"{r.Step}/{r.TotalSteps}", r.Checkpoints.ToString(CultureInfo.InvariantCulture),
-                r.LatestProbes, r.Updated, r.Directory,
+                r.LatestProbes, r.Warnings.ToString(CultureInfo.InvariantCulture), r.Updated, r.Directory,
             ]));
             return 0;
         });
