@@ -566,3 +566,61 @@ public sealed class SeedNameSpecs : TempDirTest
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"took {clock.Elapsed.TotalSeconds:F0} s to say so");
     }
 }
+
+/// <summary>
+/// A restarted seed node (issue 19, fault 4): every node has the same seed list, the first coordinator first and the
+/// second after it (as README's walk-through and deploy/compose.yaml give them). The first is SIGKILLed, the majority
+/// downs it, and it is started again on the same port: it asks the other seed first and rejoins, so there is one
+/// cluster, seen the same through either coordinator, not a second one formed by the restarted seed alone.
+/// </summary>
+public sealed class SeedRestartProcessSpecs : TempDirTest
+{
+    [Fact]
+    public void A_restarted_first_seed_rejoins_the_cluster_instead_of_forming_a_second_one()
+    {
+        var runs = Path.Combine(Root, "runs");
+        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        var seeds = $"127.0.0.1:{firstPort},127.0.0.1:{secondPort}";
+        var nodes = new List<NodeProcess>();
+        try
+        {
+            var first = new NodeProcess("coordinator", firstPort, seeds, runs);
+            nodes.Add(first);
+            first.WaitUp(TimeSpan.FromSeconds(60));
+            var second = new NodeProcess("coordinator", secondPort, seeds, runs);
+            var data = new NodeProcess("data", 0, seeds, runs);
+            nodes.AddRange([second, data]);
+            second.WaitUp(TimeSpan.FromSeconds(60));
+            data.WaitUp(TimeSpan.FromSeconds(60));
+
+            string Seen(int port)
+            {
+                var (code, table, err) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "runs", "--cluster", $"127.0.0.1:{port}");
+                return code == 0 ? table : $"exit {code}: {err}";
+            }
+            first.Kill();
+            // The survivors down it (keep-majority): then the restarted node is a new incarnation joining.
+            var clock = Stopwatch.StartNew();
+            string survivors;
+            while (!(survivors = Seen(secondPort)).Contains("coordinator: 1 up", StringComparison.Ordinal))
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"the killed seed was not downed:\n{survivors}");
+            var restarted = new NodeProcess("coordinator", firstPort, seeds, runs);
+            nodes.Add(restarted);
+            restarted.WaitUp(TimeSpan.FromSeconds(90));
+
+            // One cluster: through either coordinator, two coordinators and the data node are up.
+            bool OneCluster(string table) => table.Contains("coordinator: 2 up", StringComparison.Ordinal) && table.Contains("data: 1 up", StringComparison.Ordinal);
+            clock.Restart();
+            string throughFirst = "", throughSecond = "";
+            while (!(OneCluster(throughFirst = Seen(firstPort)) && OneCluster(throughSecond = Seen(secondPort))))
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90),
+                    $"not one cluster:\n--- through the restarted seed:\n{throughFirst}\n--- through the other:\n{throughSecond}\n--- restarted node:\n" +
+                    string.Join("\n", restarted.Lines.TakeLast(15)));
+            Assert.False(second.HasExited || data.HasExited, "a node of the surviving cluster exited");
+        }
+        finally
+        {
+            foreach (var n in nodes) n.Dispose();
+        }
+    }
+}
