@@ -142,6 +142,7 @@ public sealed class DeploySpecs
             Assert.Equal("$(POD_IP)", Arg(args, "--hostname"));
             Assert.Equal("metamae", At(pod, "spec", "serviceAccountName"));
             Assert.Equal("metamae", At(container, "image"));
+            Assert.Equal("IfNotPresent", At(container, "imagePullPolicy")); // an image loaded into kind/minikube is used, not pulled
             var ports = ((List<object>)At(container, "ports")!).ToDictionary(p => At(p, "name")!.ToString()!, p => At(p, "containerPort")!.ToString()!);
             Assert.Equal(Arg(args, "--port"), ports["remoting"]);
             Assert.Equal(Arg(args, "--ops-port"), ports["ops"]);
@@ -159,7 +160,15 @@ public sealed class DeploySpecs
         }
         var coordinator = Of("StatefulSet", "coordinator");
         Assert.Equal("metamae", At(coordinator, "spec", "serviceName"));
-        var job = Strings(At(Of("Job", "fashion-mnist"), "spec", "template", "spec", "containers", "0", "args"));
+        var jobSpec = Of("Job", "fashion-mnist");
+        var submit = At(jobSpec, "spec", "template", "spec", "containers", "0")!;
+        Assert.Equal("IfNotPresent", At(submit, "imagePullPolicy"));
+        var submitEnv = ((List<object>)At(submit, "env")!).ToDictionary(e => At(e, "name")!.ToString()!, e => e);
+        Assert.Equal("metamae-record", At(submitEnv[RunRecord.Variable], "valueFrom", "secretKeyRef", "name")); // an abort it records lands in the cluster's record
+        Assert.NotNull(At(jobSpec, "spec", "ttlSecondsAfterFinished"));
+        Assert.NotNull(At(jobSpec, "spec", "activeDeadlineSeconds"));
+        Assert.Matches(@"^postgres:\d+\.\d+$", At(Of("StatefulSet", "postgres"), "spec", "template", "spec", "containers", "0", "image")!.ToString()!);
+        var job = Strings(At(submit, "args"));
         Parses(job, "k8s job");
         Assert.Equal($"coordinator-0.metamae:{servicePorts["remoting"]}", Arg(job, "--cluster")); // the StatefulSet's first pod
         Assert.Equal(["coordinator", "learner"], docs.Where(d => d["kind"].ToString() == "PodDisruptionBudget").Select(d => At(d, "metadata", "name")!.ToString()!).Order());
