@@ -113,6 +113,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
     private int placements;
     private int nextEvaluator;
     private long step;
+    /// <summary>The highest step reported in this coordinator's life (a lower or equal one is trained again).</summary>
+    private long highestStep;
     private bool started;
     private bool learnerDone;
     private bool finished;
@@ -161,7 +163,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
             refeeds = 0;
             regroups = 0;
             reporter!.Tell(r);
-            Cluster.RunMetrics.Record(r);
+            Cluster.RunMetrics.Record(r, retrained: r.Step <= highestStep);
+            highestStep = Math.Max(highestStep, r.Step);
             stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
             stage = "writing data metrics";
@@ -359,6 +362,8 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         stage = $"opening the run record {RunRecord.Describe(runs)}";
         store = RunRecord.Open(runs);
         store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
+        Cluster.RunMetrics.Started(runId);
+        highestStep = store.Runs().FirstOrDefault(r => r.Id == runId)?.Step ?? 0; // recorded every 10 steps: a resume retrains from below it
 
         stage = "checking checkpoints";
         checkpoints = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
@@ -767,6 +772,7 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         foreach (var m in replicas) m.Ready?.Endpoint?.Tell(new DissolveGroup(runId, group, "the run ended"));
         foreach (var h in hosts.Learners.Concat(hosts.Data).Concat(hosts.Evaluators)) h.Tell(new RunEnded(runId));
         if (reporter is not null) Context.Stop(reporter);
+        Cluster.RunMetrics.Finished(runId);
         Release();
         foreach (var w in waiting) w.Tell(result);
         progress?.Tell(result);

@@ -34,6 +34,35 @@ public sealed class OpsEndpointSpecs : TempDirTest
         Assert.Contains("# TYPE metamae_allreduce_seconds gauge", metrics);
     }
 
+    [Fact]
+    public async Task Retrained_steps_are_counted_apart_and_a_finished_runs_series_leave_metrics_after_the_retention()
+    {
+        int port = NodeProcess.FreePort();
+        var system = Akka.Actor.ActorSystem.Create("ops-retention");
+        try
+        {
+            using var ops = new OpsEndpoint(system, port, "127.0.0.1");
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            var run = $"retention-{Guid.NewGuid():N}";
+            StepReport Step(long s) => new(run, s, 10, 0.5, 0.4, null, null, 0.1, 1e-3, 0.2, 0.01, 16, new StreamPosition(0, s * 16));
+            RunMetrics.Started(run);
+            RunMetrics.Record(Step(1));
+            RunMetrics.Record(Step(2));
+            RunMetrics.Record(Step(2), retrained: true); // after a resume from step 1
+            RunMetrics.Probe.WithLabels(run, "fashion-mnist", "accuracy").Set(0.5);
+            var metrics = await http.GetStringAsync(OpsEndpoint.MetricsPath);
+            Assert.Contains($"metamae_steps_total{{run=\"{run}\"}} 2", metrics);
+            Assert.Contains($"metamae_steps_retrained_total{{run=\"{run}\"}} 1", metrics);
+            RunMetrics.Finished(run, after: TimeSpan.FromMilliseconds(200));
+            var gone = await MetricsWhen(http, m => !m.Contains(run, StringComparison.Ordinal));
+            Assert.DoesNotContain(run, gone);
+        }
+        finally
+        {
+            await system.Terminate();
+        }
+    }
+
     private static async Task<string> MetricsWhen(HttpClient http, Func<string, bool> done)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();

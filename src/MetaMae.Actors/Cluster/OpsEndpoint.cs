@@ -110,7 +110,9 @@ public sealed class OpsEndpoint : IDisposable
 /// <summary>The run figures a coordinator node exports on its ops port (labelled by run).</summary>
 public static class RunMetrics
 {
-    public static readonly Counter Steps = Metrics.CreateCounter("metamae_steps_total", "Optimizer steps trained.", "run");
+    public static readonly Counter Steps = Metrics.CreateCounter("metamae_steps_total", "Optimizer steps trained, each step once (see metamae_steps_retrained_total).", "run");
+    public static readonly Counter StepsRetrained = Metrics.CreateCounter("metamae_steps_retrained_total",
+        "Steps trained again after a resume, a re-form or a coordinator move (from the latest checkpoint).", "run");
     public static readonly Gauge Step = Metrics.CreateGauge("metamae_step", "The run's current step.", "run");
     public static readonly Gauge StepSeconds = Metrics.CreateGauge("metamae_step_seconds", "Seconds of the last step (forward, backward, reduce, AdamW).", "run");
     public static readonly Gauge SamplesPerSecond = Metrics.CreateGauge("metamae_samples_per_second", "Samples trained per second over the last step.", "run");
@@ -120,13 +122,51 @@ public static class RunMetrics
     public static readonly Gauge BadRecords = Metrics.CreateGauge("metamae_bad_records", "Records the data nodes could not read, summed.", "run");
     public static readonly Gauge Probe = Metrics.CreateGauge("metamae_probe", "The latest linear-probe result per transfer set.", "run", "dataset", "metric");
 
-    public static void Record(Protocol.StepReport r)
+    /// <summary>How long a finished run's series stay on /metrics: long enough for every scraper to see its last values.</summary>
+    public static readonly TimeSpan Retention = TimeSpan.FromMinutes(10);
+
+    private static readonly Dictionary<string, Timer> Forgetting = [];
+
+    /// <summary>Records one step; <paramref name="retrained"/>: a step at or below one already trained in this run.</summary>
+    public static void Record(Protocol.StepReport r, bool retrained = false)
     {
-        Steps.WithLabels(r.RunId).Inc();
+        (retrained ? StepsRetrained : Steps).WithLabels(r.RunId).Inc();
         Step.WithLabels(r.RunId).Set(r.Step);
         StepSeconds.WithLabels(r.RunId).Set(r.StepSeconds);
         SamplesPerSecond.WithLabels(r.RunId).Set(r.StepSeconds + r.WaitSeconds > 0 ? r.BatchSize / (r.StepSeconds + r.WaitSeconds) : 0);
         DataWaitSeconds.WithLabels(r.RunId).Set(r.WaitSeconds);
         AllReduceSeconds.WithLabels(r.RunId).Set(r.CommunicationSeconds);
+    }
+
+    /// <summary>The run ended on this node: its series go after <see cref="Retention"/> (a run resumed meanwhile keeps them).</summary>
+    public static void Finished(string runId, TimeSpan? after = null)
+    {
+        lock (Forgetting)
+        {
+            if (Forgetting.Remove(runId, out var old)) old.Dispose();
+            Forgetting[runId] = new Timer(_ => Forget(runId), null, after ?? Retention, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>A run (re)started here: it is not forgotten.</summary>
+    public static void Started(string runId)
+    {
+        lock (Forgetting)
+            if (Forgetting.Remove(runId, out var timer)) timer.Dispose();
+    }
+
+    /// <summary>Removes every series of <paramref name="runId"/> from /metrics.</summary>
+    public static void Forget(string runId)
+    {
+        lock (Forgetting)
+            if (Forgetting.Remove(runId, out var timer)) timer.Dispose();
+        Remove(Steps, runId);
+        Remove(StepsRetrained, runId);
+        foreach (var g in new[] { Step, StepSeconds, SamplesPerSecond, DataWaitSeconds, AllReduceSeconds, Replicas, BadRecords, Probe }) Remove(g, runId);
+    }
+
+    private static void Remove<TChild>(Collector<TChild> collector, string runId) where TChild : ChildBase
+    {
+        foreach (var labels in collector.GetAllLabelValues().Where(l => l.Length > 0 && l[0] == runId).ToList()) collector.RemoveLabelled(labels);
     }
 }
