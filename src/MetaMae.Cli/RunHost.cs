@@ -99,6 +99,22 @@ public static class RunHost
     }
 
     /// <summary>
+    /// Follows a run a cluster coordinates (`metamae runs --cluster NODE --follow RUN`): joins as a client, prints its
+    /// progress as `run --cluster` would, and returns its end; a run that ended already is answered from the record.
+    /// Leaving (Ctrl-C, a kill) does not touch the run.
+    /// </summary>
+    public static RunFinished Follow(string runId, OutputMode output, NodeOptions node) => WithNode(node, (system, manager) =>
+    {
+        var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, 0)), "progress");
+        var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
+        system.ActorOf(RunClientActor.Follow(manager, runId, progress, finished), "follower");
+        Task.WhenAny(finished.Task, system.WhenTerminated).GetAwaiter().GetResult();
+        return finished.Task.IsCompletedSuccessfully
+            ? finished.Task.Result
+            : new RunFinished(runId, RunStatus.Failed, 0, "", [], "the actor system stopped before the run finished");
+    });
+
+    /// <summary>
     /// Starts a node as the command hosts it: Akka.Hosting with the command's logging and Akka policy, and a lifetime
     /// that leaves SIGINT and SIGTERM to the command (a run's final checkpoint first, not the host stopping under it).
     /// </summary>
@@ -196,6 +212,7 @@ public sealed class ProgressActor : ReceiveActor
     {
         Receive<StepReport>(r =>
         {
+            if (totalSteps <= 0) totalSteps = r.TotalSteps; // a follower learns it from the run
             if (firstStep < 0) firstStep = r.Step - 1;
             waitSeconds += r.WaitSeconds;
             stepSeconds += r.StepSeconds;

@@ -24,6 +24,13 @@ public sealed record RegisterHost(string Role, IActorRef Host) : IMetaMaeMessage
 /// </summary>
 public sealed record SubmitRun(string RunId, string RunDirectory, RunSpec Spec, bool FromScratch = false, string? LockToken = null) : IMetaMaeMessage;
 
+/// <summary>
+/// Follow a run that is already running (a client that was killed, or another terminal): the run manager adds the
+/// sender to the run's waiters and answers <see cref="RunAccepted"/>; a run it does not coordinate now is answered
+/// with a <see cref="RunFinished"/> from the record (its recorded status), or a failed one naming what is missing.
+/// </summary>
+public sealed record FollowRun(string RunId) : IMetaMaeMessage;
+
 /// <summary>The run manager accepted a run; its events go to DistributedPubSub topic <see cref="Topic"/>.</summary>
 public sealed record RunAccepted(string RunId, string Topic) : IMetaMaeMessage;
 

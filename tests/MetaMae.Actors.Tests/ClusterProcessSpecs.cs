@@ -624,3 +624,55 @@ public sealed class SeedRestartProcessSpecs : TempDirTest
         }
     }
 }
+
+/// <summary>
+/// Back to a run from the command line (issue 19, fault 7): the client of a cluster run is SIGKILLed; `runs --cluster
+/// --follow RUN` follows the run to its end (here a failure injected on the learner) and exits with its code;
+/// `resume --cluster RUN_DIR` continues the failed run on the cluster to completion; following it afterwards answers
+/// from the record.
+/// </summary>
+public sealed class ReattachProcessSpecs : TempDirTest
+{
+    [Fact]
+    public void A_killed_client_is_replaced_by_a_follower_and_a_failed_cluster_run_is_resumed_on_the_cluster()
+    {
+        const long steps = 60;
+        var runs = Path.Combine(Root, "runs");
+        int port = NodeProcess.FreePort();
+        var seed = $"127.0.0.1:{port}";
+        // Batches slowed so the client is killed mid-run; the learner fails once at step 30 and may not restart (the run fails).
+        using var coordinator = new NodeProcess("coordinator,data", port, null, runs, failPoints: "data.batch=sleep(40)");
+        coordinator.WaitUp(TimeSpan.FromSeconds(60));
+        using var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=throw@30*1");
+        learner.WaitUp(TimeSpan.FromSeconds(60));
+
+        var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "max_learner_restarts=0", "--cluster", seed).ToList();
+        var (client, _, _) = ProcessRuns.Start(null, [.. args]);
+        using (client)
+        {
+            ProcessRuns.WaitForStep(client, runs, 10);
+            client.Kill(entireProcessTree: true); // the client dies; the run goes on
+            client.WaitForExit();
+        }
+        var runDir = Directory.GetDirectories(runs).Single();
+        var runId = Path.GetFileName(runDir);
+
+        var (followed, output, error) = ProcessRuns.Run(null, TimeSpan.FromMinutes(3), "runs", "--cluster", seed, "--follow", runId);
+        Assert.True(followed == Cli.ExitCodes.Failed, $"exit {followed}: {output}{error}");
+        Assert.Contains("fail point 'learner.step' fired at 30", error);
+        Assert.Contains("failed", output);
+
+        var (resumed, output2, error2) = ProcessRuns.Run(null, TimeSpan.FromMinutes(3), "resume", runDir, "--cluster", seed, "--quiet");
+        Assert.True(resumed == 0, $"exit {resumed}: {output2}{error2}");
+        Assert.Contains($"completed at step {steps}", output2);
+        Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", $"step-{steps:D8}", Model.Checkpoints.Checkpoint.WeightsFile)));
+
+        // The run ended: following it now is answered from the record, at once.
+        var (again, output3, error3) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "runs", "--cluster", seed, "--follow", runId);
+        Assert.True(again == 0, $"exit {again}: {output3}{error3}");
+        Assert.Contains($"completed at step {steps}", output3);
+        var (unknown, _, error4) = ProcessRuns.Run(null, TimeSpan.FromMinutes(1), "runs", "--cluster", seed, "--follow", "no-such-run");
+        Assert.Equal(Cli.ExitCodes.Failed, unknown);
+        Assert.Contains("no run no-such-run in the record", error4);
+    }
+}

@@ -44,6 +44,7 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         SmallBatch,
         new StreamPosition(5, 77),
         ListRuns.Instance,
+        new FollowRun("run-1"),
         new RunWarning("run-1", 37, "the learner group re-forms from the latest checkpoint: replica 1 left group 1: its node left"),
         new RunList([new RunSummary("run-1", RunStatus.Completed, 120, 120, 3, "fashion-mnist accuracy 0.756 @120", "2026-11-28T09:00:00", "/runs/r", true, 2)], "/runs", null,
             [new NodeSummary("akka.tcp://metamae@10.0.0.7:4053", ["coordinator", "data"], "Up", true)]),

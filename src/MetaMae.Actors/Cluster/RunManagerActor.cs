@@ -37,6 +37,16 @@ public sealed class RunManagerActor : SteadyActor
             Broadcast();
         });
         Receive<SubmitRun>(Submit);
+        Receive<FollowRun>(f =>
+        {
+            if (runs.TryGetValue(f.RunId, out var live))
+            {
+                live.Tell(StartRun.Instance, Sender); // one more waiter of the run's end
+                Sender.Tell(new RunAccepted(f.RunId, Topic(f.RunId)));
+                return;
+            }
+            Sender.Tell(Recorded(f.RunId));
+        });
         Receive<ListRuns>(_ =>
         {
             var nodes = Nodes();
@@ -83,6 +93,29 @@ public sealed class RunManagerActor : SteadyActor
             .Select(m => new NodeSummary(m.Address.ToString(), m.Roles.Where(r => !r.StartsWith("dc-", StringComparison.Ordinal)).Order().ToList(),
                 m.Status.ToString(), !unreachable.Contains(m.Address)))
             .ToList();
+    }
+
+    /// <summary>How the record says a run not coordinated now ended (a run recorded as running was left by a coordinator
+    /// that is gone: `metamae resume --cluster` continues it).</summary>
+    private RunFinished Recorded(string runId)
+    {
+        if (resumeFrom is null || !RunRecord.Exists(resumeFrom))
+            return new RunFinished(runId, RunStatus.Failed, 0, "", [], $"no run {runId}: the coordinator nodes keep no run record" +
+                                                                        (resumeFrom is null ? " (started without --resume-from)" : $" ({RunRecord.Describe(resumeFrom)} does not exist)"));
+        try
+        {
+            using var store = RunRecord.Open(resumeFrom);
+            if (store.Runs().FirstOrDefault(r => r.Id == runId) is not { } row)
+                return new RunFinished(runId, RunStatus.Failed, 0, "", [], $"no run {runId} in the record {store.Path}");
+            var error = store.Error(runId);
+            if (row.Status == RunStatus.Running)
+                error = $"recorded as running, but no coordinator runs it now; `metamae resume --cluster NODE {row.Directory}` continues it";
+            return new RunFinished(runId, row.Status, row.Step, row.Directory, store.Evaluations(runId), error);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            return new RunFinished(runId, RunStatus.Failed, 0, "", [], $"could not read the run record: {e.Message}");
+        }
     }
 
     public static Props Props(string? resumeFrom) => Akka.Actor.Props.Create(() => new RunManagerActor(resumeFrom));
@@ -185,11 +218,17 @@ public sealed class RunClientActor : ReceiveActor
     private readonly TaskCompletionSource<RunFinished> finished;
 
     public RunClientActor(IActorRef manager, SubmitRun submit, IActorRef? progress, TaskCompletionSource<RunFinished> finished)
+        : this(manager, submit.RunId, submit, progress, finished)
+    {
+    }
+
+    /// <param name="request">What the manager is asked once the client listens: <see cref="SubmitRun"/> or <see cref="FollowRun"/>.</param>
+    public RunClientActor(IActorRef manager, string runId, IMetaMaeMessage request, IActorRef? progress, TaskCompletionSource<RunFinished> finished)
     {
         this.finished = finished;
         var mediator = DistributedPubSub.Get(Context.System).Mediator;
-        mediator.Tell(new Subscribe(RunManagerActor.Topic(submit.RunId), Self));
-        Receive<SubscribeAck>(_ => manager.Tell(submit));
+        mediator.Tell(new Subscribe(RunManagerActor.Topic(runId), Self));
+        Receive<SubscribeAck>(_ => manager.Tell(request));
         Receive<RunAccepted>(_ => { });
         Receive<RunFinished>(r =>
         {
@@ -202,4 +241,8 @@ public sealed class RunClientActor : ReceiveActor
 
     public static Props Props(IActorRef manager, SubmitRun submit, IActorRef? progress, TaskCompletionSource<RunFinished> finished) =>
         Akka.Actor.Props.Create(() => new RunClientActor(manager, submit, progress, finished));
+
+    /// <summary>A client of a run that is already running (or ended: the record's word).</summary>
+    public static Props Follow(IActorRef manager, string runId, IActorRef? progress, TaskCompletionSource<RunFinished> finished) =>
+        Akka.Actor.Props.Create(() => new RunClientActor(manager, runId, new FollowRun(runId), progress, finished));
 }

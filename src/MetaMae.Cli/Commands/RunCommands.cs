@@ -87,16 +87,21 @@ public static class RunCommands
     {
         var dir = new Argument<string>("RUN_DIR") { Description = "A run directory whose process stopped or was killed." };
         var fromScratch = new Option<bool>("--from-scratch") { Description = "If every checkpoint is corrupt, move them to corrupt-checkpoints/ and start over." };
-        var cmd = new Command("resume", "Continue a run from its latest valid checkpoint, on the same data order; redo missing probes.")
-            { dir, fromScratch, JsonOption, QuietOption };
+        var cmd = new Command("resume", "Continue a run from its latest valid checkpoint, on the same data order; redo missing probes. " +
+                                        "With --cluster, the cluster's coordinator continues it (a run that failed or was stopped there; RUN_DIR on the shared out directory).")
+            { dir, fromScratch, JsonOption, QuietOption, ClusterOption, HostnameOption };
         cmd.SetAction(p =>
         {
             var runDir = Path.GetFullPath(p.GetValue(dir)!);
             var configPath = Path.Combine(runDir, "config.json");
             if (!File.Exists(configPath)) throw new ConfigException("RUN_DIR", $"{runDir} has no config.json: not a run directory");
             var config = RunSpec.Load(configPath, []);
-            using var owned = RunDirectoryLock.Acquire(runDir); // refused (exit 2) while another process runs it
-            var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p), new RunStartOptions { Lock = owned, FromScratch = p.GetValue(fromScratch) });
+            var cluster = Node(p);
+            // On one node the command owns the directory; on a cluster the coordinator's node takes it (and refuses a run
+            // another coordinator still holds).
+            using var owned = cluster is null ? RunDirectoryLock.Acquire(runDir) : null; // refused (exit 2) while another process runs it
+            var r = RunHost.Execute(config, Path.GetFileName(runDir), runDir, Mode(p), new RunStartOptions { Lock = owned, FromScratch = p.GetValue(fromScratch) },
+                cluster);
             Summarise(r);
             if (config.Evaluation.Datasets.Count > 0) PrintComparison(config, [(Label(config), r)]);
             return ExitCodes.For(r);
@@ -170,10 +175,18 @@ public static class RunCommands
     private static Command Runs()
     {
         var dir = new Option<string>("--out") { Description = "Directory holding runs.db.", DefaultValueFactory = _ => "runs" };
+        var follow = new Option<string?>("--follow") { Description = "With --cluster: follow run RUN (its progress, then its end and exit code), e.g. after its client was killed." };
         var cmd = new Command("runs", "List runs recorded in runs.db (or by a cluster's coordinators) with their state and latest probe results.")
-            { dir, ClusterOption, HostnameOption };
+            { dir, ClusterOption, HostnameOption, follow, JsonOption, QuietOption };
         cmd.SetAction(p =>
         {
+            if (p.GetValue(follow) is { } followed)
+            {
+                if (Node(p) is not { } client) throw new ConfigException("--follow", "follows a run on a cluster: give --cluster NODE");
+                var r = RunHost.Follow(followed, Mode(p), client);
+                Summarise(r);
+                return ExitCodes.For(r);
+            }
             List<RunSummary> runs;
             if (Node(p) is { } node)
             {
