@@ -60,9 +60,16 @@ public static class NodeCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         var self = Akka.Cluster.Cluster.Get(system).SelfAddress;
-        var notJoined = options.Discovery == "kubernetes"
+        // A node another member has quarantined can never talk to it again (Akka: restart the system): say so and exit,
+        // for the node's supervisor to start a fresh one, instead of waiting out the join or lingering half-connected.
+        var quarantined = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        system.ActorOf(Akka.Actor.Props.Create(() => new QuarantineWatch(quarantined)), "quarantine-watch");
+        var joining = Task.Run(() => options.Discovery == "kubernetes"
             ? NodeHosting.WhenUp(system).Wait(TimeSpan.FromSeconds(120)) ? null : $"did not join the cluster within 120 s (kubernetes discovery of app={options.ServiceName})"
-            : NodeHosting.AwaitJoin(system, options, TimeSpan.FromSeconds(120), failFast: false, w => Console.Error.WriteLine($"warning: {w}"));
+            : NodeHosting.AwaitJoin(system, options, TimeSpan.FromSeconds(120), failFast: false, w => Console.Error.WriteLine($"warning: {w}")));
+        if (Task.WhenAny(joining, quarantined.Task, stop.Task).GetAwaiter().GetResult() == quarantined.Task)
+            return ExitQuarantined(host, self, quarantined.Task.Result);
+        var notJoined = stop.Task.IsCompleted && !joining.IsCompleted ? "stopped before it joined" : joining.GetAwaiter().GetResult();
         if (notJoined is not null && !stop.Task.IsCompleted)
         {
             Console.Error.WriteLine($"error: node {self}: {notJoined}");
@@ -79,7 +86,9 @@ public static class NodeCommand
         Say($"node up: {self} roles {string.Join(",", options.Roles)}");
         var removed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Akka.Cluster.Cluster.Get(system).RegisterOnMemberRemoved(() => removed.TrySetResult());
-        Task.WhenAny(stop.Task, system.WhenTerminated, removed.Task).GetAwaiter().GetResult();
+        Task.WhenAny(stop.Task, system.WhenTerminated, removed.Task, quarantined.Task).GetAwaiter().GetResult();
+        if (quarantined.Task.IsCompleted && !stop.Task.IsCompleted)
+            Console.Error.WriteLine($"node {self} was quarantined by {quarantined.Task.Result}");
         if (stop.Task.IsCompleted)
         {
             Say("node leaving the cluster");
@@ -87,6 +96,26 @@ public static class NodeCommand
             return 0;
         }
         return ExitRemoved(host, self, Say);
+    }
+
+    private static int ExitQuarantined(IHost host, Akka.Actor.Address self, string by)
+    {
+        Console.Error.WriteLine($"error: node {self} was quarantined by {by}, which will never accept it again; exiting for its supervisor to start a fresh one");
+        host.StopAsync().Wait(TimeSpan.FromSeconds(5));
+        Console.Out.Flush();
+        Console.Error.Flush();
+        Environment.Exit(ExitCodes.Failed);
+        return ExitCodes.Failed;
+    }
+
+    /// <summary>Completes its task with the remote address when another system quarantines this one.</summary>
+    private sealed class QuarantineWatch : Akka.Actor.ReceiveActor
+    {
+        public QuarantineWatch(TaskCompletionSource<string> quarantined)
+        {
+            Context.System.EventStream.Subscribe(Self, typeof(Akka.Remote.ThisActorSystemQuarantinedEvent));
+            Receive<Akka.Remote.ThisActorSystemQuarantinedEvent>(e => quarantined.TrySetResult(e.RemoteAddress.ToString()));
+        }
     }
 
     /// <summary>
