@@ -9,7 +9,9 @@ namespace MetaMae.Actors.Tests;
 /// <summary>A `metamae node` child process; its output lines are kept, and it is killed when disposed.</summary>
 public sealed class NodeProcess : IDisposable
 {
-    private readonly Process process;
+    private readonly ProcessStartInfo start;
+    private Process process;
+    private int restarts;
     public ConcurrentQueue<string> Lines { get; } = new();
     public string Roles { get; }
 
@@ -20,21 +22,39 @@ public sealed class NodeProcess : IDisposable
         var args = new List<string> { "node", "--roles", roles, "--port", port.ToString(), "--resume-from", resumeFrom };
         if (seed is not null) args.AddRange(["--seed-nodes", seed]);
         args.AddRange(extra);
-        var psi = TestRuns.Cli([.. args]);
-        if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
-        process = Process.Start(psi)!;
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        start = TestRuns.Cli([.. args]);
+        if (failPoints is not null) start.Environment[FailPoints.Variable] = failPoints;
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        process = Launch();
     }
 
+    private Process Launch()
+    {
+        var p = Process.Start(start)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return p;
+    }
+
+    /// <summary>
+    /// Waits for the node's "node up" line. A node quarantined while joining exits 1 saying so (it can never join that
+    /// cluster again); it is started once more, as compose's or Kubernetes' restart policy would.
+    /// </summary>
     public void WaitUp(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
         while (!Lines.Any(l => l.StartsWith("node up", StringComparison.Ordinal) || l.Contains("\"node up: ", StringComparison.Ordinal)))
         {
+            if (process.HasExited && restarts == 0 && Lines.Any(l => l.Contains("was quarantined by", StringComparison.Ordinal)))
+            {
+                restarts++;
+                process.WaitForExit();
+                process.Dispose();
+                process = Launch();
+                continue;
+            }
             if (process.HasExited || clock.Elapsed > timeout)
                 throw new TimeoutException($"node {Roles} did not come up: {string.Join("\n", Lines)}");
             Thread.Sleep(50);
