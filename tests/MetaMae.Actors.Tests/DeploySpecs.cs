@@ -143,6 +143,9 @@ public sealed class DeploySpecs
             Assert.Equal("metamae", At(pod, "spec", "serviceAccountName"));
             Assert.Equal("metamae", At(container, "image"));
             Assert.Equal("IfNotPresent", At(container, "imagePullPolicy")); // an image loaded into kind/minikube is used, not pulled
+            Assert.NotNull(At(container, "resources", "requests", "cpu")); // scheduled where it fits, and bounded
+            Assert.NotNull(At(container, "resources", "requests", "memory"));
+            Assert.NotNull(At(container, "resources", "limits", "memory"));
             var ports = ((List<object>)At(container, "ports")!).ToDictionary(p => At(p, "name")!.ToString()!, p => At(p, "containerPort")!.ToString()!);
             Assert.Equal(Arg(args, "--port"), ports["remoting"]);
             Assert.Equal(Arg(args, "--ops-port"), ports["ops"]);
@@ -168,6 +171,19 @@ public sealed class DeploySpecs
         Assert.NotNull(At(jobSpec, "spec", "ttlSecondsAfterFinished"));
         Assert.NotNull(At(jobSpec, "spec", "activeDeadlineSeconds"));
         Assert.Matches(@"^postgres:\d+\.\d+$", At(Of("StatefulSet", "postgres"), "spec", "template", "spec", "containers", "0", "image")!.ToString()!);
+        Assert.NotNull(At(submit, "resources", "limits", "memory"));
+        Assert.NotNull(At(Of("StatefulSet", "postgres"), "spec", "template", "spec", "containers", "0", "resources", "limits", "memory"));
+        // The unauthenticated remoting and management ports take connections from the project's pods only; ops stays open.
+        var policy = Of("NetworkPolicy", "metamae-nodes");
+        Assert.Equal("metamae", At(policy, "spec", "podSelector", "matchLabels", "app"));
+        var rules = (List<object>)At(policy, "spec", "ingress")!;
+        var guarded = rules.Single(r => At(r, "from") is not null);
+        Assert.Equal(new[] { servicePorts["remoting"], servicePorts["management"] }.Order(),
+            ((List<object>)At(guarded, "ports")!).Select(p => At(p, "port")!.ToString()!).Order());
+        var open = rules.Single(r => At(r, "from") is null);
+        Assert.Equal([servicePorts["ops"]], ((List<object>)At(open, "ports")!).Select(p => At(p, "port")!.ToString()!));
+        Assert.Equal("client", At(jobSpec, "spec", "template", "metadata", "labels", "role")); // the submit Job may reach the nodes
+        Assert.Equal("5432", At(Of("NetworkPolicy", "postgres"), "spec", "ingress", "0", "ports", "0", "port")!.ToString());
         var job = Strings(At(submit, "args"));
         Parses(job, "k8s job");
         Assert.Equal($"coordinator-0.metamae:{servicePorts["remoting"]}", Arg(job, "--cluster")); // the StatefulSet's first pod
@@ -175,6 +191,7 @@ public sealed class DeploySpecs
 
         var gpu = File.ReadAllText(Path.Combine(Deploy, "k8s", "overlays", "gpu", "kustomization.yaml"));
         Assert.Contains("nvidia.com/gpu: 1", gpu);
+        Assert.Contains("memory:", gpu); // the GPU learner keeps cpu and memory requests and a memory limit
         Assert.Contains("../../base", Strings(Documents(Path.Combine(Deploy, "k8s", "overlays", "cpu", "kustomization.yaml")).Single()["resources"]));
         var exposed = File.ReadLines(Path.Combine(Deploy, "Dockerfile")).Single(l => l.StartsWith("EXPOSE", StringComparison.Ordinal));
         foreach (var p in servicePorts.Values) Assert.Contains(p, exposed);
