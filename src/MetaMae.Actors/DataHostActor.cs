@@ -49,7 +49,7 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
 
     public DataHostActor()
     {
-        node = Context.System.Name + "@" + (Context.System as ExtendedActorSystem)?.Provider.DefaultAddress.HostPort();
+        node = (Context.System as ExtendedActorSystem)?.Provider.DefaultAddress.HostPort() ?? Context.System.Name; // system@host:port
         Receive<OpenFeed>(Open);
         Receive<Failed>(f =>
         {

@@ -139,7 +139,7 @@ public static class RunHost
                 {
                     loggers.LogLevel = Akka.Event.LogLevel.InfoLevel;
                     loggers.ClearLoggers();
-                    loggers.AddLoggerFactory();
+                    loggers.AddLogger<StructuredAkkaLogger>();
                 });
         });
         var host = builder.Build();

@@ -169,8 +169,9 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
             foreach (var (k, e) in steps) Assert.Equal((0L, k * 16), (e.GetProperty("epoch").GetInt64(), e.GetProperty("offset").GetInt64()));
             // Each data node's counters are recorded (bad records per node), besides their sum.
             var dataNodes = File.ReadLines(metrics).Where(l => l.Contains("\"kind\":\"data\"", StringComparison.Ordinal))
-                .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("node").GetString()).Where(n => n != "all").Distinct().Count();
-            Assert.True(dataNodes >= 2, $"counters of {dataNodes} data node(s) recorded");
+                .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("node").GetString()!).Where(n => n != "all").Distinct().ToList();
+            Assert.True(dataNodes.Count >= 2, $"counters of {dataNodes.Count} data node(s) recorded");
+            Assert.All(dataNodes, n => Assert.Matches(@"^metamae@127\.0\.0\.1:\d+$", n)); // named as the node advertises itself, once
             // Steps trained again after the coordinator moved: at most one checkpoint interval.
             int stepLines = File.ReadLines(metrics).Count(l => l.Contains("\"kind\":\"step\"", StringComparison.Ordinal));
             Assert.InRange(stepLines - (int)StraightRun.Steps, 0, 20);

@@ -119,8 +119,12 @@ public sealed class OpsEndpointSpecs : TempDirTest
             Assert.True(line.StartsWith('{') && line.EndsWith('}'), $"not a JSON object: {line}");
             using var json = System.Text.Json.JsonDocument.Parse(line); // every line, not only most
             Assert.True(json.RootElement.TryGetProperty("LogLevel", out _), line);
-            Assert.True(json.RootElement.TryGetProperty("Message", out _), line);
+            Assert.True(json.RootElement.TryGetProperty("Message", out var message), line);
+            // The event's own text, not Akka's "[INFO][time][Thread][source]" line inside it: where it came from is in State.
+            Assert.DoesNotMatch(@"^\[(DEBUG|INFO|WARNING|ERROR)\]", message.GetString()!);
         }
+        Assert.Contains(lines, l => System.Text.Json.JsonDocument.Parse(l).RootElement.TryGetProperty("State", out var state)
+                                    && state.TryGetProperty("Source", out var source) && source.GetString()!.Contains("akka://metamae", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.Contains("node leaving the cluster", StringComparison.Ordinal));
     }
 }
