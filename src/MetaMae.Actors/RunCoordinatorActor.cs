@@ -27,6 +27,12 @@ public sealed record RunStartOptions
     /// <summary>When every checkpoint of the directory is corrupt: move them aside and start over instead of failing.</summary>
     public bool FromScratch { get; init; }
     /// <summary>
+    /// This coordinator takes over a run whose coordinator is gone (the singleton moved): checkpoints newer than the
+    /// newest the record holds were written by learners after their coordinator died, with no step recorded; they are
+    /// moved to RUN/orphaned-checkpoints/ so the run resumes where its metrics and record continue without a gap.
+    /// </summary>
+    public bool TakeOver { get; init; }
+    /// <summary>
     /// Learner, data and evaluator hosts (a cluster's, kept current by the run manager). Null: the coordinator starts
     /// one of each as its own children, the same actors on one node.
     /// </summary>
@@ -368,6 +374,13 @@ public sealed class RunCoordinatorActor : ReceiveActor, IWithTimers
         stage = "checking checkpoints";
         checkpoints = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
         foreach (var action in checkpoints.CleanLeftovers()) log.Warning("{0}", action);
+        if (options.TakeOver && store.Checkpoints(runId).Select(c => (long?)c.Step).Max() is { } newestRecorded)
+        {
+            var moved = checkpoints.MoveAsideAfter(newestRecorded, "orphaned-checkpoints");
+            if (moved > 0)
+                Warn($"moved {moved} checkpoint(s) after step {newestRecorded} to orphaned-checkpoints/: written after the previous coordinator was gone, " +
+                     $"with no step recorded; the run resumes from step {newestRecorded}");
+        }
         var onDisk = checkpoints.List();
         var valid = onDisk.Where(c => IsValid(c.Path)).ToList();
         if (onDisk.Count > 0 && valid.Count == 0)

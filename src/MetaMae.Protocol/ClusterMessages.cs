@@ -22,7 +22,8 @@ public sealed record RegisterHost(string Role, IActorRef Host) : IMetaMaeMessage
 /// node that uses it: a node without CUDA refuses a CUDA run). <see cref="LockToken"/> lets the submitting process hand
 /// over the run directory lock it already holds when it is the coordinator's process too.
 /// </summary>
-public sealed record SubmitRun(string RunId, string RunDirectory, RunSpec Spec, bool FromScratch = false, string? LockToken = null) : IMetaMaeMessage;
+public sealed record SubmitRun(string RunId, string RunDirectory, RunSpec Spec, bool FromScratch = false, string? LockToken = null, bool TakeOver = false)
+    : IMetaMaeMessage;
 
 /// <summary>
 /// Follow a run that is already running (a client that was killed, or another terminal): the run manager adds the

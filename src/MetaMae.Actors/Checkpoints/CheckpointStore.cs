@@ -92,13 +92,17 @@ public sealed class CheckpointStore(string runDirectory, int keep, Action<string
     }
 
     /// <summary>Moves every checkpoint to RUN/corrupt-checkpoints/ (kept for inspection) so a run can start over.</summary>
-    public int MoveAllAside()
+    public int MoveAllAside() => MoveAside(List(), "corrupt-checkpoints");
+
+    /// <summary>Moves the checkpoints of steps after <paramref name="step"/> to RUN/<paramref name="folder"/>/TIME/ (kept, not deleted).</summary>
+    public int MoveAsideAfter(long step, string folder) => MoveAside(List().Where(c => c.Step > step).ToList(), folder);
+
+    private int MoveAside(IReadOnlyList<(long Step, string Path)> checkpoints, string folder)
     {
-        var all = List();
-        if (all.Count == 0) return 0;
-        var aside = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Directory)!, "corrupt-checkpoints", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        if (checkpoints.Count == 0) return 0;
+        var aside = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Directory)!, folder, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         System.IO.Directory.CreateDirectory(aside);
-        foreach (var (_, path) in all) System.IO.Directory.Move(path, System.IO.Path.Combine(aside, System.IO.Path.GetFileName(path)));
-        return all.Count;
+        foreach (var (_, path) in checkpoints) System.IO.Directory.Move(path, System.IO.Path.Combine(aside, System.IO.Path.GetFileName(path)));
+        return checkpoints.Count;
     }
 }

@@ -133,7 +133,7 @@ public sealed class RunManagerActor : SteadyActor
                 var json = store.Config(row.Id);
                 if (json is null || !Directory.Exists(row.Directory)) continue;
                 log.Warning("resuming run {0}, recorded as running (the previous coordinator is gone)", row.Id);
-                Self.Tell(new SubmitRun(row.Id, row.Directory, RunSpec.Bind(System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject())));
+                Self.Tell(new SubmitRun(row.Id, row.Directory, RunSpec.Bind(System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject()), TakeOver: true));
             }
         }
         catch (Exception e) when (e is IOException or InvalidOperationException)
@@ -166,7 +166,7 @@ public sealed class RunManagerActor : SteadyActor
         var config = s.Spec;
         var publisher = Context.ActorOf(Akka.Actor.Props.Create(() => new TopicPublisherActor(Topic(s.RunId))));
         var coordinator = Context.ActorOf(RunCoordinatorActor.Props(config, s.RunId, s.RunDirectory, publisher,
-            new RunStartOptions { Hosts = Current, LockToken = s.LockToken, FromScratch = s.FromScratch }));
+            new RunStartOptions { Hosts = Current, LockToken = s.LockToken, FromScratch = s.FromScratch, TakeOver = s.TakeOver }));
         Context.Watch(coordinator);
         runs[s.RunId] = coordinator;
         Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
