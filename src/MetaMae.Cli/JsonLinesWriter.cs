@@ -36,6 +36,14 @@ public sealed class JsonLinesWriter(TextWriter inner) : TextWriter
         line.Clear();
         if (text.Length == 0) return;
         if (text.StartsWith('{') && text.EndsWith('}')) inner.WriteLine(text);
+        else if (AkkaLine.Match(text) is { Success: true } m)
+            // Akka's stdout logger (before its loggers start, after they stop): its fields, as the structured logger writes them.
+            inner.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["Timestamp"] = DateTimeOffset.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.fffZ"), ["LogLevel"] = Levels[m.Groups["level"].Value],
+                ["Category"] = "Akka", ["Message"] = m.Groups["message"].Value,
+                ["State"] = new Dictionary<string, object> { ["Source"] = m.Groups["source"].Value, ["Thread"] = int.Parse(m.Groups["thread"].Value, System.Globalization.CultureInfo.InvariantCulture) },
+            }));
         else
             inner.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
             {
@@ -44,4 +52,14 @@ public sealed class JsonLinesWriter(TextWriter inner) : TextWriter
             }));
         inner.Flush();
     }
+
+    /// <summary>"[INFO][12/06/2026 02:33:25.128Z][Thread 0005][akka://metamae/...] text", as Akka's stdout logger writes.</summary>
+    private static readonly System.Text.RegularExpressions.Regex AkkaLine = new(
+        @"^\[(?<level>DEBUG|INFO|WARNING|ERROR)\]\[[^\]]*\]\[Thread (?<thread>\d+)\]\[(?<source>[^\]]*)\] ?(?<message>.*)$",
+        System.Text.RegularExpressions.RegexOptions.Singleline);
+
+    private static readonly Dictionary<string, string> Levels = new()
+    {
+        ["DEBUG"] = "Debug", ["INFO"] = "Information", ["WARNING"] = "Warning", ["ERROR"] = "Error",
+    };
 }

@@ -92,6 +92,21 @@ public sealed class OpsEndpointSpecs : TempDirTest
     }
 
     [Fact]
+    public void Akkas_stdout_lines_are_written_as_the_structured_logger_writes_events()
+    {
+        var output = new StringWriter();
+        var writer = new Cli.JsonLinesWriter(output);
+        writer.WriteLine("[WARNING][12/06/2026 02:33:25.128Z][Thread 0005][akka://metamae/system/cluster] Cluster Node - Shutting down");
+        writer.WriteLine("plain text from a library");
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(("Warning", "Akka", "Cluster Node - Shutting down"),
+            (lines[0].GetProperty("LogLevel").GetString(), lines[0].GetProperty("Category").GetString(), lines[0].GetProperty("Message").GetString()));
+        Assert.Equal("akka://metamae/system/cluster", lines[0].GetProperty("State").GetProperty("Source").GetString());
+        Assert.Equal(5, lines[0].GetProperty("State").GetProperty("Thread").GetInt32());
+        Assert.Equal(("stdout", "plain text from a library"), (lines[1].GetProperty("Category").GetString(), lines[1].GetProperty("Message").GetString()));
+    }
+
+    [Fact]
     public void With_json_logs_a_node_writes_one_json_object_per_line_and_leaves_on_SIGTERM()
     {
         var psi = TestRuns.Cli("node", "--roles", "coordinator", "--port", "0", "--log-format", "json");
