@@ -112,7 +112,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
             coordinator1.WaitUp(TimeSpan.FromSeconds(60));
             int secondPort = NodeProcess.FreePort();
             var coordinator2 = new NodeProcess("coordinator", secondPort, seed, runs);
-            var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(400)"); // slow enough that two downings (~10 s each) leave steps to kill the coordinator in
+            var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(250)"); // a learner slow enough to kill around
             var data1 = new NodeProcess("data", 0, seed, runs);
             var data2 = new NodeProcess("data", 0, seed, runs);
             var evaluator1 = new NodeProcess("evaluator", 0, seed, runs, failPoints: "evaluator.probe=sleep(3000)"); // probes in flight when it dies
