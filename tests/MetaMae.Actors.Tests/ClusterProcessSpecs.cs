@@ -87,6 +87,10 @@ public sealed class NodeProcess : IDisposable
     }
 
     public static int FreePort() => Cli.Bench.Loopback.FreePort();
+
+    /// <summary>The last <paramref name="count"/> lines of each node, prefixed with its roles: a failed spec's context.</summary>
+    public static string Tails(IEnumerable<NodeProcess> nodes, int count = 12) =>
+        string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(count).Select(l => $"[{n.Roles}] {l}")));
 }
 
 /// <summary>
@@ -133,7 +137,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
                     while (ProcessRuns.Reached(runs) < step && clock.Elapsed < TimeSpan.FromMinutes(2) && !client.HasExited) await Task.Delay(10);
                     if (client.HasExited || ProcessRuns.Reached(runs) < step)
                         Assert.Fail($"the run did not reach step {step}: {(client.HasExited ? await output + await error : "still running")}\n--- nodes:\n" +
-                                    string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(10).Select(l => $"[{n.Roles}] {l}"))));
+                                    NodeProcess.Tails(nodes, 10));
                 }
                 // One failure at a time: each kill waits until the cluster has downed the previous node (the split-brain
                 // resolver downs everything when reachability keeps changing within its stable-after window).
@@ -157,7 +161,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
                 Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end after the kills");
                 client.WaitForExit();
                 Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n--- nodes:\n" +
-                                                  string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(15))));
+                                                  NodeProcess.Tails(nodes, 15));
             }
 
             var runDir = Directory.GetDirectories(runs).Single();
@@ -238,24 +242,8 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
             using (client)
             {
-                string Context() => $"kill at step {killAt} (seed {seedValue}); groups [{string.Join(", ", GroupSizes(runs))}]\n" +
-                                    string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
-                async Task Until(Func<bool> condition, string what, TimeSpan timeout)
-                {
-                    var clock = Stopwatch.StartNew();
-                    while (!condition())
-                    {
-                        if (client.HasExited)
-                        {
-                            var said = await output + await error;
-                            // The cause first (the client's error line), then everything else.
-                            var cause = string.Join("\n", said.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)));
-                            Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {cause}\n{said}\n{Context()}");
-                        }
-                        if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{Context()}");
-                        await Task.Delay(20);
-                    }
-                }
+                string Context() => $"kill at step {killAt} (seed {seedValue}); groups [{string.Join(", ", GroupSizes(runs))}]\n" + NodeProcess.Tails(nodes);
+                Task Until(Func<bool> condition, string what, TimeSpan timeout) => ProcessRuns.Until(client, output, error, condition, what, timeout, Context);
                 await Until(() => ProcessRuns.Reached(runs) >= killAt && GroupSizes(runs).FirstOrDefault() == 3, $"step {killAt} with three replicas",
                     TimeSpan.FromMinutes(2));
                 learners[new Random(seedValue).Next(3)].Kill();
@@ -325,15 +313,9 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
             using (client)
             {
-                string Context() => $"groups [{string.Join(", ", GroupSizes(runs))}]\n" +
-                                    string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
-                var clock = Stopwatch.StartNew();
-                while (!(ProcessRuns.Reached(runs) >= 15 && GroupSizes(runs).FirstOrDefault() == 2))
-                {
-                    if (client.HasExited || clock.Elapsed > TimeSpan.FromMinutes(2))
-                        Assert.Fail($"no two-replica group at step 15: {(client.HasExited ? await output + await error : "")}\n{Context()}");
-                    await Task.Delay(20);
-                }
+                string Context() => $"groups [{string.Join(", ", GroupSizes(runs))}]\n" + NodeProcess.Tails(nodes);
+                await ProcessRuns.Until(client, output, error, () => ProcessRuns.Reached(runs) >= 15 && GroupSizes(runs).FirstOrDefault() == 2,
+                    "a two-replica group at step 15", TimeSpan.FromMinutes(2), Context);
                 coordinator1.Signal("TERM"); // leaves gracefully: the singleton is handed over to the other coordinator node
                 Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), $"the run did not end after the move\n{Context()}");
                 client.WaitForExit();
@@ -385,7 +367,7 @@ public sealed class PostgresFailoverProcessSpecs(PostgresServer server) : TempDi
                 Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end after the coordinator's node was killed");
                 client.WaitForExit();
                 Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n--- nodes:\n" +
-                                                  string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(15))));
+                                                  NodeProcess.Tails(nodes, 15));
             }
             Assert.False(File.Exists(Path.Combine(runs, Runs.RunRecord.FileName)), "a node wrote an SQLite record beside the PostgreSQL one");
             using var store = new Runs.PostgresRunStore(record[Runs.RunRecord.Variable]);
@@ -479,17 +461,8 @@ public sealed class ProbeAfterMoveProcessSpecs : TempDirTest
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
             using (client)
             {
-                string Context() => string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(12).Select(l => $"[{n.Roles}] {l}")));
-                async Task Until(Func<bool> condition, string what, TimeSpan timeout)
-                {
-                    var clock = Stopwatch.StartNew();
-                    while (!condition())
-                    {
-                        if (client.HasExited) Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {await output}{await error}\n{Context()}");
-                        if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{Context()}");
-                        await Task.Delay(20);
-                    }
-                }
+                string Context() => NodeProcess.Tails(nodes);
+                Task Until(Func<bool> condition, string what, TimeSpan timeout) => ProcessRuns.Until(client, output, error, condition, what, timeout, Context);
                 await Until(() => evaluator.Lines.Any(l => l.Contains($"took the probe of step {steps}", StringComparison.Ordinal)), "the final probe to start",
                     TimeSpan.FromMinutes(3));
                 if (signal == "KILL") coordinator1.Kill();
@@ -636,7 +609,7 @@ public sealed class SeedRestartProcessSpecs : TempDirTest
             while (!(OneCluster(throughFirst = Seen(firstPort)) && OneCluster(throughSecond = Seen(secondPort))))
                 Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90),
                     $"not one cluster:\n--- through the restarted seed:\n{throughFirst}\n--- through the other:\n{throughSecond}\n--- restarted node:\n" +
-                    string.Join("\n", restarted.Lines.TakeLast(15)));
+                    NodeProcess.Tails([restarted], 15));
             Assert.False(second.HasExited || data.HasExited, "a node of the surviving cluster exited");
         }
         finally

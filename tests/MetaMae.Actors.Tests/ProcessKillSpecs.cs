@@ -60,6 +60,28 @@ public static class ProcessRuns
         }
     }
 
+    /// <summary>
+    /// Waits (polling, bounded by <paramref name="timeout"/>) until <paramref name="condition"/> holds while the run's
+    /// client <paramref name="client"/> is still running; fails naming <paramref name="what"/>, with the client's error
+    /// lines first, all it said, and <paramref name="context"/> (the nodes' last lines) when the run ended or time ran out.
+    /// </summary>
+    public static async Task Until(Process client, Task<string> output, Task<string> error, Func<bool> condition, string what, TimeSpan timeout,
+        Func<string> context)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (client.HasExited)
+            {
+                var said = await output + await error;
+                var cause = string.Join("\n", said.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)));
+                Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {cause}\n{said}\n{context()}");
+            }
+            if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{context()}");
+            await Task.Delay(20);
+        }
+    }
+
     /// <summary>The newest step in the only run directory under <paramref name="outDir"/>'s metrics, or 0.</summary>
     public static long Reached(string outDir)
     {

@@ -180,8 +180,8 @@ public static class NodeHosting
                     // no answer under that name: the next one
                 }
             }
-            if (failFast && (round >= 2 || SeedAddresses.NoneReachable(seeds, TimeSpan.FromSeconds(2))))
-                return (null, $"no MetaMAE node answered at {string.Join(", ", seeds)}: {SeedAddresses.Diagnose(seeds, TimeSpan.FromSeconds(2))}");
+            if (failFast && SeedAddresses.Survey(seeds, TimeSpan.FromSeconds(2)) is var survey && (round >= 2 || survey.NoneReachable))
+                return (null, $"no MetaMAE node answered at {string.Join(", ", seeds)}: {survey.Text}");
         }
         return (null, $"no MetaMAE node answered at {string.Join(", ", seeds)} within {timeout.TotalSeconds:0} s: " +
                       SeedAddresses.Diagnose(seeds, TimeSpan.FromSeconds(2)));

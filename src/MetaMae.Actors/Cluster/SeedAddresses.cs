@@ -38,17 +38,30 @@ public static class SeedAddresses
 
     /// <summary>What stands between this node and each seed, for a join that did not complete: nothing listening, a name
     /// that does not resolve, or a node that listens but answers to another name.</summary>
-    public static string Diagnose(IReadOnlyList<string> seeds, TimeSpan connectTimeout)
+    public static string Diagnose(IReadOnlyList<string> seeds, TimeSpan connectTimeout) => Survey(seeds, connectTimeout).Text;
+
+    /// <summary>True when no seed can be reached at all (unresolvable, refused or silent): waiting longer will not help a client.</summary>
+    public static bool NoneReachable(IReadOnlyList<string> seeds, TimeSpan connectTimeout) => Survey(seeds, connectTimeout).NoneReachable;
+
+    /// <summary>Each seed probed once over TCP: whether none can be reached (a seed that is not host:port cannot be
+    /// probed and counts as perhaps reachable) and, per seed, why the join may not have completed.</summary>
+    public sealed record SeedSurvey(bool NoneReachable, string Text);
+
+    public static SeedSurvey Survey(IReadOnlyList<string> seeds, TimeSpan connectTimeout)
     {
         var lines = new List<string>();
+        bool noneReachable = true;
         foreach (var seed in seeds)
         {
             if (seed.Contains("://", StringComparison.Ordinal) || seed.Split(':') is not [var host, var portText] || !int.TryParse(portText, out var port))
             {
                 lines.Add($"{seed}: not host:port");
+                noneReachable = false;
                 continue;
             }
-            lines.Add($"{seed}: " + Probe(host, port, connectTimeout) switch
+            var reach = Probe(host, port, connectTimeout);
+            noneReachable &= reach != Reach.Listening;
+            lines.Add($"{seed}: " + reach switch
             {
                 Reach.Unresolvable => $"the name '{host}' does not resolve",
                 Reach.Refused => "nothing listens there (is the node up, and on that port?)",
@@ -57,12 +70,8 @@ public static class SeedAddresses
                      "advertises (its --hostname, shown in its 'node up: akka.tcp://metamae@HOST:PORT' line); give that host:port",
             });
         }
-        return string.Join("; ", lines);
+        return new SeedSurvey(noneReachable, string.Join("; ", lines));
     }
-
-    /// <summary>True when no seed can be reached at all (unresolvable, refused or silent): waiting longer will not help a client.</summary>
-    public static bool NoneReachable(IReadOnlyList<string> seeds, TimeSpan connectTimeout) =>
-        seeds.All(s => s.Split(':') is [var h, var p] && int.TryParse(p, out var port) && Probe(h, port, connectTimeout) != Reach.Listening);
 
     private enum Reach { Listening, Refused, Silent, Unresolvable }
 
@@ -73,11 +82,7 @@ public static class SeedAddresses
             using var client = new TcpClient();
             return client.ConnectAsync(host, port).Wait(timeout) ? Reach.Listening : Reach.Silent;
         }
-        catch (AggregateException e) when (e.InnerException is SocketException s)
-        {
-            return s.SocketErrorCode is SocketError.HostNotFound or SocketError.NoData or SocketError.TryAgain ? Reach.Unresolvable : Reach.Refused;
-        }
-        catch (SocketException s)
+        catch (Exception e) when ((e as SocketException ?? e.InnerException as SocketException) is { } s)
         {
             return s.SocketErrorCode is SocketError.HostNotFound or SocketError.NoData or SocketError.TryAgain ? Reach.Unresolvable : Reach.Refused;
         }

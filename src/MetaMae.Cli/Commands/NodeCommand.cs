@@ -69,8 +69,7 @@ public static class NodeCommand
             : NodeHosting.AwaitJoin(system, options, TimeSpan.FromSeconds(120), failFast: false, w => Console.Error.WriteLine($"warning: {w}")));
         if (Task.WhenAny(joining, quarantined.Task, stop.Task).GetAwaiter().GetResult() == quarantined.Task)
             return ExitQuarantined(host, self, quarantined.Task.Result);
-        var notJoined = stop.Task.IsCompleted && !joining.IsCompleted ? "stopped before it joined" : joining.GetAwaiter().GetResult();
-        if (notJoined is not null && !stop.Task.IsCompleted)
+        if (!stop.Task.IsCompleted && joining.GetAwaiter().GetResult() is { } notJoined)
         {
             Console.Error.WriteLine($"error: node {self}: {notJoined}");
             host.StopAsync().Wait(TimeSpan.FromSeconds(10));
@@ -101,11 +100,7 @@ public static class NodeCommand
     private static int ExitQuarantined(IHost host, Akka.Actor.Address self, string by)
     {
         Console.Error.WriteLine($"error: node {self} was quarantined by {by}, which will never accept it again; exiting for its supervisor to start a fresh one");
-        host.StopAsync().Wait(TimeSpan.FromSeconds(5));
-        Console.Out.Flush();
-        Console.Error.Flush();
-        Environment.Exit(ExitCodes.Failed);
-        return ExitCodes.Failed;
+        return ExitFailed(host);
     }
 
     /// <summary>Completes its task with the remote address when another system quarantines this one.</summary>
@@ -128,6 +123,12 @@ public static class NodeCommand
     private static int ExitRemoved(IHost host, Akka.Actor.Address self, Action<string> say)
     {
         say($"node removed from the cluster: {self} is no longer a member (downed after a pause or a partition); exiting");
+        return ExitFailed(host);
+    }
+
+    /// <summary>Stops the node for at most 5 s, then ends the process non-zero whatever still runs.</summary>
+    private static int ExitFailed(IHost host)
+    {
         var stopped = host.StopAsync().Wait(TimeSpan.FromSeconds(5));
         if (!stopped) Console.Error.WriteLine("warning: the actor system did not stop within 5 s; exiting without it");
         Console.Out.Flush();
