@@ -42,7 +42,37 @@ public static class ProcessRuns
         var psi = TestRuns.Cli(args);
         if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
         var p = Process.Start(psi)!;
+        lock (Started) Started.Add((p.Id, p.StartTime));
         return (p, p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
+    }
+
+    /// <summary>Every process <see cref="Start"/> started, by id and start time (a recycled id is not another's).</summary>
+    private static readonly List<(int Id, DateTime StartTime)> Started = [];
+
+    /// <summary>
+    /// Kills whatever <see cref="Start"/> started that still runs: a spec that failed mid-run (an assertion thrown while
+    /// its client waited) must not leave the client behind. Called when each spec's temporary directory goes.
+    /// </summary>
+    public static void KillLeftovers()
+    {
+        List<(int Id, DateTime StartTime)> all;
+        lock (Started)
+        {
+            all = [.. Started];
+            Started.Clear();
+        }
+        foreach (var (id, started) in all)
+        {
+            try
+            {
+                using var p = Process.GetProcessById(id);
+                if (p.StartTime == started && !p.HasExited) p.Kill(entireProcessTree: true);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // already gone
+            }
+        }
     }
 
     public static (int Code, string Out, string Err) Run(string? failPoints, TimeSpan timeout, params string[] args)

@@ -74,6 +74,7 @@ public abstract class TempDirTest : IDisposable
 
     public void Dispose()
     {
+        ProcessRuns.KillLeftovers();
         if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
         GC.SuppressFinalize(this);
     }
