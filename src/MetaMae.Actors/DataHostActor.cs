@@ -78,13 +78,19 @@ public sealed class DataHostActor : SteadyActor, IWithTimers
         foreach (var r in runs.Values) r.ShutdownAll();
     }
 
+    /// <summary>A feed that could not be opened fails the run, as the data node's own errors do.</summary>
+    protected override void Refuse(object message, string reason)
+    {
+        if (message is OpenFeed o) o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"the data node could not open the feed: {reason}"));
+    }
+
     private void Open(OpenFeed o)
     {
         if (!runs.TryGetValue(o.RunId, out var run))
         {
             RunSpec config;
             IDataset dataset;
-            if (o.Spec.Refusal() is { } refused)
+            if (o.Spec.Refusal(Roles.Data) is { } refused)
             {
                 o.Coordinator.Tell(new DataStreamFailed(o.RunId, $"the data node refused the config: {refused}"));
                 return;

@@ -22,7 +22,7 @@ public sealed class EvaluatorHostActor : SteadyActor
             var runId = p.Checkpoint.RunId;
             if (!schedulers.TryGetValue(runId, out var scheduler))
             {
-                if (p.Spec.Refusal() is { } refused)
+                if (p.Spec.Refusal(Roles.Evaluator) is { } refused)
                 {
                     p.Coordinator.Tell(new EvaluationFailed(runId, p.Checkpoint.Step, p.Dataset, $"the evaluator node refused the config: {refused}"));
                     return;
@@ -35,10 +35,15 @@ public sealed class EvaluatorHostActor : SteadyActor
             p.Coordinator.Tell(new ProbeAccepted(runId, p.Checkpoint.Step, p.Dataset, Self));
             scheduler.Forward(p);
         });
-        Receive<Akka.Cluster.Tools.PublishSubscribe.SubscribeAck>(_ => { }); // subscribed to the probes topic
         Receive<RunEnded>(e =>
         {
             if (schedulers.Remove(e.RunId, out var s)) Context.Stop(s);
         });
+    }
+
+    protected override void Refuse(object message, string reason)
+    {
+        if (message is ProbeRequest p)
+            p.Coordinator.Tell(new EvaluationFailed(p.Checkpoint.RunId, p.Checkpoint.Step, p.Dataset, $"the evaluator node could not take the probe: {reason}"));
     }
 }

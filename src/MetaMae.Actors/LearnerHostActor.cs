@@ -20,7 +20,8 @@ public sealed class LearnerHostActor : SteadyActor
         Receive<StartLearner>(s =>
         {
             if (runs.Remove(s.RunId, out var old)) Context.Stop(old); // a coordinator that moved asks again
-            if (s.Spec.Refusal() is { } refused)
+            FailPoints.Hit("learner-host.start");
+            if (s.Spec.Refusal(Roles.Learner) is { } refused)
             {
                 s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node refused the config: {refused}"));
                 return;
@@ -38,6 +39,13 @@ public sealed class LearnerHostActor : SteadyActor
         {
             foreach (var (id, _) in runs.Where(r => r.Value.Equals(t.ActorRef)).ToList()) runs.Remove(id);
         });
+    }
+
+    /// <summary>A learner that could not be started is reported like one that gave up (a group's replica: the group re-forms).</summary>
+    protected override void Refuse(object message, string reason)
+    {
+        if (message is StartLearner s)
+            s.Coordinator.Tell(new LearnerGaveUp(s.RunId, $"the learner node could not start the learner: {reason}", Retryable: s.Replicas > 1, s.Group));
     }
 }
 

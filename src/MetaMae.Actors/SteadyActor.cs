@@ -8,7 +8,8 @@ namespace MetaMae.Actors;
 /// <summary>
 /// Base of the actors that hold other actors' work (the learner, data and evaluator hosts, the probe scheduler, the
 /// run manager): an error in one of their handlers is logged with the message it was handling, never a failure, since
-/// a restart by their supervisor would drop every run they hold.
+/// a restart by their supervisor would drop every run they hold. A request whose asker waits for an answer is
+/// answered with the failure (<see cref="Refuse"/>), so no run waits forever on a message that failed here.
 /// </summary>
 public abstract class SteadyActor : ReceiveActor
 {
@@ -21,8 +22,21 @@ public abstract class SteadyActor : ReceiveActor
         catch (Exception e)
         {
             Context.GetLogger().Error(e, "{0}: {1} while handling {2}", GetType().Name, e.Message, message.GetType().Name);
+            try
+            {
+                Refuse(message, Failures.Describe(e));
+            }
+            catch (Exception again)
+            {
+                Context.GetLogger().Error(again, "{0}: could not answer the failed {1}", GetType().Name, message.GetType().Name);
+            }
             return true;
         }
+    }
+
+    /// <summary>Tells whoever waits on <paramref name="message"/> that handling it failed with <paramref name="reason"/>; by default no one waits.</summary>
+    protected virtual void Refuse(object message, string reason)
+    {
     }
 }
 

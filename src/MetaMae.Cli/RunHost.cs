@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MetaMae.Actors;
+using MetaMae.Actors.Coordination;
 using MetaMae.Actors.Cluster;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;

@@ -14,7 +14,10 @@ public static class Roles
     public static readonly string[] All = [Coordinator, Learner, Data, Evaluator];
 }
 
-/// <summary>A host of <paramref name="Role"/> work announces itself to the run manager (again every few seconds).</summary>
+/// <summary>
+/// A host of <paramref name="Role"/> work announces itself to the run manager once, as its node starts (so a run
+/// submitted at once already sees it); a manager finds the hosts of every Up member by itself too (after a move).
+/// </summary>
 public sealed record RegisterHost(string Role, IActorRef Host) : IMetaMaeMessage;
 
 /// <summary>

@@ -22,8 +22,8 @@ public sealed class FailPointException(string name, long at) : Exception($"fail 
 
 /// <summary>
 /// Named places where reliability specs inject faults into the real code paths (in the style of etcd's gofail):
-/// data.open, data.stream-start, data.batch, learner.step, learner.resume, checkpoint.write, checkpoint.prune,
-/// evaluator.probe, evaluator.crash, artifacts.write, record.write. Off unless set, so a <see cref="Hit"/> costs one volatile read.
+/// data.open, data.stream-start, data.batch, learner-host.start, learner.step, learner.resume, checkpoint.write, checkpoint.prune,
+/// evaluator.probe, evaluator.crash, artifacts.write, artifacts.report, record.write. Off unless set, so a <see cref="Hit"/> costs one volatile read.
 /// A process reads them from METAMAE_FAILPOINTS at start, e.g.
 /// <c>METAMAE_FAILPOINTS="checkpoint.write=kill@40;learner.step=throw@7*1;data.batch=sleep(500)"</c>:
 /// <c>name=action[@at][*times]</c>, where <c>at</c> matches the step, batch or record the caller passes and

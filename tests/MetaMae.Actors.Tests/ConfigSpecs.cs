@@ -133,4 +133,22 @@ public sealed class ConfigSpecs
         Assert.Contains("batch_scaling", e.Message);
         Assert.Equal(40, RunSpec.Load(MainConfig, ["batch_size=8", "replicas=5", "batch_scaling=scale"]).GlobalBatchSize(5));
     }
+
+    [Fact]
+    public void Each_node_checks_the_devices_its_role_uses_a_coordinator_or_data_node_without_a_GPU_takes_a_CUDA_run()
+    {
+        var cuda = TestRuns.Tiny("/tmp/out") with { Device = "cuda" };
+        Assert.Null(cuda.Refusal(Roles.Coordinator));
+        Assert.Null(cuda.Refusal(Roles.Data));
+        Assert.Null(cuda.Refusal(Roles.Evaluator)); // probes run on evaluation.device
+        Assert.Contains("libtorch sees no CUDA device", cuda.Refusal(Roles.Learner)); // this machine has none
+        Assert.Contains("libtorch sees no CUDA device", cuda.Refusal()); // one machine: every check
+
+        var probesOnCuda = TestRuns.Tiny("/tmp/out") with { Evaluation = new EvaluationConfig { Device = "cuda" } };
+        Assert.Null(probesOnCuda.Refusal(Roles.Learner));
+        Assert.Contains("evaluation.device", probesOnCuda.Refusal(Roles.Evaluator));
+
+        // A device's name is checked everywhere: a typo is refused by the first node that sees it.
+        Assert.Contains("unknown device 'gpu'", (cuda with { Device = "gpu" }).Refusal(Roles.Coordinator));
+    }
 }

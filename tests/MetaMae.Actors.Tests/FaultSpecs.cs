@@ -31,7 +31,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: probes) with { MaxLearnerRestarts = 1 };
         FailPoints.Set(point, FailAction.Throw, at: at);
         var dir = Path.Combine(Root, "run");
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "run", dir));
+        var coordinator = Coordinator(config, "run", dir);
         Watch(coordinator);
         coordinator.Tell(StartRun.Instance, TestActor);
         var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(2));
@@ -63,7 +63,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var junk = new byte[64 * 1024];
         new Random(5).NextBytes(junk);
         File.WriteAllBytes(db, junk);
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(TestRuns.Tiny(Root), "junk", Path.Combine(Root, "junk")));
+        var coordinator = Coordinator(TestRuns.Tiny(Root), "junk", Path.Combine(Root, "junk"));
         coordinator.Tell(StartRun.Instance, TestActor);
         var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromSeconds(60));
         Assert.Equal(RunStatus.Failed, result.Status);
@@ -79,7 +79,7 @@ public sealed class FaultSpecs : MetaMaeTestKit
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
         config = config with { Evaluation = config.Evaluation with { Epochs = 2 } };
         FailPoints.Set("evaluator.crash", FailAction.Throw, at: 0, times: 1);
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "crash", Path.Combine(Root, "crash")));
+        var coordinator = Coordinator(config, "crash", Path.Combine(Root, "crash"));
         coordinator.Tell(StartRun.Instance, TestActor);
         var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromMinutes(2));
         Assert.Equal(8, result.Step); // training went on to the end: the stream was not stopped
@@ -89,11 +89,25 @@ public sealed class FaultSpecs : MetaMaeTestKit
     }
 
     [Fact]
+    public async Task A_learner_host_that_cannot_start_the_learner_fails_the_run_at_once_instead_of_leaving_it_waiting()
+    {
+        // The host's handler throws (its supervisor would only log it): the coordinator must hear why, not wait out
+        // placement_timeout_seconds for a learner that will never report.
+        var config = TestRuns.Tiny(Root, steps: 8, every: 4) with { PlacementTimeoutSeconds = 600 };
+        FailPoints.Set("learner-host.start", FailAction.Throw);
+        var coordinator = Coordinator(config, "host", Path.Combine(Root, "host"));
+        coordinator.Tell(StartRun.Instance, TestActor);
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromSeconds(30));
+        Assert.Equal(RunStatus.Failed, result.Status);
+        Assert.Contains("the learner node could not start the learner: fail point 'learner-host.start'", result.Error);
+    }
+
+    [Fact]
     public async Task A_learner_that_always_fails_is_restarted_at_most_the_configured_times()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4) with { MaxLearnerRestarts = 3 };
         FailPoints.Set("learner.step", FailAction.Throw, at: 2);
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "r", Path.Combine(Root, "r")));
+        var coordinator = Coordinator(config, "r", Path.Combine(Root, "r"));
         await EventFilter.Warning(contains: "restart 4 of").ExpectAsync(0, async () =>
         {
             coordinator.Tell(StartRun.Instance, TestActor);

@@ -95,7 +95,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     {
         var config = TestRuns.Tiny(Root, steps: 10_000, every: 1000);
         var progress = CreateTestProbe();
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, "stopped", Path.Combine(Root, "stopped"), progress.Ref));
+        var coordinator = Coordinator(config, "stopped", Path.Combine(Root, "stopped"), progress.Ref);
         coordinator.Tell(StartRun.Instance, TestActor);
         await progress.FishForMessageAsync(m => m is StepReport { Step: 5 }, TimeSpan.FromSeconds(60));
         coordinator.Tell(new StopRun("test"));

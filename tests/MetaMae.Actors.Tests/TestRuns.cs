@@ -87,11 +87,23 @@ public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable
 
     protected MetaMaeTestKit() : base(MetaMaeHocon.Config) { }
 
+    private RunHosts? hosts;
+
+    /// <summary>A learner, a data and an evaluator host in this system, as a node of every role has them (made once per spec).</summary>
+    protected RunHosts Hosts => hosts ??= new RunHosts(
+        [Sys.ActorOf(Props.Create<LearnerHostActor>(), LearnerHostActor.Name)],
+        [Sys.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)],
+        [Sys.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)]);
+
+    /// <summary>A coordinator of <paramref name="config"/>'s run on this system's <see cref="Hosts"/>, as a run manager makes it.</summary>
+    protected IActorRef Coordinator(RunSpec config, string runId, string? runDirectory = null, IActorRef? progress = null, RunStartOptions? options = null) =>
+        Sys.ActorOf(RunCoordinatorActor.Props(config, runId, runDirectory ?? Path.Combine(config.Out, runId), Hosts, progress, options));
+
     /// <summary>Runs <paramref name="config"/> through a coordinator of this system and waits for its end.</summary>
     protected async Task<RunFinished> RunAsync(RunSpec config, string runId, IActorRef? progress = null, RunStartOptions? options = null,
         TimeSpan? timeout = null)
     {
-        var coordinator = Sys.ActorOf(RunCoordinatorActor.Props(config, runId, Path.Combine(config.Out, runId), progress, options));
+        var coordinator = Coordinator(config, runId, progress: progress, options: options);
         coordinator.Tell(StartRun.Instance, TestActor);
         return await ExpectMsgAsync<RunFinished>(timeout ?? TimeSpan.FromMinutes(3));
     }

@@ -6,6 +6,7 @@ using Akka.Remote.Hosting;
 using Akka.Management;
 using Akka.Management.Cluster.Bootstrap;
 using Akka.Discovery.KubernetesApi;
+using MetaMae.Actors.Coordination;
 using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Cluster;
@@ -106,21 +107,13 @@ public static class NodeHosting
             builder.WithSingletonProxy<RunManagerActor>(RunManagerActor.Name, singleton);
         return builder.WithActors((system, registry) =>
         {
+            // Each host announces itself once (a run submitted at once sees it); the run manager also finds the hosts of
+            // every Up member by name from membership events, so a manager that moved knows them without re-registration.
             var manager = registry.Get<RunManagerActor>();
-            var registrations = new List<RegisterHost>();
-            if (roles.Contains(Roles.Learner))
-                registrations.Add(new RegisterHost(Roles.Learner, system.ActorOf(Props.Create<LearnerHostActor>(), LearnerHostActor.Name)));
-            if (roles.Contains(Roles.Data))
-                registrations.Add(new RegisterHost(Roles.Data, system.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)));
+            if (roles.Contains(Roles.Learner)) manager.Tell(new RegisterHost(Roles.Learner, system.ActorOf(Props.Create<LearnerHostActor>(), LearnerHostActor.Name)));
+            if (roles.Contains(Roles.Data)) manager.Tell(new RegisterHost(Roles.Data, system.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)));
             if (roles.Contains(Roles.Evaluator))
-            {
-                var evaluator = system.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name);
-                registrations.Add(new RegisterHost(Roles.Evaluator, evaluator));
-                // Probes are published to the evaluators' group: one of them takes each.
-                Akka.Cluster.Tools.PublishSubscribe.DistributedPubSub.Get(system).Mediator.Tell(
-                    new Akka.Cluster.Tools.PublishSubscribe.Subscribe(RunCoordinatorActor.ProbeTopic, evaluator, RunCoordinatorActor.ProbeGroup), evaluator);
-            }
-            if (registrations.Count > 0) system.ActorOf(Props.Create(() => new HostRegistrarActor(manager, registrations)), "host-registrar");
+                manager.Tell(new RegisterHost(Roles.Evaluator, system.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)));
             if (node.SeedNodes.Count == 0 && node.Discovery == "seeds")
             {
                 var cluster = Akka.Cluster.Cluster.Get(system);

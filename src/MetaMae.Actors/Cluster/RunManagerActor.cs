@@ -1,6 +1,8 @@
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Event;
+using MetaMae.Actors.Coordination;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 
@@ -8,13 +10,19 @@ namespace MetaMae.Actors.Cluster;
 
 /// <summary>
 /// The cluster's one run manager (a cluster singleton on the coordinator role): it keeps the live learner, data and
-/// evaluator hosts (each registers itself and is watched), starts a <see cref="RunCoordinatorActor"/> per submitted
+/// evaluator hosts (found by name on each member that is Up with the role, from cluster membership events, and
+/// watched), starts a <see cref="RunCoordinatorActor"/> per submitted
 /// run with those hosts and keeps it current as nodes come and go, and publishes each run's events on its topic.
 /// When the singleton moves to another node (its node died), the new one rebuilds from the durable run record: runs
 /// recorded as running are resumed from their latest valid checkpoint.
 /// </summary>
-public sealed class RunManagerActor : SteadyActor
+public sealed class RunManagerActor : SteadyActor, IWithTimers
 {
+    /// <summary>Looks for the host of <see cref="Role"/> on the member at <see cref="Address"/>.</summary>
+    private sealed record FindHost(Address Address, string Role);
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
     public const string Name = "run-manager";
 
     /// <summary>The DistributedPubSub topic of a run's events (steps, checkpoints, evaluations, the end).</summary>
@@ -22,6 +30,8 @@ public sealed class RunManagerActor : SteadyActor
 
     private readonly Dictionary<string, HashSet<IActorRef>> hosts = Roles.All.ToDictionary(r => r, _ => new HashSet<IActorRef>());
     private readonly Dictionary<string, IActorRef> runs = [];
+    /// <summary>The members whose hosts are looked for (Up, not yet removed).</summary>
+    private readonly HashSet<Address> members = [];
     private readonly string? resumeFrom;
     private readonly ILoggingAdapter log = Context.GetLogger();
 
@@ -29,13 +39,36 @@ public sealed class RunManagerActor : SteadyActor
     public RunManagerActor(string? resumeFrom)
     {
         this.resumeFrom = resumeFrom;
-        Receive<RegisterHost>(r =>
+        Receive<ClusterEvent.MemberUp>(up => FindHosts(up.Member));
+        Receive<FindHost>(f =>
         {
-            if (!hosts.TryGetValue(r.Role, out var set) || !set.Add(r.Host)) return;
-            Context.Watch(r.Host);
-            log.Info("{0} host joined: {1}", r.Role, r.Host.Path);
-            Broadcast();
+            if (members.Contains(f.Address)) Context.ActorSelection(new RootActorPath(f.Address) / "user" / HostName(f.Role)).Tell(new Identify(f));
         });
+        Receive<ActorIdentity>(id => id.MessageId is FindHost, id =>
+        {
+            var f = (FindHost)id.MessageId;
+            if (!members.Contains(f.Address)) return;
+            if (id.Subject is null)
+            {
+                // The node is up but its host not yet started (or the answer was lost): asked again while it is a member.
+                Timers.StartSingleTimer(f, f, TimeSpan.FromSeconds(1));
+                return;
+            }
+            AddHost(f.Role, id.Subject);
+        });
+        Receive<RegisterHost>(r => AddHost(r.Role, r.Host));
+        Receive<ClusterEvent.MemberRemoved>(r =>
+        {
+            members.Remove(r.Member.Address);
+            var gone = hosts.Values.SelectMany(set => set).Where(h => h.Path.Address.Equals(r.Member.Address)).ToList();
+            foreach (var h in gone)
+            {
+                foreach (var set in hosts.Values) set.Remove(h);
+                log.Warning("host left: {0} (its node was removed)", h.Path);
+            }
+            if (gone.Count > 0) Broadcast();
+        });
+        Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<SubmitRun>(Submit);
         Receive<FollowRun>(f =>
         {
@@ -120,8 +153,37 @@ public sealed class RunManagerActor : SteadyActor
 
     public static Props Props(string? resumeFrom) => Akka.Actor.Props.Create(() => new RunManagerActor(resumeFrom));
 
+    /// <summary>The name each role's host has on its node.</summary>
+    private static string HostName(string role) => role switch
+    {
+        Roles.Learner => LearnerHostActor.Name,
+        Roles.Data => DataHostActor.Name,
+        Roles.Evaluator => EvaluatorHostActor.Name,
+        _ => throw new ArgumentOutOfRangeException(nameof(role), role, "no host has this role"),
+    };
+
+    private void AddHost(string role, IActorRef host)
+    {
+        if (!hosts.TryGetValue(role, out var set) || !set.Add(host)) return;
+        Context.Watch(host);
+        log.Info("{0} host joined: {1}", role, host.Path);
+        Broadcast();
+    }
+
+    private void FindHosts(Member member)
+    {
+        if (!members.Add(member.Address)) return;
+        foreach (var role in new[] { Roles.Learner, Roles.Data, Roles.Evaluator }.Where(member.HasRole))
+            Self.Tell(new FindHost(member.Address, role));
+    }
+
+    protected override void PostStop() => Akka.Cluster.Cluster.Get(Context.System).Unsubscribe(Self);
+
     protected override void PreStart()
     {
+        // Every member that is Up (now, and as members join) is searched for the hosts of its roles.
+        Akka.Cluster.Cluster.Get(Context.System).Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.MemberUp), typeof(ClusterEvent.MemberRemoved));
         if (resumeFrom is null) return;
         var db = RunRecord.Describe(resumeFrom);
         if (!RunRecord.Exists(resumeFrom)) return;
@@ -158,15 +220,15 @@ public sealed class RunManagerActor : SteadyActor
             Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
             return;
         }
-        if (s.Spec.Refusal() is { } refused)
+        if (s.Spec.Refusal(Roles.Coordinator) is { } refused)
         {
             Sender.Tell(new RunFinished(s.RunId, RunStatus.Failed, 0, s.RunDirectory, [], $"the coordinator node refused the config: {refused}"));
             return;
         }
         var config = s.Spec;
         var publisher = Context.ActorOf(Akka.Actor.Props.Create(() => new TopicPublisherActor(Topic(s.RunId))));
-        var coordinator = Context.ActorOf(RunCoordinatorActor.Props(config, s.RunId, s.RunDirectory, publisher,
-            new RunStartOptions { Hosts = Current, LockToken = s.LockToken, FromScratch = s.FromScratch, TakeOver = s.TakeOver }));
+        var coordinator = Context.ActorOf(RunCoordinatorActor.Props(config, s.RunId, s.RunDirectory, Current, publisher,
+            new RunStartOptions { LockToken = s.LockToken, FromScratch = s.FromScratch, TakeOver = s.TakeOver }));
         Context.Watch(coordinator);
         runs[s.RunId] = coordinator;
         Sender.Tell(new RunAccepted(s.RunId, Topic(s.RunId)));
@@ -181,31 +243,6 @@ public sealed class TopicPublisherActor : ReceiveActor
     {
         var mediator = DistributedPubSub.Get(Context.System).Mediator;
         ReceiveAny(m => mediator.Tell(new Publish(topic, m)));
-    }
-}
-
-/// <summary>
-/// Registers this node's hosts with the run manager (through the singleton proxy) now and every few seconds, so a
-/// manager that moved learns them again.
-/// </summary>
-public sealed class HostRegistrarActor : ReceiveActor, IWithTimers
-{
-    private sealed record Tick;
-
-    public ITimerScheduler Timers { get; set; } = null!;
-
-    public HostRegistrarActor(IActorRef manager, IReadOnlyList<RegisterHost> registrations)
-    {
-        Receive<Tick>(_ =>
-        {
-            foreach (var r in registrations) manager.Tell(r);
-        });
-    }
-
-    protected override void PreStart()
-    {
-        Self.Tell(new Tick());
-        Timers.StartPeriodicTimer("register", new Tick(), TimeSpan.FromSeconds(3));
     }
 }
 

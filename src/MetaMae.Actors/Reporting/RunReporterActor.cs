@@ -46,6 +46,7 @@ public sealed class RunReporterActor : ReceiveActor
         Receive<ReplicasAgreeAt>(a => Write("writing replica digests to metrics.jsonl", () => artifacts.Replicas(a)));
         Receive<WriteFinalReport>(f =>
         {
+            FailPoints.Hit("artifacts.report");
             var problems = new List<string>();
             Try(problems, "write the plots", () => artifacts.Plots(f.Results));
             Try(problems, "write report.md", () => artifacts.Report(this.runId, f.Status, f.Step, f.ConfigJson, f.Results, f.Error, f.FailedProbes));

@@ -5,6 +5,18 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Runs;
 
+/// <summary>Which devices of a spec must be available on the node that checks it (each role uses its own).</summary>
+[Flags]
+public enum DeviceChecks
+{
+    None = 0,
+    /// <summary>The learner's <c>device</c>.</summary>
+    Training = 1,
+    /// <summary>The probes' <c>evaluation.device</c>.</summary>
+    Probes = 2,
+    All = Training | Probes,
+}
+
 /// <summary>
 /// What a <see cref="RunSpec"/> means here: its data set and model (the mapping to Data and Model settings, in one
 /// place), and the checks that need them (ranges, catalog names, devices available on this node).
@@ -40,9 +52,10 @@ public static class RunSpecs
 
         /// <summary>
         /// Checks every key; the first problem is a <see cref="ConfigException"/> naming the key, what was given and what
-        /// is allowed. Numbers must be finite and in range, objects present, devices available on this machine.
+        /// is allowed. Numbers must be finite and in range, objects present, and the devices <paramref name="devices"/>
+        /// names available on this machine (every device name is checked for its form).
         /// </summary>
-        public void Validate()
+        public void Validate(DeviceChecks devices = DeviceChecks.All)
         {
             var s = spec;
             Require("name", s.Name is not null && RunSpec.NamePattern.IsMatch(s.Name),
@@ -50,7 +63,7 @@ public static class RunSpecs
             RequireDataset("dataset", s.Dataset);
             Require("model", s.Model is not null && RunSpec.Models.Contains(s.Model), $"'{s.Model}' is not allowed; allowed: {string.Join(", ", RunSpec.Models)}");
             Require("preset", s.Preset is not null && Presets.All.ContainsKey(s.Preset), $"'{s.Preset}' is not allowed; allowed: {string.Join(", ", Presets.All.Keys)}");
-            RequireDevice("device", s.Device);
+            RequireDevice("device", s.Device, devices.HasFlag(DeviceChecks.Training));
             Require("precision", s.Precision is not null && RunSpec.Precisions.Contains(s.Precision),
                 $"'{s.Precision}' is not allowed; allowed: {string.Join(", ", RunSpec.Precisions)}");
             Require("steps", s.Steps >= 1, $"must be at least 1, got {s.Steps}");
@@ -86,7 +99,7 @@ public static class RunSpecs
             RequireFinite("placement_timeout_seconds", s.PlacementTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
             Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
             Require("evaluation", s.Evaluation is not null, "must be an object (use {\"datasets\": []} for none)");
-            s.Evaluation!.Validate();
+            s.Evaluation!.Validate(checkDevice: devices.HasFlag(DeviceChecks.Probes));
             var pretrain = ResolveDataset("dataset", s.Dataset);
             Require("dataset.name", pretrain.Role != Role.Transfer, $"'{pretrain.Name}' is a transfer set and cannot be pretrained on");
             for (int i = 0; i < s.Evaluation!.Datasets.Count; i++)
@@ -117,12 +130,22 @@ public static class RunSpecs
 
     extension(RunSpec spec)
     {
-        /// <summary>Why this node refuses the spec (its data, its devices), or null when it is valid here.</summary>
-        public string? Refusal()
+        /// <summary>
+        /// Why this node refuses the spec, or null when it is valid here. The keys are checked on every node; the devices
+        /// only where <paramref name="role"/> uses them (a learner the training device, an evaluator the probes' device):
+        /// a coordinator or data node without a GPU does not refuse a CUDA run. No role: every check (one machine).
+        /// </summary>
+        public string? Refusal(string? role = null)
         {
             try
             {
-                spec.Validate();
+                spec.Validate(role switch
+                {
+                    null => DeviceChecks.All,
+                    Protocol.Roles.Learner => DeviceChecks.Training,
+                    Protocol.Roles.Evaluator => DeviceChecks.Probes,
+                    _ => DeviceChecks.None,
+                });
                 return null;
             }
             catch (Exception e)
@@ -135,7 +158,7 @@ public static class RunSpecs
     extension(EvaluationConfig evaluation)
     {
         /// <summary>Checks every probe setting; <paramref name="prefix"/> names the keys ("evaluation." in a run config).</summary>
-        public void Validate(string prefix = "evaluation.")
+        public void Validate(string prefix = "evaluation.", bool checkDevice = true)
         {
             Require(prefix + "datasets", evaluation.Datasets is not null, "must be a list of data sets (it may be empty)");
             Require(prefix + "when", evaluation.When is not null && RunSpec.EvaluationWhen.Contains(evaluation.When),
@@ -147,7 +170,7 @@ public static class RunSpecs
             RequireFinite(prefix + "weight_decay", evaluation.WeightDecay, min: 0, max: 100);
             Require(prefix + "batch_size", evaluation.BatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.BatchSize}");
             Require(prefix + "feature_batch_size", evaluation.FeatureBatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.FeatureBatchSize}");
-            RequireDevice(prefix + "device", evaluation.Device);
+            RequireDevice(prefix + "device", evaluation.Device, checkDevice);
             for (int i = 0; i < evaluation.Datasets!.Count; i++) RequireDataset($"{prefix}datasets[{i}]", evaluation.Datasets[i]);
         }
     }
@@ -200,9 +223,17 @@ public static class RunSpecs
     }
 
     /// <summary>The device must be a known name and exist here: asking for CUDA on a machine without it is a config error.</summary>
-    internal static void RequireDevice(string key, string? device)
+    /// <param name="available">Whether the device must be on this machine; otherwise only its name is checked.</param>
+    internal static void RequireDevice(string key, string? device, bool available = true)
     {
         Require(key, device is not null, "is required; allowed: " + string.Join(", ", TorchRuntime.DeviceChoices) + ", cuda:N");
+        if (!available)
+        {
+            var d = device!.Trim().ToLowerInvariant();
+            Require(key, TorchRuntime.DeviceChoices.Contains(d) || (d.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(d[5..], out var n) && n >= 0),
+                $"unknown device '{device}'; allowed: {string.Join(", ", TorchRuntime.DeviceChoices)}, cuda:N");
+            return;
+        }
         try
         {
             TorchRuntime.SelectDevice(device!);

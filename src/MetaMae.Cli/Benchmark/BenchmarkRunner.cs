@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using MetaMae.Actors;
+using MetaMae.Actors.Coordination;
 using MetaMae.Actors.Runs;
 using MetaMae.Protocol;
 

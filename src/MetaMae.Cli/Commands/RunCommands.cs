@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Akka.Actor;
 using MetaMae.Actors;
+using MetaMae.Actors.Coordination;
 using MetaMae.Actors.Cluster;
 using MetaMae.Actors.Runs;
 using MetaMae.Data;

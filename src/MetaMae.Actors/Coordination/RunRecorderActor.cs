@@ -1,0 +1,270 @@
+using Akka.Actor;
+using Akka.Event;
+using MetaMae.Actors.Checkpoints;
+using MetaMae.Actors.Reporting;
+using MetaMae.Actors.Runs;
+using MetaMae.Protocol;
+
+namespace MetaMae.Actors.Coordination;
+
+/// <summary>
+/// What a run leaves behind (a child of its <see cref="RunCoordinatorActor"/>): the durable run record, the run's files
+/// (metrics.jsonl, TensorBoard, plots and report.md, through its <see cref="RunReporterActor"/>), the checkpoints on
+/// disk (cleaned at the start, pruned as probes report) and the run's Prometheus series. Any failure to write fails the
+/// run with the stage named (<see cref="RunPartFailed"/>); the recorder stays, so the end is still written as far as it
+/// can be: <see cref="CloseRecord"/> writes the final report (bounded by <see cref="CoordinatorSettings.FinalReport"/>),
+/// finishes the record and closes every file before it answers <see cref="RecordClosed"/>.
+/// </summary>
+internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
+{
+    private sealed record ReportLate;
+
+    private readonly RunSpec config;
+    private readonly string configJson;
+    private readonly string runId;
+    private readonly string runDirectory;
+    private readonly RunStartOptions options;
+    private readonly CoordinatorSettings settings;
+    private readonly ILoggingAdapter log = Context.GetLogger();
+    private readonly Dictionary<string, DataReport> dataReports = [];
+    private IRunRecord? store;
+    private IActorRef? reporter;
+    private CheckpointStore? checkpoints;
+    /// <summary>The highest step reported in this coordinator's life (a lower or equal one is trained again).</summary>
+    private long highestStep;
+    private bool failed;
+    private CloseRecord? closing;
+    private IActorRef? closer;
+    private string stage = "opening metrics.jsonl and TensorBoard";
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public RunRecorderActor(RunSpec config, string configJson, string runId, string runDirectory, RunStartOptions options, CoordinatorSettings settings)
+    {
+        this.config = config;
+        this.configJson = configJson;
+        this.runId = runId;
+        this.runDirectory = runDirectory;
+        this.options = options;
+        this.settings = settings;
+        Become(Recording);
+    }
+
+    /// <summary>While the run goes on: every event is written.</summary>
+    private void Recording()
+    {
+        Receive<OpenRecord>(_ => Sender.Tell(Open()));
+        Receive<StepReport>(r =>
+        {
+            reporter!.Tell(r);
+            Cluster.RunMetrics.Record(r, retrained: r.Step <= highestStep);
+            highestStep = Math.Max(highestStep, r.Step);
+            stage = "recording the step in the run record";
+            if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
+            stage = "writing data metrics";
+            if (r.Step % 50 == 0 || r.Step == r.TotalSteps) WriteDataMetrics(r.Step);
+        });
+        Receive<DataReport>(d =>
+        {
+            dataReports[d.Node] = d;
+            Cluster.RunMetrics.BadRecords.WithLabels(runId).Set(dataReports.Values.Sum(x => x.BadRecords));
+        });
+        Receive<CheckpointSaved>(c =>
+        {
+            stage = $"recording checkpoint {c.Path}";
+            store!.AddCheckpoint(runId, c.Step, c.Path, valid: true);
+        });
+        Receive<EvaluationResult>(r =>
+        {
+            stage = "recording an evaluation";
+            store!.AddEvaluation(r);
+            reporter!.Tell(r);
+            Cluster.RunMetrics.Probe.WithLabels(runId, r.Dataset, r.Metric).Set(r.Value);
+        });
+        Receive<PruneCheckpoints>(p =>
+        {
+            stage = "pruning checkpoints";
+            foreach (var deleted in checkpoints!.Prune(p.Best, p.Owed)) store!.RemoveCheckpoint(runId, deleted);
+        });
+        Receive<GroupFormedAt>(g => reporter!.Tell(g));
+        Receive<ReplicasAgreeAt>(a => reporter!.Tell(a));
+        Receive<ReporterFailed>(f => Fail(f.Reason));
+        Ending();
+    }
+
+    /// <summary>After the first failure only the end is written (later writes would only fail again or record a run that is over).</summary>
+    private void Failed()
+    {
+        Ending();
+        ReceiveAny(_ => { });
+    }
+
+    /// <summary>What is written whether or not a write failed: warnings and the end.</summary>
+    private void Ending()
+    {
+        Receive<RecordWarning>(w =>
+        {
+            try
+            {
+                store?.AddWarning(runId, w.Step, w.Message);
+            }
+            catch (Exception e) when (e is RunStoreException or IOException)
+            {
+                log.Error("could not record the warning '{0}': {1}", w.Message, e.Message);
+            }
+        });
+        Receive<CloseRecord>(c =>
+        {
+            closing = c;
+            closer = Sender;
+            Become(Closing);
+            if (reporter is null)
+            {
+                Close([]);
+                return;
+            }
+            reporter.Tell(new WriteFinalReport(c.Status, c.Step, configJson, c.Results, c.Error, c.FailedProbes));
+            Timers.StartSingleTimer("report", new ReportLate(), settings.FinalReport);
+        });
+    }
+
+    /// <summary>The final report is being written (bounded by a timer of its own, which no other message resets).</summary>
+    private void Closing()
+    {
+        Receive<FinalReportWritten>(w => Close(w.Problems));
+        Receive<ReportLate>(_ => Close([$"could not write the plots and report.md within {settings.FinalReport.TotalSeconds:0} s"]));
+        ReceiveAny(_ => { });
+    }
+
+    public static Props Props(RunSpec config, string configJson, string runId, string runDirectory, RunStartOptions options, CoordinatorSettings settings) =>
+        Akka.Actor.Props.Create(() => new RunRecorderActor(config, configJson, runId, runDirectory, options, settings));
+
+    /// <summary>The first failure ends the run with the stage named.</summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        try
+        {
+            return base.AroundReceive(receive, message);
+        }
+        catch (Exception e)
+        {
+            Fail($"{stage} failed: {Failures.Describe(e)}");
+            return true;
+        }
+    }
+
+    private void Fail(string reason)
+    {
+        if (failed || closing is not null) return;
+        failed = true;
+        Become(Failed);
+        Context.Parent.Tell(new RunPartFailed(reason));
+    }
+
+    /// <summary>
+    /// Opens the run's files and record and checks its checkpoints: leftovers of an interrupted write cleaned, those a
+    /// dead coordinator's learners wrote moved aside on a take-over, all-corrupt ones refused (or moved aside with
+    /// from_scratch), the record synchronised with the valid ones.
+    /// </summary>
+    private RecordOpened Open()
+    {
+        var warnings = new List<string>();
+        stage = "opening metrics.jsonl and TensorBoard";
+        reporter = Context.ActorOf(RunReporterActor.Props(runId, runDirectory), "reporter");
+        var runs = RunRecord.RunsDirectoryOf(runDirectory);
+        stage = $"opening the run record {RunRecord.Describe(runs)}";
+        store = RunRecord.Open(runs);
+        store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
+        Cluster.RunMetrics.Started(runId);
+        highestStep = store.Runs().FirstOrDefault(r => r.Id == runId)?.Step ?? 0; // recorded every 10 steps: a resume retrains from below it
+
+        stage = "checking checkpoints";
+        checkpoints = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
+        foreach (var action in checkpoints.CleanLeftovers()) log.Warning("{0}", action);
+        if (options.TakeOver && store.Checkpoints(runId).Select(c => (long?)c.Step).Max() is { } newestRecorded)
+        {
+            var moved = checkpoints.MoveAsideAfter(newestRecorded, "orphaned-checkpoints");
+            if (moved > 0)
+                warnings.Add($"moved {moved} checkpoint(s) after step {newestRecorded} to orphaned-checkpoints/: written after the previous coordinator was gone, " +
+                             $"with no step recorded; the run resumes from step {newestRecorded}");
+        }
+        var onDisk = checkpoints.List();
+        var valid = onDisk.Where(c => IsValid(c.Path)).ToList();
+        if (onDisk.Count > 0 && valid.Count == 0)
+        {
+            if (!options.FromScratch)
+                throw new InvalidDataException(
+                    $"all {onDisk.Count} checkpoint(s) in {checkpoints.Directory} are corrupt (they fail their manifests); nothing to resume from. " +
+                    "`metamae resume --from-scratch RUN_DIR` moves them to corrupt-checkpoints/ and starts over");
+            log.Warning("moved {0} corrupt checkpoint(s) to corrupt-checkpoints/; starting over from step 0", checkpoints.MoveAllAside());
+        }
+        store.SyncCheckpoints(runId, valid);
+        var measured = store.Evaluations(runId).ToList(); // a resumed run keeps what was measured before
+        stage = "running";
+        return new RecordOpened(highestStep, valid, measured, warnings);
+    }
+
+    /// <summary>Silent: the learner warns about each corrupt checkpoint it skips; here only the count matters.</summary>
+    private static bool IsValid(string path)
+    {
+        try
+        {
+            Model.Checkpoints.Checkpoint.Verify(path);
+            return true;
+        }
+        catch (Model.Checkpoints.CorruptCheckpointException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The data pipelines' counters, summed over the data nodes, into metrics.jsonl and TensorBoard.</summary>
+    private void WriteDataMetrics(long atStep)
+    {
+        if (dataReports.Count == 0) return;
+        var d = dataReports.Values;
+        if (d.Count > 1) // each data node's own counters (bad records per node), then their sum
+            foreach (var n in d)
+                reporter!.Tell(new DataMetricsAt(atStep, n.SamplesPerSecond, n.BytesPerSecond, n.BadRecords, n.RecordsRead, n.QueuedSamples, n.Node));
+        reporter!.Tell(new DataMetricsAt(atStep, d.Sum(x => x.SamplesPerSecond), d.Sum(x => x.BytesPerSecond), d.Sum(x => x.BadRecords),
+            d.Sum(x => x.RecordsRead), d.Sum(x => x.QueuedSamples)));
+    }
+
+    /// <summary>Finishes the record (a failure there is one more problem), closes every file and answers once.</summary>
+    private void Close(IReadOnlyList<string> reportProblems)
+    {
+        if (closer is null) return;
+        Timers.Cancel("report");
+        var problems = reportProblems.ToList();
+        try
+        {
+            store?.FinishRun(runId, closing!.Status, closing.Step, closing.Error);
+        }
+        catch (Exception e)
+        {
+            log.Error("could not update the run record: {0}", e.Message);
+            problems.Add($"could not update the run record: {Failures.Describe(e)}");
+        }
+        if (reporter is not null) Context.Stop(reporter);
+        Cluster.RunMetrics.Finished(runId);
+        Release();
+        closer.Tell(new RecordClosed(problems));
+        closer = null;
+    }
+
+    protected override void PostStop() => Release();
+
+    /// <summary>Closes the record; never throws (a full disk fails the flush of a close).</summary>
+    private void Release()
+    {
+        try
+        {
+            store?.Dispose();
+        }
+        catch (Exception e)
+        {
+            log.Warning("while closing the run record: {0}", e.Message);
+        }
+        store = null;
+    }
+}
