@@ -125,7 +125,12 @@ public sealed class DeploySpecs
         Assert.Contains("pods", Strings(At(role, "rules", "0", "resources")));
         Assert.Contains("list", Strings(At(role, "rules", "0", "verbs")));
         Assert.Equal("metamae", At(Of("RoleBinding", "metamae-reads-pods"), "subjects", "0", "name"));
-        var secret = Of("Secret", "metamae-record");
+        // The record's secret is generated from record.env, which the script writes with a random password (none ships).
+        var generator = ((List<object>)kustomization["secretGenerator"]).Single();
+        Assert.Equal("metamae-record", At(generator, "name"));
+        Assert.Equal(["record.env"], Strings(At(generator, "envs")));
+        Assert.DoesNotContain(docs, d => d["kind"].ToString() == "Secret");
+        var secretKeys = RecordSecret();
 
         var workloads = docs.Where(d => d["kind"].ToString() is "Deployment" or "StatefulSet" && At(d, "metadata", "labels", "app")?.ToString() == "metamae").ToList();
         Assert.Equal(new[] { "coordinator", "data", "evaluator", "learner" }, workloads.Select(w => At(w, "metadata", "name")!.ToString()!).Order());
@@ -158,12 +163,21 @@ public sealed class DeploySpecs
             Assert.Equal("status.podIP", At(env["POD_IP"], "valueFrom", "fieldRef", "fieldPath"));
             var secretKey = At(env[RunRecord.Variable], "valueFrom", "secretKeyRef")!;
             Assert.Equal("metamae-record", At(secretKey, "name"));
-            Assert.NotNull(At(secret, "stringData", At(secretKey, "key")!.ToString()!));
+            Assert.Contains(At(secretKey, "key")!.ToString()!, secretKeys.Keys);
+            // Not root, no escalation, no capabilities.
+            Assert.Equal("true", At(pod, "spec", "securityContext", "runAsNonRoot")?.ToString());
+            Assert.NotEqual("0", At(pod, "spec", "securityContext", "runAsUser")?.ToString());
+            Assert.Equal("false", At(container, "securityContext", "allowPrivilegeEscalation")?.ToString());
+            Assert.Equal(["ALL"], Strings(At(container, "securityContext", "capabilities", "drop")));
             Assert.True(int.Parse(At(pod, "spec", "terminationGracePeriodSeconds")!.ToString()!) > new Protocol.RunSpec { Dataset = null! }.StopGraceSeconds + 10);
         }
+        Assert.Equal("true", At(Of("StatefulSet", "postgres"), "spec", "template", "spec", "securityContext", "runAsNonRoot")?.ToString());
+        Assert.Equal("password", At(Of("StatefulSet", "postgres"), "spec", "template", "spec", "containers", "0", "env", "2", "valueFrom", "secretKeyRef", "key"));
+        Assert.Contains("password", secretKeys.Keys);
         var coordinator = Of("StatefulSet", "coordinator");
         Assert.Equal("metamae", At(coordinator, "spec", "serviceName"));
         var jobSpec = Of("Job", "fashion-mnist");
+        Assert.Equal("true", At(jobSpec, "spec", "template", "spec", "securityContext", "runAsNonRoot")?.ToString());
         var submit = At(jobSpec, "spec", "template", "spec", "containers", "0")!;
         Assert.Equal("IfNotPresent", At(submit, "imagePullPolicy"));
         var submitEnv = ((List<object>)At(submit, "env")!).ToDictionary(e => At(e, "name")!.ToString()!, e => e);
@@ -195,5 +209,64 @@ public sealed class DeploySpecs
         Assert.Contains("../../base", Strings(Documents(Path.Combine(Deploy, "k8s", "overlays", "cpu", "kustomization.yaml")).Single()["resources"]));
         var exposed = File.ReadLines(Path.Combine(Deploy, "Dockerfile")).Single(l => l.StartsWith("EXPOSE", StringComparison.Ordinal));
         foreach (var p in servicePorts.Values) Assert.Contains(p, exposed);
+    }
+
+    /// <summary>What deploy/k8s/make-record-secret.sh writes (into a temporary file): the secret's keys and values.</summary>
+    private static Dictionary<string, string> RecordSecret()
+    {
+        var file = Path.Combine(Directory.CreateTempSubdirectory("metamae-secret-").FullName, "record.env");
+        try
+        {
+            var script = Path.Combine(Deploy, "k8s", "make-record-secret.sh");
+            var (code, _, err) = Shell(script, file);
+            Assert.True(code == 0, err);
+            return File.ReadAllLines(file).Select(l => l.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(file)!, recursive: true);
+        }
+    }
+
+    private static (int Code, string Out, string Err) Shell(string script, string argument)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(script);
+        psi.ArgumentList.Add(argument);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, output, err.Result);
+    }
+
+    [Fact]
+    public void The_record_secret_script_makes_a_random_password_once_and_never_rotates_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("metamae-secret-").FullName;
+        try
+        {
+            var script = Path.Combine(Deploy, "k8s", "make-record-secret.sh");
+            string Read(string f) => File.ReadAllText(f);
+            var first = Path.Combine(dir, "a.env");
+            Assert.Equal(0, Shell(script, first).Code);
+            var secret = File.ReadAllLines(first).Select(l => l.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
+            Assert.True(secret["password"].Length >= 24, secret["password"]);
+            Assert.Equal($"postgresql://metamae:{secret["password"]}@postgres:5432/metamae", secret["url"]);
+            if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(first));
+            var text = Read(first);
+            var again = Shell(script, first); // a second run keeps the file: the database keeps its first password
+            Assert.Equal(0, again.Code);
+            Assert.Contains("kept", again.Err);
+            Assert.Equal(text, Read(first));
+            var other = Path.Combine(dir, "b.env");
+            Shell(script, other);
+            Assert.NotEqual(text, Read(other)); // random, not a default
+            Assert.DoesNotContain("change-me", string.Concat(Directory.GetFiles(Path.Combine(Deploy, "k8s"), "*.yaml", SearchOption.AllDirectories).Select(File.ReadAllText)));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 }
