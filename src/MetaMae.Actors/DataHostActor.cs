@@ -17,7 +17,7 @@ namespace MetaMae.Actors;
 /// one feed per replica, each making that replica's slice of every global batch). Pipeline failures (too many bad records, an
 /// unreadable data set) go to the coordinator, which fails the run; counters go to it every few seconds.
 /// </summary>
-public sealed class DataHostActor : SteadyActor, IWithTimers
+internal sealed class DataHostActor : SteadyActor, IWithTimers
 {
     public const string Name = "data-host";
 

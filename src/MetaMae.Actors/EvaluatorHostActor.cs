@@ -9,7 +9,7 @@ namespace MetaMae.Actors;
 /// Runs linear probes on an evaluator node: a <see cref="ProbeSchedulerActor"/> per run it is asked about. It tells
 /// the coordinator it took each probe (so the coordinator can ask elsewhere if this node dies) and never fails itself.
 /// </summary>
-public sealed class EvaluatorHostActor : SteadyActor
+internal sealed class EvaluatorHostActor : SteadyActor
 {
     public const string Name = "evaluator-host";
     private readonly Dictionary<string, IActorRef> schedulers = [];

@@ -30,7 +30,7 @@ namespace MetaMae.Actors;
 /// the group is dissolved it says so (<see cref="ReplicaLeft"/>) and stops; the coordinator re-forms the group.
 /// </para>
 /// </summary>
-public sealed class LearnerActor : ReceiveActor
+internal sealed class LearnerActor : ReceiveActor
 {
     private readonly RunSpec config;
     private readonly InputStatistics? inputStatistics;

@@ -9,7 +9,7 @@ namespace MetaMae.Actors;
 /// Runs learners on a learner node: one <see cref="LearnerSupervisorActor"/> per run it is asked for. Never fails
 /// itself; a learner that cannot start or keeps failing is reported to its run's coordinator.
 /// </summary>
-public sealed class LearnerHostActor : SteadyActor
+internal sealed class LearnerHostActor : SteadyActor
 {
     public const string Name = "learner-host";
     private readonly Dictionary<string, IActorRef> runs = [];
@@ -55,7 +55,7 @@ public sealed class LearnerHostActor : SteadyActor
 /// gives up it tells the coordinator why and stops. A replica of a group is never restarted alone (it would come back
 /// behind its peers): it is stopped and the coordinator re-forms the whole group from the latest checkpoint.
 /// </summary>
-public sealed class LearnerSupervisorActor : ReceiveActor
+internal sealed class LearnerSupervisorActor : ReceiveActor
 {
     /// <summary>The learner left its group on purpose (the group was dissolved): nothing to report.</summary>
     public sealed record LeftGroup(string Reason);

@@ -12,7 +12,7 @@ namespace MetaMae.Actors;
 /// crashes (its own errors it reports itself) is replaced, the probe it was running is reported failed with the
 /// cause, and its queue goes on: a crash never reaches the coordinator's supervision of the learner and the stream.
 /// </summary>
-public sealed class ProbeSchedulerActor : SteadyActor
+internal sealed class ProbeSchedulerActor : SteadyActor
 {
     private sealed record Slot(DatasetRef Dataset, Queue<ProbeRequest> Queue)
     {

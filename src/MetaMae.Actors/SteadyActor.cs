@@ -41,7 +41,7 @@ public abstract class SteadyActor : ReceiveActor
 }
 
 /// <summary>How a failure is named in a run's error, its record and its report.</summary>
-public static class Failures
+internal static class Failures
 {
     /// <summary>The message alone for errors that name their cause; the type too for the rest.</summary>
     public static string Describe(Exception e) => e switch

@@ -14,6 +14,7 @@ public sealed class ArchitectureSpecs
     private static readonly Assembly Data = typeof(MetaMae.Data.IDataset).Assembly;
     private static readonly Assembly Protocol = typeof(MetaMae.Protocol.IMetaMaeMessage).Assembly;
     private static readonly Assembly Actors = typeof(RunCoordinatorActor).Assembly;
+    private static readonly Assembly Command = typeof(MetaMae.Cli.RunHost).Assembly;
 
     private static void Holds(ConditionList rule, string what)
     {
@@ -56,4 +57,36 @@ public sealed class ArchitectureSpecs
         Holds(Types.InAssembly(Actors).That().DoNotHaveName(nameof(LearnerActor)).And().DoNotResideInNamespace("MetaMae.Actors.Reporting")
                 .ShouldNot().HaveDependencyOn("TorchSharp"),
             "an actor other than the learner uses TorchSharp (move the tensor work into MetaMae.Model)");
+
+    /// <summary>The types a member's signature names (its type, parameters, generic arguments, element types).</summary>
+    private static IEnumerable<Type> Named(Type t) =>
+        t.HasElementType ? Named(t.GetElementType()!) : t.IsGenericType ? t.GetGenericArguments().SelectMany(Named).Prepend(t) : [t];
+
+    private static IEnumerable<Type> SignatureTypes(MemberInfo m) => m switch
+    {
+        MethodBase method => method.GetParameters().Select(p => p.ParameterType).Concat(method is MethodInfo mi ? [mi.ReturnType] : []).SelectMany(Named),
+        PropertyInfo p => Named(p.PropertyType),
+        FieldInfo f => Named(f.FieldType),
+        EventInfo e => Named(e.EventHandlerType!),
+        Type nested => [nested],
+        _ => [],
+    };
+
+    [Fact]
+    public void The_actors_project_makes_public_only_what_the_command_uses_and_what_that_needs()
+    {
+        var exposed = Types.InAssembly(Actors).That().ArePublic().GetTypes().Where(t => !t.IsNested).ToList();
+        var needed = exposed.Where(t => Types.InAssembly(Command).That().HaveDependencyOn(t.FullName!).GetTypes().Any()).ToHashSet();
+        Assert.Contains(typeof(RunCoordinatorActor).Assembly.GetType("MetaMae.Actors.Cluster.RunManagerActor"), needed); // control: usage is seen
+        var queue = new Queue<Type>(needed);
+        while (queue.TryDequeue(out var t))
+        {
+            var members = t.GetMembers(BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly);
+            var named = members.SelectMany(SignatureTypes).Concat(t.BaseType is { } b ? Named(b) : []).Concat(t.GetInterfaces().SelectMany(Named));
+            foreach (var n in named.Where(n => n.Assembly == Actors && n.IsPublic && !n.IsNested))
+                if (needed.Add(n)) queue.Enqueue(n);
+        }
+        var needless = exposed.Where(t => !needed.Contains(t)).Select(t => t.FullName).Order().ToList();
+        Assert.True(needless.Count == 0, "public but used by nothing outside MetaMae.Actors (make them internal): " + string.Join(", ", needless));
+    }
 }

@@ -90,7 +90,7 @@ public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable
     private RunHosts? hosts;
 
     /// <summary>A learner, a data and an evaluator host in this system, as a node of every role has them (made once per spec).</summary>
-    protected RunHosts Hosts => hosts ??= new RunHosts(
+    private protected RunHosts Hosts => hosts ??= new RunHosts(
         [Sys.ActorOf(Props.Create<LearnerHostActor>(), LearnerHostActor.Name)],
         [Sys.ActorOf(Props.Create<DataHostActor>(), DataHostActor.Name)],
         [Sys.ActorOf(Props.Create<EvaluatorHostActor>(), EvaluatorHostActor.Name)]);

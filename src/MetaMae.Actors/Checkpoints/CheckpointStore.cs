@@ -8,7 +8,7 @@ namespace MetaMae.Actors.Checkpoints;
 /// warning naming it) any that fails its manifest, and prunes old ones, keeping the last N, the step-0 (random
 /// initialisation) one, and the best by probe metric.
 /// </summary>
-public sealed class CheckpointStore(string runDirectory, int keep, Action<string>? warn = null)
+internal sealed class CheckpointStore(string runDirectory, int keep, Action<string>? warn = null)
 {
     public string Directory { get; } = Path.Combine(runDirectory, "checkpoints");
 

@@ -108,7 +108,7 @@ public sealed class OpsEndpoint : IDisposable
 }
 
 /// <summary>The run figures a coordinator node exports on its ops port (labelled by run).</summary>
-public static class RunMetrics
+internal static class RunMetrics
 {
     public static readonly Counter Steps = Metrics.CreateCounter("metamae_steps_total", "Optimizer steps trained, each step once (see metamae_steps_retrained_total).", "run");
     public static readonly Counter StepsRetrained = Metrics.CreateCounter("metamae_steps_retrained_total",

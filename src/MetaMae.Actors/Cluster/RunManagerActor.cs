@@ -237,7 +237,7 @@ public sealed class RunManagerActor : SteadyActor, IWithTimers
 }
 
 /// <summary>Publishes whatever it receives on one DistributedPubSub topic.</summary>
-public sealed class TopicPublisherActor : ReceiveActor
+internal sealed class TopicPublisherActor : ReceiveActor
 {
     public TopicPublisherActor(string topic)
     {

@@ -10,7 +10,7 @@ namespace MetaMae.Actors.Cluster;
 /// "localhost" for a loopback address), one at a time (two associations to one endpoint under two names at once
 /// lose both), and joins the first that answers. When none answers, the diagnosis says why, naming each seed.
 /// </summary>
-public static class SeedAddresses
+internal static class SeedAddresses
 {
     /// <summary>The names to try for one host:port seed, as given first: see <see cref="Names"/>.</summary>
     public static IReadOnlyList<string> Candidates(string seed) =>

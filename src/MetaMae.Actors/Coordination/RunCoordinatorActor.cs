@@ -8,13 +8,13 @@ using MetaMae.Protocol;
 namespace MetaMae.Actors.Coordination;
 
 /// <summary>The hosts a run may use, by role; a cluster's run manager keeps them current with <see cref="HostsChanged"/>.</summary>
-public sealed record RunHosts(IReadOnlyList<IActorRef> Learners, IReadOnlyList<IActorRef> Data, IReadOnlyList<IActorRef> Evaluators)
+internal sealed record RunHosts(IReadOnlyList<IActorRef> Learners, IReadOnlyList<IActorRef> Data, IReadOnlyList<IActorRef> Evaluators)
 {
     public static readonly RunHosts None = new([], [], []);
 }
 
 /// <summary>The set of hosts changed (a node joined or left).</summary>
-public sealed record HostsChanged(RunHosts Hosts);
+internal sealed record HostsChanged(RunHosts Hosts);
 
 /// <summary>How a run starts: the directory lock, corrupt or orphaned checkpoints, and the coordination's time bounds.</summary>
 public sealed record RunStartOptions
@@ -53,7 +53,7 @@ public sealed record RunStartOptions
 /// feed restarts from the learner's position, probes go to another evaluator.
 /// </para>
 /// </summary>
-public sealed class RunCoordinatorActor : ReceiveActor
+internal sealed class RunCoordinatorActor : ReceiveActor
 {
     private readonly RunSpec config;
     private readonly string configJson;
@@ -359,7 +359,7 @@ public sealed class RunCoordinatorActor : ReceiveActor
 }
 
 /// <summary>Akka.Hosting wiring shared by every node: the pipeline's dispatchers and the message serializer.</summary>
-public static class RunCoordinatorHosting
+internal static class RunCoordinatorHosting
 {
     /// <summary>
     /// The pipeline's dispatchers (HOCON: Akka.Hosting has no API for them) and the serializer of every

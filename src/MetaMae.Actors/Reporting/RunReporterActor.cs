@@ -4,7 +4,7 @@ using MetaMae.Protocol;
 namespace MetaMae.Actors.Reporting;
 
 /// <summary>The counters of the data nodes, summed, for metrics.jsonl and TensorBoard.</summary>
-public sealed record DataMetricsAt(long Step, double SamplesPerSecond, double BytesPerSecond, long BadRecords, long RecordsRead, long QueuedSamples,
+internal sealed record DataMetricsAt(long Step, double SamplesPerSecond, double BytesPerSecond, long BadRecords, long RecordsRead, long QueuedSamples,
     string? Node = null);
 
 /// <summary>A learner group formed: from step <see cref="Step"/>, <see cref="Replicas"/> replicas train global batches of <see cref="GlobalBatch"/>.</summary>
@@ -14,21 +14,21 @@ public sealed record GroupFormedAt(long Step, int Group, int Replicas, int Globa
 public sealed record ReplicasAgreeAt(long Step, int Group, int Replicas, string Digest);
 
 /// <summary>Write plots and report.md now; answered with <see cref="FinalReportWritten"/>.</summary>
-public sealed record WriteFinalReport(RunStatus Status, long Step, string ConfigJson, IReadOnlyList<EvaluationResult> Results, string? Error,
+internal sealed record WriteFinalReport(RunStatus Status, long Step, string ConfigJson, IReadOnlyList<EvaluationResult> Results, string? Error,
     IReadOnlyList<EvaluationFailed> FailedProbes);
 
 /// <summary>The final report is written, or what could not be.</summary>
-public sealed record FinalReportWritten(IReadOnlyList<string> Problems);
+internal sealed record FinalReportWritten(IReadOnlyList<string> Problems);
 
 /// <summary>Writing the run's files failed: the run cannot go on without its metrics.</summary>
-public sealed record ReporterFailed(string Reason);
+internal sealed record ReporterFailed(string Reason);
 
 /// <summary>
 /// Writes one run's files as its events arrive: metrics.jsonl and TensorBoard events per step, data counters and
 /// evaluation, then the plots and report.md at the end. The first write that fails (a full disk) is reported to the
 /// coordinator, which fails the run with it.
 /// </summary>
-public sealed class RunReporterActor : ReceiveActor
+internal sealed class RunReporterActor : ReceiveActor
 {
     private readonly RunArtifacts artifacts;
     private readonly string runId;

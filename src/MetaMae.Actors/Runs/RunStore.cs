@@ -79,7 +79,7 @@ public sealed record RunRow(string Id, string Name, RunStatus Status, long Step,
 /// them and a coordinator that takes over knows where each run was. The schema is created and migrated by the
 /// program and carries a version; a record written by a newer program (a higher version) is refused, not guessed at.
 /// </summary>
-public abstract class SqlRunRecord : IRunRecord
+internal abstract class SqlRunRecord : IRunRecord
 {
     /// <summary>The schema this program writes. Add a migration to <see cref="Migrations"/> to raise it.</summary>
     public const int SchemaVersion = 2;
@@ -295,7 +295,7 @@ public abstract class SqlRunRecord : IRunRecord
 }
 
 /// <summary>The run record in SQLite (RUNS_ROOT/runs.db): one machine, or several sharing a directory.</summary>
-public sealed class RunStore : SqlRunRecord
+internal sealed class RunStore : SqlRunRecord
 {
     public RunStore(string path) : this(new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = System.IO.Path.GetFullPath(path), Pooling = false }.ToString()),
         System.IO.Path.GetFullPath(path))
@@ -335,7 +335,7 @@ public sealed class RunStore : SqlRunRecord
 /// The run record in PostgreSQL: the cluster's, surviving any node. Opened from METAMAE_RECORD
 /// (postgresql://user:password@host:port/database or an Npgsql connection string); named without its password.
 /// </summary>
-public sealed class PostgresRunStore : SqlRunRecord
+internal sealed class PostgresRunStore : SqlRunRecord
 {
     public PostgresRunStore(string server) : this(Parse(server))
     {
