@@ -106,4 +106,18 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
         Checkpoint.Verify(ckpt);
         Assert.Equal(result.Step, RunArtifacts.ReadSteps(Path.Combine(result.RunDirectory, "metrics.jsonl")).Keys.Max());
     }
+
+    [Fact]
+    public async Task A_stop_that_comes_while_the_run_starts_still_ends_with_a_verified_final_checkpoint()
+    {
+        // Told right behind StartRun: the record is still opening, no learner placed. The learner is placed anyway and
+        // stops as soon as it is ready, so "stopped" keeps its meaning: resumable from a checkpoint it wrote.
+        var config = TestRuns.Tiny(Root, steps: 10_000, every: 1000);
+        var coordinator = Coordinator(config, "early", Path.Combine(Root, "early"));
+        coordinator.Tell(StartRun.Instance, TestActor);
+        coordinator.Tell(new StopRun("test"));
+        var result = await ExpectMsgAsync<RunFinished>(TimeSpan.FromSeconds(60));
+        Assert.Equal(RunStatus.Stopped, result.Status);
+        Checkpoint.Verify(Path.Combine(result.RunDirectory, "checkpoints", $"step-{result.Step:D8}"));
+    }
 }

@@ -115,12 +115,19 @@ internal sealed class RunCoordinatorActor : ReceiveActor
             probes = Context.ActorOf(ProbeCoordinatorActor.Props(config, runId, recorder!, hosts.Evaluators, o.Results, settings), "probes");
             group = Context.ActorOf(LearnerGroupActor.Props(config, runId, runDirectory, hosts, settings), "learner-group");
             group.Tell(new StartTraining());
+            if (status == RunStatus.Stopped) group.Tell(new StopTraining()); // asked while the record opened: the learner stops once it is ready
             // Probes a kill interrupted (or that failed before) are redone on the checkpoints still on disk.
             foreach (var (s, path) in o.ValidCheckpoints.OrderBy(c => c.Step))
                 if (ShouldEvaluate(s, final: s >= config.Steps)) probes.Tell(new CheckpointTaken(new CheckpointSaved(runId, s, path, s >= config.Steps), true));
             Become(Training);
         });
-        Receive<StopRun>(s => Stop(s.Reason));
+        Receive<StopRun>(s =>
+        {
+            // As a stop that comes later: the learner is placed and writes its final checkpoint (the caller bounds the wait).
+            if (status != RunStatus.Running) return;
+            log.Info("stopping run {0}: {1}", runId, s.Reason);
+            status = RunStatus.Stopped;
+        });
         Receive<HostsChanged>(h => hosts = h.Hosts);
         Common();
     }
