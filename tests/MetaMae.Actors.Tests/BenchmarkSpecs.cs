@@ -110,7 +110,7 @@ public sealed class BenchmarkSpecs : TempDirTest
         var outDir = Path.Combine(Root, "bench");
         var results = Path.Combine(outDir, "results.jsonl");
         // Kill -9 once the first run is recorded and the second has started.
-        using (var p = Process.Start(TestRuns.Cli("benchmark", "--suite", suite, "--out", outDir))!)
+        using (var p = Process.Start(MetamaeCommand.StartInfo("benchmark", "--suite", suite, "--out", outDir))!)
         {
             var clock = Stopwatch.StartNew();
             try
@@ -129,7 +129,7 @@ public sealed class BenchmarkSpecs : TempDirTest
             }
         }
         var before = File.ReadAllLines(results).Length;
-        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(6), "benchmark", "--suite", suite, "--out", outDir);
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(6), "benchmark", "--suite", suite, "--out", outDir);
         Assert.True(code == 0, output + err);
         Assert.Equal(before, output.Split('\n').Count(l => l.Contains("done before, kept")));
         var recorded = File.ReadAllLines(results).Select(l => JsonSerializer.Deserialize<BenchmarkRunResult>(l, BenchmarkRunner.Json)!).ToList();

@@ -76,7 +76,7 @@ public sealed class CaptionedImagesSpecs : TempDirTest
         WriteCocoAndVqa();
         var outDir = Path.Combine(Root, "runs");
         // The README's example config, pointed at the small set and shrunk to a test's budget.
-        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(6), "run", "--config", Path.Combine(TestRuns.RepoRoot, "config", "runs", "mscoco.json"),
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(6), "run", "--config", Path.Combine(TestRuns.RepoRoot, "config", "runs", "mscoco.json"),
             "--set", $"dataset.root={Data}",
             "--set", $"evaluation.datasets=[{{\"name\": \"vqa\", \"root\": \"{Data}\"}}]",
             "--set", "name=captions", "--set", "preset=tiny", "--set", "steps=6", "--set", "checkpoint_every=3", "--set", "batch_size=8",

@@ -104,7 +104,7 @@ public sealed class CliSpecs : TempDirTest
     [Fact]
     public void The_main_job_runs_end_to_end_with_its_real_config_as_a_user_runs_it()
     {
-        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(5), "run", "--config",
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(5), "run", "--config",
             Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"),
             "--set", "steps=20", "--set", "checkpoint_every=10", "--set", "evaluation.epochs=5", "--out", Root);
         Assert.True(code == 0, output + err);
@@ -113,7 +113,7 @@ public sealed class CliSpecs : TempDirTest
         Assert.Contains("completed at step 20", output);
         // Resuming a finished run has nothing to train or probe, and prints the same comparison table.
         var runDir = Directory.GetDirectories(Root).Single();
-        var (again, table, againErr) = TestRuns.RunCli(TimeSpan.FromMinutes(2), "resume", runDir);
+        var (again, table, againErr) = MetamaeCommand.Run(TimeSpan.FromMinutes(2), "resume", runDir);
         Assert.True(again == 0, table + againErr);
         Assert.Contains("random init", table);
         Assert.Contains("completed at step 20", table);
@@ -125,7 +125,7 @@ public sealed class CliSpecs : TempDirTest
         // The real UCI letter table, read as a user's own CSV (not through the catalog's 'letter' entry).
         var csv = Path.GetFullPath(Path.Combine(TestRuns.RepoRoot, "..", "shared", "data", "tabular", "letter_recognition.csv"));
         var set = $$"""{"name": "glyphs", "format": "table", "path": "{{csv}}", "label_column": "lettr", "max_train": 600, "max_test": 300}""";
-        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(5), "run", "--set", $"dataset={set}", "--set", $"evaluation.datasets=[{set}]",
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(5), "run", "--set", $"dataset={set}", "--set", $"evaluation.datasets=[{set}]",
             "--set", "steps=20", "--set", "checkpoint_every=10", "--set", "batch_size=32", "--set", "name=glyphs", "--out", Root);
         Assert.True(code == 0, output + err);
         // Redirected output: Markdown rows on one line each, no colour codes, nothing cut at column 80.

@@ -6,92 +6,6 @@ using MetaMae.Protocol;
 
 namespace MetaMae.Actors.Tests;
 
-/// <summary>A `metamae node` child process; its output lines are kept, and it is killed when disposed.</summary>
-public sealed class NodeProcess : IDisposable
-{
-    private readonly ProcessStartInfo start;
-    private Process process;
-    private int restarts;
-    public ConcurrentQueue<string> Lines { get; } = new();
-    public string Roles { get; }
-
-    public NodeProcess(string roles, int port, string? seed, string resumeFrom, string? failPoints = null, IReadOnlyDictionary<string, string>? environment = null,
-        params string[] extra)
-    {
-        Roles = roles;
-        var args = new List<string> { "node", "--roles", roles, "--port", port.ToString(), "--resume-from", resumeFrom };
-        if (seed is not null) args.AddRange(["--seed-nodes", seed]);
-        args.AddRange(extra);
-        start = TestRuns.Cli([.. args]);
-        if (failPoints is not null) start.Environment[FailPoints.Variable] = failPoints;
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
-        process = Launch();
-    }
-
-    private Process Launch()
-    {
-        var p = Process.Start(start)!;
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) Lines.Enqueue(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return p;
-    }
-
-    /// <summary>
-    /// Waits for the node's "node up" line. A node quarantined while joining exits 1 saying so (it can never join that
-    /// cluster again); it is started once more, as compose's or Kubernetes' restart policy would.
-    /// </summary>
-    public void WaitUp(TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!Lines.Any(l => l.StartsWith("node up", StringComparison.Ordinal) || l.Contains("\"node up: ", StringComparison.Ordinal)))
-        {
-            if (process.HasExited && restarts == 0 && Lines.Any(l => l.Contains("was quarantined by", StringComparison.Ordinal)))
-            {
-                restarts++;
-                process.WaitForExit();
-                process.Dispose();
-                process = Launch();
-                continue;
-            }
-            if (process.HasExited || clock.Elapsed > timeout)
-                throw new TimeoutException($"node {Roles} did not come up: {string.Join("\n", Lines)}");
-            Thread.Sleep(50);
-        }
-    }
-
-    public bool HasExited => process.HasExited;
-    public int ExitCode => process.ExitCode;
-
-    public bool WaitForExit(TimeSpan timeout) => process.WaitForExit(timeout);
-
-    /// <summary>Sends a signal by name (STOP, CONT, TERM).</summary>
-    public void Signal(string name)
-    {
-        using var kill = Process.Start("kill", [$"-{name}", process.Id.ToString()])!;
-        kill.WaitForExit();
-    }
-
-    /// <summary>SIGKILL: no leaving, no handover; the cluster finds out by itself.</summary>
-    public void Kill()
-    {
-        process.Kill(entireProcessTree: true);
-        process.WaitForExit();
-    }
-
-    public void Dispose()
-    {
-        if (!process.HasExited) Kill();
-        process.Dispose();
-    }
-
-    public static int FreePort() => Cli.Bench.Loopback.FreePort();
-
-    /// <summary>The last <paramref name="count"/> lines of each node, prefixed with its roles: a failed spec's context.</summary>
-    public static string Tails(IEnumerable<NodeProcess> nodes, int count = 12) =>
-        string.Join("\n", nodes.SelectMany(n => n.Lines.TakeLast(count).Select(l => $"[{n.Roles}] {l}")));
-}
 
 /// <summary>
 /// Real `metamae node` processes on loopback: a data node, an evaluator node and the coordinator's node are killed with
@@ -106,7 +20,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
     {
         var runs = Path.Combine(Root, "runs");
         var rng = new Random(20261128);
-        int firstPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{firstPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -114,7 +28,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
             var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs);
             nodes.Add(coordinator1);
             coordinator1.WaitUp(TimeSpan.FromSeconds(60));
-            int secondPort = NodeProcess.FreePort();
+            int secondPort = Cli.Bench.Loopback.FreePort();
             var coordinator2 = new NodeProcess("coordinator", secondPort, seed, runs);
             var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(250)"); // a learner slow enough to kill around
             var data1 = new NodeProcess("data", 0, seed, runs);
@@ -124,7 +38,7 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
             nodes.AddRange([coordinator2, learner, data1, data2, evaluator1, evaluator2]);
             foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
 
-            var args = ProcessRuns.PretrainArgs(runs, StraightRun.Steps, "--set", "evaluation.epochs=2",
+            var args = TestRuns.PretrainArgs(runs, StraightRun.Steps, "--set", "evaluation.epochs=2",
                 "--set", "evaluation.datasets=[{\"name\":\"fashion-mnist\",\"root\":\"embedded\",\"max_train\":200,\"max_test\":100}]",
                 "--cluster", seed).ToList();
             args[0] = "run";
@@ -225,7 +139,7 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
         const long steps = 150;
         var runs = Path.Combine(Root, "runs");
         int seedValue = Environment.TickCount & 0xFFFF, killAt = new Random(seedValue).Next(12, 30);
-        int firstPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{firstPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -237,7 +151,7 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
             nodes.AddRange(learners);
             foreach (var n in learners) n.WaitUp(TimeSpan.FromSeconds(60));
 
-            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "replicas=3", "--set", "checkpoint_every=10", "--cluster", seed).ToList();
+            var args = TestRuns.PretrainArgs(runs, steps, "--set", "replicas=3", "--set", "checkpoint_every=10", "--cluster", seed).ToList();
             args[0] = "run";
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
             using (client)
@@ -294,7 +208,7 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
     {
         const long steps = 80;
         var runs = Path.Combine(Root, "runs");
-        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort(), secondPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{firstPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -307,7 +221,7 @@ public sealed class ElasticGroupProcessSpecs : TempDirTest
                 new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)"),
                 new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(100)")]);
             foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
-            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "replicas=2", "--set", "checkpoint_every=10",
+            var args = TestRuns.PretrainArgs(runs, steps, "--set", "replicas=2", "--set", "checkpoint_every=10",
                 "--cluster", $"127.0.0.1:{secondPort}").ToList();
             args[0] = "run";
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
@@ -341,7 +255,7 @@ public sealed class PostgresFailoverProcessSpecs(PostgresServer server) : TempDi
         Skip.If(server.Unavailable is not null, server.Unavailable);
         var record = new Dictionary<string, string> { [Runs.RunRecord.Variable] = server.NewDatabase($"failover_{Guid.NewGuid():N}") };
         var runs = Path.Combine(Root, "runs");
-        int firstPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{firstPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -349,13 +263,13 @@ public sealed class PostgresFailoverProcessSpecs(PostgresServer server) : TempDi
             var coordinator1 = new NodeProcess("coordinator", firstPort, null, runs, environment: record);
             nodes.Add(coordinator1);
             coordinator1.WaitUp(TimeSpan.FromSeconds(60));
-            int secondPort = NodeProcess.FreePort();
+            int secondPort = Cli.Bench.Loopback.FreePort();
             nodes.Add(new NodeProcess("coordinator", secondPort, seed, runs, environment: record));
             nodes.Add(new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=sleep(150)", environment: record));
             nodes.Add(new NodeProcess("data", 0, seed, runs, environment: record));
             foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
 
-            var args = ProcessRuns.PretrainArgs(runs, 60, "--set", "checkpoint_every=10", "--cluster", seed).ToList();
+            var args = TestRuns.PretrainArgs(runs, 60, "--set", "checkpoint_every=10", "--cluster", seed).ToList();
             args[0] = "run";
             var (client, output, error) = ProcessRuns.Start(null, [.. args]);
             using (client)
@@ -392,7 +306,7 @@ public sealed class RemovedNodeSpecs : TempDirTest
     public void A_node_paused_until_the_cluster_downs_it_exits_non_zero_when_it_wakes()
     {
         var runs = Path.Combine(Root, "runs");
-        int seedPort = NodeProcess.FreePort();
+        int seedPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{seedPort}";
         var coordinator = new NodeProcess("coordinator", seedPort, null, runs);
         using var _1 = coordinator;
@@ -439,7 +353,7 @@ public sealed class ProbeAfterMoveProcessSpecs : TempDirTest
     {
         const long steps = 20;
         var runs = Path.Combine(Root, "runs");
-        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort(), secondPort = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{firstPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -453,7 +367,7 @@ public sealed class ProbeAfterMoveProcessSpecs : TempDirTest
             nodes.AddRange([coordinator2, evaluator, new NodeProcess("learner", 0, seed, runs), new NodeProcess("data", 0, seed, runs)]);
             foreach (var n in nodes) n.WaitUp(TimeSpan.FromSeconds(60));
 
-            var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "evaluation.when=last", "--set", "evaluation.epochs=2",
+            var args = TestRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "evaluation.when=last", "--set", "evaluation.epochs=2",
                 "--set", "probe_timeout_seconds=600",
                 "--set", "evaluation.datasets=[{\"name\":\"fashion-mnist\",\"root\":\"embedded\",\"max_train\":200,\"max_test\":100}]",
                 "--cluster", $"127.0.0.1:{secondPort}").ToList();
@@ -514,7 +428,7 @@ public sealed class SeedNameSpecs : TempDirTest
     [Fact]
     public void The_diagnosis_tells_nothing_listening_from_a_listener_that_is_not_the_named_node()
     {
-        var free = NodeProcess.FreePort();
+        var free = Cli.Bench.Loopback.FreePort();
         var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();
         try
@@ -539,7 +453,7 @@ public sealed class SeedNameSpecs : TempDirTest
     public void A_client_reaches_a_node_under_another_name_of_its_host(string advertised, string given)
     {
         var runs = Path.Combine(Root, "runs");
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         using var node = new NodeProcess("coordinator", port, null, runs, extra: ["--hostname", advertised]);
         node.WaitUp(TimeSpan.FromSeconds(60));
         Assert.Contains(node.Lines, l => l.Contains($"@{advertised}:{port}", StringComparison.Ordinal));
@@ -552,7 +466,7 @@ public sealed class SeedNameSpecs : TempDirTest
     [Fact]
     public void A_client_given_a_seed_nobody_listens_on_says_so_within_seconds_naming_it()
     {
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         var clock = Stopwatch.StartNew();
         var (code, output, err) = ProcessRuns.Run(null, TimeSpan.FromSeconds(90), "runs", "--cluster", $"127.0.0.1:{port}");
         Assert.NotEqual(0, code);
@@ -573,7 +487,7 @@ public sealed class SeedRestartProcessSpecs : TempDirTest
     public void A_restarted_first_seed_rejoins_the_cluster_instead_of_forming_a_second_one()
     {
         var runs = Path.Combine(Root, "runs");
-        int firstPort = NodeProcess.FreePort(), secondPort = NodeProcess.FreePort();
+        int firstPort = Cli.Bench.Loopback.FreePort(), secondPort = Cli.Bench.Loopback.FreePort();
         var seeds = $"127.0.0.1:{firstPort},127.0.0.1:{secondPort}";
         var nodes = new List<NodeProcess>();
         try
@@ -632,7 +546,7 @@ public sealed class ReattachProcessSpecs : TempDirTest
     {
         const long steps = 60;
         var runs = Path.Combine(Root, "runs");
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         var seed = $"127.0.0.1:{port}";
         // Batches slowed so the client is killed mid-run; the learner fails once at step 30 and may not restart (the run fails).
         using var coordinator = new NodeProcess("coordinator,data", port, null, runs, failPoints: "data.batch=sleep(40)");
@@ -640,7 +554,7 @@ public sealed class ReattachProcessSpecs : TempDirTest
         using var learner = new NodeProcess("learner", 0, seed, runs, failPoints: "learner.step=throw@30*1");
         learner.WaitUp(TimeSpan.FromSeconds(60));
 
-        var args = ProcessRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "max_learner_restarts=0", "--cluster", seed).ToList();
+        var args = TestRuns.PretrainArgs(runs, steps, "--set", "checkpoint_every=10", "--set", "max_learner_restarts=0", "--cluster", seed).ToList();
         var (client, _, _) = ProcessRuns.Start(null, [.. args]);
         using (client)
         {

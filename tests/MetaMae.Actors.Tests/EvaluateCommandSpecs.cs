@@ -22,20 +22,20 @@ public sealed class EvaluateCommandSpecs(StraightRun straight) : TempDirTest
         };
         File.WriteAllText(Path.Combine(run, "config.json"), config.ToJson());
 
-        var (code, output, error) = TestRuns.RunCli(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist");
+        var (code, output, error) = MetamaeCommand.Run(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist");
         Assert.True(code == 0, output + error);
         Assert.Contains("protocol dabs, epochs 3, lr 0.003", output);
         Assert.Contains("120 train / 60 test samples", output);
         Assert.Contains("on the raw input (the flattened input)", output);
         Assert.Contains("probe: raw features; Adam lr 0.003", output);
 
-        (code, output, error) = TestRuns.RunCli(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist", "--epochs", "1", "--max-train", "64");
+        (code, output, error) = MetamaeCommand.Run(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist", "--epochs", "1", "--max-train", "64");
         Assert.True(code == 0, output + error);
         Assert.Contains("epochs 1, lr 0.003", output);
         Assert.Contains("64 train / 60 test samples", output);
 
         // --protocol overrides the run's: the converged probe, with its chosen weight decay said.
-        (code, output, error) = TestRuns.RunCli(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist", "--protocol", "standardized");
+        (code, output, error) = MetamaeCommand.Run(TimeSpan.FromMinutes(2), "evaluate", step, "--dataset", "fashion-mnist", "--protocol", "standardized");
         Assert.True(code == 0, output + error);
         Assert.Contains("protocol standardized, at most 120", output);
         Assert.Contains("chosen from 1, 0.1", output);

@@ -8,10 +8,6 @@ namespace MetaMae.Actors.Tests;
 /// <summary>Data-parallel learner groups on a cluster of ActorSystems in one process, gradients crossing real remoting.</summary>
 public sealed class LearnerGroupSpecs : TempDirTest
 {
-    internal static List<JsonElement> Lines(string runDir, string kind) =>
-        File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Where(l => l.Contains($"\"kind\":\"{kind}\"", StringComparison.Ordinal))
-            .Select(l => JsonDocument.Parse(l).RootElement).ToList();
-
     /// <summary>A coordinator+data node and two learner nodes run <paramref name="config"/> to its end, completed.</summary>
     private static async Task<RunFinished> OnTwoLearners(RunSpec config, string runId)
     {
@@ -36,10 +32,10 @@ public sealed class LearnerGroupSpecs : TempDirTest
         var result = await OnTwoLearners(config, "pair");
         Assert.Equal(24, result.Step);
 
-        var formed = Assert.Single(Lines(result.RunDirectory, "group"));
+        var formed = Assert.Single(MetricsFile.Lines(result.RunDirectory, "group"));
         Assert.Equal((2, globalBatch), (formed.GetProperty("replicas").GetInt32(), formed.GetProperty("global_batch").GetInt32()));
         // Every checkpoint step, both replicas' parameters hashed the same (the coordinator fails the run otherwise).
-        var agreed = Lines(result.RunDirectory, "replicas");
+        var agreed = MetricsFile.Lines(result.RunDirectory, "replicas");
         Assert.Equal(new long[] { 8, 16, 24 }, agreed.Select(a => a.GetProperty("step").GetInt64()));
         Assert.All(agreed, a => Assert.Equal(2, a.GetProperty("replicas").GetInt32()));
         // One report per step, from rank 0, for the global batch; the data position moves one global batch per step.
@@ -62,9 +58,9 @@ public sealed class LearnerGroupSpecs : TempDirTest
         await cluster.Add(Roles.Learner);
         var result = await cluster.Run(0, config, "fewer", TimeSpan.FromMinutes(3));
         Assert.True(result.Status == RunStatus.Completed, result.Error);
-        var formed = Assert.Single(Lines(result.RunDirectory, "group"));
+        var formed = Assert.Single(MetricsFile.Lines(result.RunDirectory, "group"));
         Assert.Equal(2, formed.GetProperty("replicas").GetInt32());
-        Assert.Equal(new long[] { 4, 8 }, Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()));
+        Assert.Equal(new long[] { 4, 8 }, MetricsFile.Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()));
     }
 
     [Fact]
@@ -89,11 +85,11 @@ public sealed class LearnerGroupSpecs : TempDirTest
         try
         {
             var result = await OnTwoLearners(config, "fails");
-            var groups = Lines(result.RunDirectory, "group");
+            var groups = MetricsFile.Lines(result.RunDirectory, "group");
             Assert.Equal(new[] { 2, 2 }, groups.Select(g => g.GetProperty("replicas").GetInt32()));
             Assert.Equal(4, groups[1].GetProperty("step").GetInt64()); // from the checkpoint before the failure
             Assert.Contains("fail point 'learner.step' fired at 7", groups[1].GetProperty("reason").GetString());
-            Assert.Equal(new long[] { 4, 8, 12 }, Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()).Distinct());
+            Assert.Equal(new long[] { 4, 8, 12 }, MetricsFile.Lines(result.RunDirectory, "replicas").Select(a => a.GetProperty("step").GetInt64()).Distinct());
             // The re-form is a warning with its cause in the run's record (and on its progress topic, to the client).
             using var record = Runs.RunRecord.Open(Runs.RunRecord.RunsDirectoryOf(result.RunDirectory));
             var warning = Assert.Single(record.Warnings("fails"));

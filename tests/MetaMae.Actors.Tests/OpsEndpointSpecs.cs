@@ -12,7 +12,7 @@ public sealed class OpsEndpointSpecs : TempDirTest
     {
         await using var cluster = new InProcessCluster();
         await cluster.Add(Roles.All);
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         using var ops = new OpsEndpoint(cluster.Seed, port, "127.0.0.1");
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
 
@@ -37,7 +37,7 @@ public sealed class OpsEndpointSpecs : TempDirTest
     [Fact]
     public async Task Retrained_steps_are_counted_apart_and_a_finished_runs_series_leave_metrics_after_the_retention()
     {
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         var system = Akka.Actor.ActorSystem.Create("ops-retention");
         try
         {
@@ -77,7 +77,7 @@ public sealed class OpsEndpointSpecs : TempDirTest
     {
         await using var cluster = new InProcessCluster();
         await cluster.Add(Roles.Data);
-        int port = NodeProcess.FreePort();
+        int port = Cli.Bench.Loopback.FreePort();
         using var ops = new OpsEndpoint(cluster.Seed, port, "127.0.0.1");
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(OpsEndpoint.AlivePath)).StatusCode);
@@ -109,7 +109,7 @@ public sealed class OpsEndpointSpecs : TempDirTest
     [Fact]
     public void With_json_logs_a_node_writes_one_json_object_per_line_and_leaves_on_SIGTERM()
     {
-        var psi = TestRuns.Cli("node", "--roles", "coordinator", "--port", "0", "--log-format", "json");
+        var psi = MetamaeCommand.StartInfo("node", "--roles", "coordinator", "--port", "0", "--log-format", "json");
         using var node = System.Diagnostics.Process.Start(psi)!;
         var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
         node.OutputDataReceived += (_, e) => { if (!string.IsNullOrEmpty(e.Data)) lines.Enqueue(e.Data); };

@@ -29,7 +29,7 @@ public sealed class PostgresServer : IDisposable
         asPostgresUser = Environment.UserName == "root";
         root = Directory.CreateTempSubdirectory("metamae-pg-").FullName;
         if (OperatingSystem.IsLinux()) File.SetUnixFileMode(root, (UnixFileMode)0b111_111_111); // the postgres user writes its data directory here
-        Port = NodeProcess.FreePort();
+        Port = Cli.Bench.Loopback.FreePort();
         var data = Path.Combine(root, "data");
         Run("initdb", "-D", data, "-A", "trust", "-U", "metamae", "-E", "UTF8", "--no-sync");
         Run("pg_ctl", "-D", data, "-l", Path.Combine(root, "server.log"), "-w", "-t", "60",

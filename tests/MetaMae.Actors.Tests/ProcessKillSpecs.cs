@@ -15,7 +15,7 @@ public sealed class StraightRun : IDisposable
 
     public StraightRun()
     {
-        var (code, output, err) = TestRuns.RunCli(TimeSpan.FromMinutes(3), ProcessRuns.PretrainArgs(Path.Combine(Root, "out")));
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(3), TestRuns.PretrainArgs(Path.Combine(Root, "out")));
         Assert.True(code == 0, output + err);
         RunDirectory = Directory.GetDirectories(Path.Combine(Root, "out")).Single();
     }
@@ -25,117 +25,6 @@ public sealed class StraightRun : IDisposable
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }
 
-/// <summary>Child processes of the metamae command: start, watch their progress, signal them.</summary>
-public static class ProcessRuns
-{
-    public static string[] PretrainArgs(string outDir, long steps = StraightRun.Steps, params string[] extra) =>
-    [
-        "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "dataset.root=embedded", "--set", "preset=tiny",
-        "--set", $"steps={steps}", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=20", "--set", "keep_checkpoints=3",
-        "--set", "threads=1", "--set", "device=cpu", "--set", "seed=3", "--set", "data_parallelism=2", "--set", "name=kill",
-        "--out", outDir, "--quiet", .. extra,
-    ];
-
-    /// <summary>Starts metamae with <paramref name="failPoints"/> in its environment (METAMAE_FAILPOINTS), output captured.</summary>
-    public static (Process Process, Task<string> Out, Task<string> Err) Start(string? failPoints, params string[] args)
-    {
-        var psi = TestRuns.Cli(args);
-        if (failPoints is not null) psi.Environment[FailPoints.Variable] = failPoints;
-        var p = Process.Start(psi)!;
-        lock (Started) Started.Add((p.Id, p.StartTime));
-        return (p, p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
-    }
-
-    /// <summary>Every process <see cref="Start"/> started, by id and start time (a recycled id is not another's).</summary>
-    private static readonly List<(int Id, DateTime StartTime)> Started = [];
-
-    /// <summary>
-    /// Kills whatever <see cref="Start"/> started that still runs: a spec that failed mid-run (an assertion thrown while
-    /// its client waited) must not leave the client behind. Called when each spec's temporary directory goes.
-    /// </summary>
-    public static void KillLeftovers()
-    {
-        List<(int Id, DateTime StartTime)> all;
-        lock (Started)
-        {
-            all = [.. Started];
-            Started.Clear();
-        }
-        foreach (var (id, started) in all)
-        {
-            try
-            {
-                using var p = Process.GetProcessById(id);
-                if (p.StartTime == started && !p.HasExited) p.Kill(entireProcessTree: true);
-            }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
-            {
-                // already gone
-            }
-        }
-    }
-
-    public static (int Code, string Out, string Err) Run(string? failPoints, TimeSpan timeout, params string[] args)
-    {
-        var (p, output, err) = Start(failPoints, args);
-        using (p)
-        {
-            if (!p.WaitForExit(timeout))
-            {
-                p.Kill(entireProcessTree: true);
-                throw new TimeoutException($"metamae {string.Join(' ', args)} did not end within {timeout}: {err.Result}");
-            }
-            p.WaitForExit();
-            return (p.ExitCode, output.Result, err.Result);
-        }
-    }
-
-    /// <summary>
-    /// Waits (polling, bounded by <paramref name="timeout"/>) until <paramref name="condition"/> holds while the run's
-    /// client <paramref name="client"/> is still running; fails naming <paramref name="what"/>, with the client's error
-    /// lines first, all it said, and <paramref name="context"/> (the nodes' last lines) when the run ended or time ran out.
-    /// </summary>
-    public static async Task Until(Process client, Task<string> output, Task<string> error, Func<bool> condition, string what, TimeSpan timeout,
-        Func<string> context)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (client.HasExited)
-            {
-                var said = await output + await error;
-                var cause = string.Join("\n", said.Split('\n').Where(l => l.StartsWith("error:", StringComparison.Ordinal)));
-                Assert.Fail($"the run ended (exit {client.ExitCode}) while waiting for {what}: {cause}\n{said}\n{context()}");
-            }
-            if (clock.Elapsed > timeout) Assert.Fail($"timed out waiting for {what}\n{context()}");
-            await Task.Delay(20);
-        }
-    }
-
-    /// <summary>The newest step in the only run directory under <paramref name="outDir"/>'s metrics, or 0.</summary>
-    public static long Reached(string outDir)
-    {
-        var dirs = Directory.Exists(outDir) ? Directory.GetDirectories(outDir) : [];
-        return dirs.Length == 1 ? RunArtifacts.ReadSteps(Path.Combine(dirs[0], "metrics.jsonl")).Keys.DefaultIfEmpty(0).Max() : 0;
-    }
-
-    /// <summary>Waits until the run has trained <paramref name="step"/> steps (bounded), failing if the process ended first.</summary>
-    public static void WaitForStep(Process p, string outDir, long step)
-    {
-        var clock = Stopwatch.StartNew();
-        while (Reached(outDir) < step && clock.Elapsed < TimeSpan.FromMinutes(2) && !p.HasExited) Thread.Sleep(10);
-        Assert.False(p.HasExited, $"the run ended before step {step}");
-        Assert.True(Reached(outDir) >= step, $"the run did not reach step {step} in time");
-    }
-
-    public static void Signal(Process p, string signal)
-    {
-        using var kill = Process.Start("kill", [$"-{signal}", p.Id.ToString()])!;
-        kill.WaitForExit();
-    }
-
-    public const int SigKillExit = 128 + 9;
-}
 
 /// <summary>
 /// A long run's promise: kill the process at any moment (mid-step, inside a checkpoint write, inside a resume), resume,
@@ -159,7 +48,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
 
         // 1. An outside SIGKILL once the run has passed a seeded step.
         long first = rng.Next(5, 40);
-        var (p, _, _) = ProcessRuns.Start(null, ProcessRuns.PretrainArgs(outDir));
+        var (p, _, _) = ProcessRuns.Start(null, TestRuns.PretrainArgs(outDir));
         using (p)
         {
             ProcessRuns.WaitForStep(p, outDir, first);
@@ -193,7 +82,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
         Assert.True(code == 0, output + err);
         Assert.Equal(straight.FinalWeights, TestRuns.FinalWeights(runDir, StraightRun.Steps));
         Assert.Empty(Directory.GetDirectories(Path.Combine(runDir, "checkpoints"), ".step-*")); // leftovers cleaned
-        var (listCode, list, _) = TestRuns.RunCli(TimeSpan.FromMinutes(1), "runs", "--out", outDir);
+        var (listCode, list, _) = MetamaeCommand.Run(TimeSpan.FromMinutes(1), "runs", "--out", outDir);
         Assert.Equal(0, listCode);
         Assert.Contains("completed", list);
         Assert.Contains($"{StraightRun.Steps}/{StraightRun.Steps}", list);
@@ -206,7 +95,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
     {
         var outDir = Path.Combine(Root, signal);
         long at = new Random(signal.GetHashCode(StringComparison.Ordinal) & 0xffff).Next(10, 60);
-        var (p, stdout, stderr) = ProcessRuns.Start(null, ProcessRuns.PretrainArgs(outDir));
+        var (p, stdout, stderr) = ProcessRuns.Start(null, TestRuns.PretrainArgs(outDir));
         int exit;
         using (p)
         {
@@ -240,7 +129,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
     {
         var outDir = Path.Combine(Root, "grace");
         // Every checkpoint write stalls for 60 s, the step-0 one included: the stop cannot be honoured in time.
-        var (p, _, stderr) = ProcessRuns.Start("checkpoint.write=sleep(60000)", ProcessRuns.PretrainArgs(outDir, 120, "--set", "stop_grace_seconds=1"));
+        var (p, _, stderr) = ProcessRuns.Start("checkpoint.write=sleep(60000)", TestRuns.PretrainArgs(outDir, 120, "--set", "stop_grace_seconds=1"));
         int exit;
         using (p)
         {
@@ -262,7 +151,7 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
     public void Resume_of_a_live_run_is_refused_naming_its_owner_and_a_killed_owners_lock_is_taken_over()
     {
         var outDir = Path.Combine(Root, "live");
-        var (p, _, _) = ProcessRuns.Start("learner.step=sleep(100)", ProcessRuns.PretrainArgs(outDir));
+        var (p, _, _) = ProcessRuns.Start("learner.step=sleep(100)", TestRuns.PretrainArgs(outDir));
         string runDir;
         int pid = p.Id;
         using (p)
@@ -296,11 +185,11 @@ public sealed class ProcessFaultSpecs : TempDirTest
         var junk = new byte[32 * 1024];
         new Random(1).NextBytes(junk);
         File.WriteAllBytes(Path.Combine(outDir, "runs.db"), junk);
-        var (code, output, err) = ProcessRuns.Run(null, Bound, ProcessRuns.PretrainArgs(outDir, 10));
+        var (code, output, err) = ProcessRuns.Run(null, Bound, TestRuns.PretrainArgs(outDir, 10));
         Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
         Assert.Contains(Path.Combine(outDir, "runs.db"), err);
         Assert.Contains("not an SQLite database", err);
-        var (listCode, _, listErr) = TestRuns.RunCli(Bound, "runs", "--out", outDir);
+        var (listCode, _, listErr) = MetamaeCommand.Run(Bound, "runs", "--out", outDir);
         Assert.Equal(Cli.ExitCodes.Refused, listCode);
         Assert.Contains("not an SQLite database", listErr);
         Assert.DoesNotContain("Unhandled", listErr);
@@ -313,7 +202,7 @@ public sealed class ProcessFaultSpecs : TempDirTest
         Directory.CreateDirectory(data);
         Data.Formats.Idx.Write(Path.Combine(data, "train-images-idx3-ubyte.gz"), [0, 28, 28], []);
         Data.Formats.Idx.Write(Path.Combine(data, "train-labels-idx1-ubyte.gz"), [0], []);
-        var (code, output, err) = ProcessRuns.Run(null, Bound, ProcessRuns.PretrainArgs(Path.Combine(Root, "out"), 10, "--set", $"dataset.root={data}"));
+        var (code, output, err) = ProcessRuns.Run(null, Bound, TestRuns.PretrainArgs(Path.Combine(Root, "out"), 10, "--set", $"dataset.root={data}"));
         Assert.True(code == Cli.ExitCodes.Failed, $"exit {code}: {output}{err}");
         Assert.Contains("-ubyte.gz: holds 0 records", err);
         using var store = new RunStore(Path.Combine(Root, "out", "runs.db"));
@@ -325,7 +214,7 @@ public sealed class ProcessFaultSpecs : TempDirTest
     {
         if (!File.Exists("/dev/full")) return; // Linux's always-full device stands in for a full disk
         var outDir = Path.Combine(Root, "out");
-        var (code, _, err) = ProcessRuns.Run("learner.step=kill@5", Bound, ProcessRuns.PretrainArgs(outDir, 40));
+        var (code, _, err) = ProcessRuns.Run("learner.step=kill@5", Bound, TestRuns.PretrainArgs(outDir, 40));
         Assert.True(code == ProcessRuns.SigKillExit, err);
         var runDir = Directory.GetDirectories(outDir).Single();
         var metrics = Path.Combine(runDir, "metrics.jsonl");

@@ -160,7 +160,7 @@ public sealed class PostgresRecordSpecs(PostgresServer server) : RunRecordContra
         var database = new NpgsqlConnectionStringBuilder(connection).Database;
         using (var byUrl = new PostgresRunStore($"postgresql://metamae:secret@127.0.0.1:{server.Port}/{database}"))
             Assert.Equal($"postgresql://127.0.0.1:{server.Port}/{database}", byUrl.Path);
-        var down = Assert.Throws<RunStoreException>(() => new PostgresRunStore($"postgresql://metamae:secret@127.0.0.1:{NodeProcess.FreePort()}/x"));
+        var down = Assert.Throws<RunStoreException>(() => new PostgresRunStore($"postgresql://metamae:secret@127.0.0.1:{Cli.Bench.Loopback.FreePort()}/x"));
         Assert.Contains("run record postgresql://127.0.0.1:", down.Message);
         Assert.DoesNotContain("secret", down.Message);
     }

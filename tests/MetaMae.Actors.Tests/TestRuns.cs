@@ -44,41 +44,16 @@ public static class TestRuns
     public static byte[] FinalWeights(string runDir, long step) =>
         File.ReadAllBytes(Path.Combine(runDir, "checkpoints", $"step-{step:D8}", Checkpoint.WeightsFile));
 
-    /// <summary>The metamae program built beside the tests, run as `dotnet metamae.dll ARGS`.</summary>
-    public static ProcessStartInfo Cli(params string[] args)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "metamae.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        return psi;
-    }
-
-    public static (int Code, string Out, string Err) RunCli(TimeSpan timeout, params string[] args)
-    {
-        using var p = Process.Start(Cli(args))!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(entireProcessTree: true);
-            throw new TimeoutException($"metamae {string.Join(' ', args)} did not finish in {timeout}");
-        }
-        return (p.ExitCode, output.Result, err.Result);
-    }
+    /// <summary>The arguments of a small `metamae pretrain` of the embedded Fashion-MNIST (120 steps by default, as <see cref="StraightRun"/>).</summary>
+    public static string[] PretrainArgs(string outDir, long steps = StraightRun.Steps, params string[] extra) =>
+    [
+        "pretrain", "--set", "dataset.name=fashion-mnist", "--set", "dataset.root=embedded", "--set", "preset=tiny",
+        "--set", $"steps={steps}", "--set", "batch_size=16", "--set", "lr=0.001", "--set", "checkpoint_every=20", "--set", "keep_checkpoints=3",
+        "--set", "threads=1", "--set", "device=cpu", "--set", "seed=3", "--set", "data_parallelism=2", "--set", "name=kill",
+        "--out", outDir, "--quiet", .. extra,
+    ];
 }
 
-public abstract class TempDirTest : IDisposable
-{
-    protected string Root { get; } = Directory.CreateTempSubdirectory("metamae-actors-").FullName;
-
-    public void Dispose()
-    {
-        ProcessRuns.KillLeftovers();
-        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
-        GC.SuppressFinalize(this);
-    }
-}
 
 /// <summary>A TestKit with the pipeline's dispatchers and a temporary directory removed afterwards.</summary>
 public abstract class MetaMaeTestKit : Akka.TestKit.Xunit2.TestKit, IDisposable

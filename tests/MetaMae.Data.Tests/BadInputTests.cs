@@ -11,7 +11,7 @@ namespace MetaMae.Data.Tests;
 /// One bad record or value never sinks a run: every reader's failure on one record is a bad record naming file,
 /// record and reason; whole-file failures (not gzip, truncated gzip, zero records) are errors naming the file.
 /// </summary>
-public sealed class BadInputTests : TempDirTest
+public sealed class BadInputTests : DataFilesTest
 {
     private static IDataset Open(string name, string root, Split split) => DatasetCatalog.Open(name, new ReaderOptions(root, split));
 

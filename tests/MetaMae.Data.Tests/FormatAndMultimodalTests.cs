@@ -5,7 +5,7 @@ using MetaMae.Data.Readers;
 
 namespace MetaMae.Data.Tests;
 
-public class FormatAndMultimodalTests : TempDirTest
+public class FormatAndMultimodalTests : DataFilesTest
 {
     private static Sample Read(IDataset d, int i) => d.Read(i, new DecodeContext(0, 0, i, false));
 

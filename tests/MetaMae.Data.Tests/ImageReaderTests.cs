@@ -3,7 +3,7 @@ using MetaMae.Data.Readers;
 
 namespace MetaMae.Data.Tests;
 
-public class ImageReaderTests : TempDirTest
+public class ImageReaderTests : DataFilesTest
 {
     private static IDataset Open(string name, string root, Split split) => DatasetCatalog.Open(name, new ReaderOptions(root, split));
     private static Sample Read(IDataset d, int i) => d.Read(i, new DecodeContext(0, 0, i, false));

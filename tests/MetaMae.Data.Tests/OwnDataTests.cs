@@ -6,7 +6,7 @@ using MetaMae.Protocol;
 namespace MetaMae.Data.Tests;
 
 /// <summary>One's own data in the generic formats: specs from the data, splits, statistics, bad records.</summary>
-public class OwnDataTests : TempDirTest
+public class OwnDataTests : DataFilesTest
 {
     private static Sample Read(IDataset d, int i) => d.Read(i, new DecodeContext(0, 0, i, false));
 

@@ -4,7 +4,7 @@ using MetaMae.Data.Readers;
 
 namespace MetaMae.Data.Tests;
 
-public class SensorAndTableTests : TempDirTest
+public class SensorAndTableTests : DataFilesTest
 {
     private static Sample Read(IDataset d, int i, long epoch = 0) => d.Read(i, new DecodeContext(3, epoch, i, false));
 

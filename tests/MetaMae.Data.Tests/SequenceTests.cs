@@ -4,7 +4,7 @@ using MetaMae.Data.Readers;
 
 namespace MetaMae.Data.Tests;
 
-public class SequenceTests : TempDirTest
+public class SequenceTests : DataFilesTest
 {
     private static Sample Read(IDataset d, int i, long epoch = 0) => d.Read(i, new DecodeContext(0, epoch, i, false));
 

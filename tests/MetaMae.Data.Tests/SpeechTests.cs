@@ -3,7 +3,7 @@ using MetaMae.Data.Transforms;
 
 namespace MetaMae.Data.Tests;
 
-public class SpeechTests : TempDirTest
+public class SpeechTests : DataFilesTest
 {
     private static Sample Read(IDataset d, int i) => d.Read(i, new DecodeContext(0, 0, i, false));
 

@@ -3,10 +3,9 @@ using MetaMae.Data.Transforms;
 
 namespace MetaMae.Data.Tests;
 
-/// <summary>A temporary directory per test class, and writers for small files in published formats.</summary>
-public abstract class TempDirTest : IDisposable
+/// <summary>A temporary directory per test class (the shared <see cref="TempDirTest"/>), and writers for small files in published formats.</summary>
+public abstract class DataFilesTest() : TempDirTest("metamae-data-")
 {
-    protected string Root { get; } = Directory.CreateTempSubdirectory("metamae-data-").FullName;
 
     protected string Write(string relative, string text)
     {
@@ -57,12 +56,6 @@ public abstract class TempDirTest : IDisposable
     /// <summary>A sine of <paramref name="hz"/> Hz.</summary>
     protected static float[] Tone(double hz, int rate, int samples, float amplitude = 0.5f) =>
         Enumerable.Range(0, samples).Select(i => (float)(amplitude * Math.Sin(2 * Math.PI * hz * i / rate))).ToArray();
-
-    public void Dispose()
-    {
-        if (Directory.Exists(Root)) Directory.Delete(Root, recursive: true);
-        GC.SuppressFinalize(this);
-    }
 }
 
 /// <summary>The real data sets beside the repository (../shared/data), found from the test's directory.</summary>
