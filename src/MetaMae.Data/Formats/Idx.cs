@@ -16,24 +16,35 @@ public static class Idx
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path} not found", path);
         using var stream = GzipFile.OpenRead(path);
-        using var buffer = new MemoryStream();
-        stream.CopyTo(buffer);
-        var bytes = buffer.ToArray();
-        if (bytes.Length < 4 || bytes[0] != 0 || bytes[1] != 0)
+        // The header first: what it claims is checked (no overflow, within the file and the limit) before the data is read.
+        var head = new byte[4];
+        if (stream.ReadAtLeast(head, 4, throwOnEndOfStream: false) < 4 || head[0] != 0 || head[1] != 0)
             throw new FormatException($"{path}: not an IDX file (bad magic)");
-        if (bytes[2] != 0x08) throw new FormatException($"{path}: IDX type 0x{bytes[2]:x2} is not unsigned bytes (0x08)");
-        int dims = bytes[3];
-        if (dims == 0 || bytes.Length < 4 + 4 * dims) throw new FormatException($"{path}: IDX header of {dims} dimension(s) is cut short");
+        if (head[2] != 0x08) throw new FormatException($"{path}: IDX type 0x{head[2]:x2} is not unsigned bytes (0x08)");
+        int dims = head[3];
+        var dimBytes = new byte[4 * dims];
+        if (dims == 0 || stream.ReadAtLeast(dimBytes, dimBytes.Length, throwOnEndOfStream: false) < dimBytes.Length)
+            throw new FormatException($"{path}: IDX header of {dims} dimension(s) is cut short");
         var shape = new int[dims];
         for (int i = 0; i < dims; i++)
-            shape[i] = (bytes[4 + 4 * i] << 24) | (bytes[5 + 4 * i] << 16) | (bytes[6 + 4 * i] << 8) | bytes[7 + 4 * i];
-        int offset = 4 + 4 * dims;
-        if (shape.Any(d => d < 0)) throw new FormatException($"{path}: IDX header has a negative dimension ({string.Join("x", shape)})");
+            shape[i] = (dimBytes[4 * i] << 24) | (dimBytes[1 + 4 * i] << 16) | (dimBytes[2 + 4 * i] << 8) | dimBytes[3 + 4 * i];
+        long expected = HeaderLimits.Product(shape.Select(d => (long)d).ToArray(), $"{path}: the IDX header");
         if (shape[0] == 0) throw new InvalidDataException($"{path}: holds 0 records");
-        long expected = shape.Aggregate(1L, (a, b) => a * b);
-        if (bytes.Length - offset != expected)
-            throw new FormatException($"{path}: header says {string.Join("x", shape)} = {expected} bytes, file has {bytes.Length - offset}");
-        return new IdxArray(shape, bytes[offset..]);
+        long? available = GzipFile.IsGzipName(path) ? null : new FileInfo(path).Length - 4 - 4 * dims;
+        HeaderLimits.Check($"{path}: the IDX header ({string.Join("x", shape)})", expected, available);
+        // Compressed, the data is read as it comes (never more than the header claims), not allocated by the claim.
+        byte[] data;
+        try
+        {
+            data = HeaderLimits.ReadAtMost(stream, $"{path}: the IDX data", expected);
+        }
+        catch (FormatException)
+        {
+            throw new FormatException($"{path}: header says {string.Join("x", shape)} = {expected} bytes, file has more");
+        }
+        if (data.Length != expected)
+            throw new FormatException($"{path}: header says {string.Join("x", shape)} = {expected} bytes, file has {data.Length}");
+        return new IdxArray(shape, data);
     }
 
     /// <summary>Writes an IDX file of unsigned bytes (gzipped when the name ends in .gz).</summary>

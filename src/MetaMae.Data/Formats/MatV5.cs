@@ -15,6 +15,7 @@ public static class MatV5
     /// <summary>Every numeric variable as (dims, column-major values as double).</summary>
     public static Dictionary<string, (int[] Dims, double[] Values)> Read(string path)
     {
+        HeaderLimits.Check($"{path}: the MAT-file", new FileInfo(path).Length, null);
         var bytes = File.ReadAllBytes(path);
         if (bytes.Length < 128 || !Encoding.ASCII.GetString(bytes, 0, 6).StartsWith("MATLAB", StringComparison.Ordinal))
             throw new FormatException($"{path}: not a MATLAB 5.0 MAT-file");
@@ -23,14 +24,12 @@ public static class MatV5
         int pos = 128;
         while (pos + 8 <= bytes.Length)
         {
-            var (type, size, dataStart, next) = Tag(bytes, pos);
+            var (type, size, dataStart, next) = Tag(bytes, pos, path);
             if (type == MiCompressed)
             {
                 using var z = new ZLibStream(new MemoryStream(bytes, dataStart, size), CompressionMode.Decompress);
-                using var inflated = new MemoryStream();
-                z.CopyTo(inflated);
-                var inner = inflated.ToArray();
-                var (t2, s2, d2, _) = Tag(inner, 0);
+                var inner = HeaderLimits.ReadAtMost(z, $"{path}: a compressed element");
+                var (t2, s2, d2, _) = Tag(inner, 0, path);
                 if (t2 == MiMatrix) ReadMatrix(inner, d2, s2, result, path);
             }
             else if (type == MiMatrix)
@@ -42,12 +41,18 @@ public static class MatV5
         return result;
     }
 
-    private static (int Type, int Size, int DataStart, int Next) Tag(byte[] b, int pos)
+    /// <summary>A data element's tag; the size it claims must lie within the bytes there are.</summary>
+    private static (int Type, int Size, int DataStart, int Next) Tag(byte[] b, int pos, string path)
     {
+        if (pos < 0 || pos + 8 > b.Length) throw new FormatException($"{path}: a data element at byte {pos} is cut short");
         uint first = BitConverter.ToUInt32(b, pos);
         if ((first >> 16) != 0) // small data element: size in the upper half, data in the next 4 bytes
+        {
+            if ((first >> 16) > 4) throw new FormatException($"{path}: a small data element at byte {pos} claims {first >> 16} bytes (at most 4)");
             return ((int)(first & 0xFFFF), (int)(first >> 16), pos + 4, pos + 8);
+        }
         int size = BitConverter.ToInt32(b, pos + 4);
+        HeaderLimits.Check($"{path}: the data element at byte {pos}", size, b.Length - (pos + 8));
         int next = pos + 8 + size;
         if (first != MiCompressed) next = pos + 8 + ((size + 7) & ~7);
         return ((int)first, size, pos + 8, next);
@@ -56,17 +61,17 @@ public static class MatV5
     private static void ReadMatrix(byte[] b, int start, int size, Dictionary<string, (int[], double[])> result, string path)
     {
         int pos = start;
-        var (_, _, flagsStart, next) = Tag(b, pos); // array flags
+        var (_, _, flagsStart, next) = Tag(b, pos, path); // array flags
         int cls = b[flagsStart] & 0xFF;
         pos = next;
-        var (_, dimSize, dimStart, next2) = Tag(b, pos);
+        var (_, dimSize, dimStart, next2) = Tag(b, pos, path);
         var dims = Enumerable.Range(0, dimSize / 4).Select(i => BitConverter.ToInt32(b, dimStart + 4 * i)).ToArray();
         pos = next2;
-        var (_, nameSize, nameStart, next3) = Tag(b, pos);
+        var (_, nameSize, nameStart, next3) = Tag(b, pos, path);
         var name = Encoding.ASCII.GetString(b, nameStart, nameSize);
         pos = next3;
         if (cls is < 6 or > 15) return; // cells, structs, chars, sparse: not numeric
-        var (type, dataSize, dataStart, _) = Tag(b, pos);
+        var (type, dataSize, dataStart, _) = Tag(b, pos, path);
         result[name] = (dims, Values(b, type, dataStart, dataSize, path, name));
     }
 

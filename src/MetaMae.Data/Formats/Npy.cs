@@ -86,9 +86,11 @@ public static partial class Npy
         if (d.StartsWith('>')) throw new FormatException($"big-endian dtype '{d}' is not supported");
         var shape = shapeMatch.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(long.Parse).ToArray();
-        long count = shape.Aggregate(1L, (a, b) => a * b);
+        long count = HeaderLimits.Product(shape, "the .npy header");
         int width = ItemSize(d);
-        var bytes = reader.ReadBytes(checked((int)(count * width)));
+        long claimed = count <= long.MaxValue / Math.Max(1, width) ? count * width : throw new FormatException($"the .npy header claims {count} items of {width} bytes, more than 2^63");
+        HeaderLimits.Check($"the .npy header ({string.Join("x", shape)} of {d})", claimed, stream.CanSeek ? stream.Length - stream.Position : null);
+        var bytes = reader.ReadBytes((int)claimed);
         if (bytes.Length != count * width) throw new FormatException($"truncated: expected {count * width} data bytes, found {bytes.Length}");
         return new NpyArray(d, shape, bytes);
     }
@@ -100,12 +102,10 @@ public static partial class Npy
         var result = new Dictionary<string, NpyArray>(StringComparer.Ordinal);
         foreach (var entry in zip.Entries.Where(e => e.Name.EndsWith(".npy", StringComparison.Ordinal)))
         {
-            using var s = entry.Open();
-            using var buffer = new MemoryStream();
-            s.CopyTo(buffer);
-            buffer.Position = 0;
             try
             {
+                using var s = entry.Open();
+                using var buffer = new MemoryStream(HeaderLimits.ReadAtMost(s, "the entry")); // a zip entry's sizes are claims too
                 result[entry.Name[..^4]] = Read(buffer);
             }
             catch (Exception e) when (e is FormatException or EndOfStreamException)

@@ -127,6 +127,10 @@ public static class Images
         var imagesPath = Find($"{prefix}-images-idx3-ubyte");
         var images = Idx.Read(imagesPath);
         var labels = Idx.Read(Find($"{prefix}-labels-idx1-ubyte"));
+        if (images.Shape.Length != 3)
+            throw new FormatException($"{imagesPath}: holds an array of {images.Shape.Length} dimension(s) ({string.Join("x", images.Shape)}), images x height x width expected");
+        if (labels.Shape.Length != 1)
+            throw new FormatException($"{Find($"{prefix}-labels-idx1-ubyte")}: holds an array of {labels.Shape.Length} dimensions ({string.Join("x", labels.Shape)}), one label per image expected");
         if (images.Count != labels.Count) throw new FormatException($"{o.Root}: {images.Count} images but {labels.Count} labels");
         int h = images.Shape[1], w = images.Shape[2];
         if (spec.Shape[1] != h || spec.Shape[2] != w)

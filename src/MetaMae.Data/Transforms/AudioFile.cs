@@ -6,7 +6,11 @@ namespace MetaMae.Data.Transforms;
 /// <summary>Mono samples in [-1, 1] and their rate.</summary>
 public sealed record Audio(float[] Samples, int SampleRate);
 
-/// <summary>Reads WAV (PCM 8/16/24/32-bit or float, through NWaves) and Ogg Vorbis (NVorbis); first channel, as DABS uses.</summary>
+/// <summary>
+/// Reads WAV (PCM 8/16/24/32-bit or float, through NWaves) and Ogg Vorbis (NVorbis), its channels mixed to mono (a
+/// stereo clip with its signal on one side is not read as silence). What a header claims is bounded by the file and by
+/// <see cref="MaxSamples"/> before anything is allocated.
+/// </summary>
 public static class AudioFile
 {
     public static Audio Read(string path)
@@ -22,9 +26,13 @@ public static class AudioFile
         };
     }
 
+    /// <summary>The most samples one clip may decode to (all channels): 1 GiB of floats.</summary>
+    public const long MaxSamples = Formats.HeaderLimits.MaxDecodedBytes / sizeof(float);
+
     private static Audio ReadWav(string path)
     {
         using var stream = File.OpenRead(path);
+        CheckChunks(stream, path);
         WaveFile wave;
         try
         {
@@ -36,7 +44,46 @@ public static class AudioFile
         }
         var signal = wave.Signals[0];
         if (signal.Length == 0) throw new FormatException("WAV file has no samples (truncated?)");
-        return new Audio(signal.Samples, signal.SamplingRate);
+        return new Audio(Mix(wave.Signals.Select(s => s.Samples).ToList()), signal.SamplingRate);
+    }
+
+    /// <summary>The channels' mean, sample by sample.</summary>
+    private static float[] Mix(IReadOnlyList<float[]> channels)
+    {
+        if (channels.Count == 1) return channels[0];
+        var mono = new float[channels.Min(c => c.Length)];
+        foreach (var c in channels)
+            for (int i = 0; i < mono.Length; i++) mono[i] += c[i];
+        for (int i = 0; i < mono.Length; i++) mono[i] /= channels.Count;
+        return mono;
+    }
+
+    /// <summary>
+    /// Walks the RIFF chunks before NWaves allocates by them: each chunk's claimed size must lie within the file, and the
+    /// data chunk's within <see cref="MaxSamples"/>; a 144-byte file claiming 2 GB of samples is refused, not decoded.
+    /// </summary>
+    private static void CheckChunks(FileStream stream, string path)
+    {
+        using var reader = new BinaryReader(stream, System.Text.Encoding.ASCII, leaveOpen: true);
+        if (stream.Length < 12) throw new FormatException($"not a WAV file: {stream.Length} bytes, too short for a RIFF header");
+        var riff = new string(reader.ReadChars(4));
+        reader.ReadUInt32();
+        var wave = new string(reader.ReadChars(4));
+        if (riff != "RIFF" || wave != "WAVE") throw new FormatException($"not a WAV file (it starts with '{riff}', '{wave}'; RIFF, WAVE expected)");
+        while (stream.Position + 8 <= stream.Length)
+        {
+            var id = new string(reader.ReadChars(4));
+            long size = reader.ReadUInt32();
+            long remaining = stream.Length - stream.Position;
+            if (id == "data")
+            {
+                Formats.HeaderLimits.Check($"its data chunk", size, remaining);
+                break;
+            }
+            if (size > remaining) throw new FormatException($"its '{id}' chunk claims {size:N0} bytes, but only {remaining:N0} follow");
+            stream.Position += size + (size & 1);
+        }
+        stream.Position = 0;
     }
 
     private static Audio ReadOgg(string path)
@@ -44,12 +91,24 @@ public static class AudioFile
         try
         {
             using var vorbis = new VorbisReader(path);
-            var all = new float[vorbis.TotalSamples * vorbis.Channels];
-            int read = vorbis.ReadSamples(all, 0, all.Length);
-            var mono = new float[read / vorbis.Channels];
-            for (int i = 0; i < mono.Length; i++) mono[i] = all[i * vorbis.Channels];
-            if (mono.Length == 0) throw new FormatException("Ogg file has no samples");
-            return new Audio(mono, vorbis.SampleRate);
+            // Decoded as it comes, not allocated by the length the stream claims (its last granule position).
+            int channels = vorbis.Channels;
+            if (channels < 1) throw new FormatException($"Ogg file claims {channels} channels");
+            var mono = new List<float>();
+            var chunk = new float[4096 * channels];
+            long total = 0;
+            for (int read; (read = vorbis.ReadSamples(chunk, 0, chunk.Length)) > 0;)
+            {
+                if ((total += read) > MaxSamples) throw new FormatException($"Ogg file decodes to more than {MaxSamples:N0} samples, the most one clip may take");
+                for (int i = 0; i + channels <= read; i += channels)
+                {
+                    float sum = 0;
+                    for (int c = 0; c < channels; c++) sum += chunk[i + c];
+                    mono.Add(sum / channels);
+                }
+            }
+            if (mono.Count == 0) throw new FormatException("Ogg file has no samples");
+            return new Audio([.. mono], vorbis.SampleRate);
         }
         catch (Exception e) when (e is ArgumentException or InvalidDataException or EndOfStreamException or IndexOutOfRangeException)
         {
