@@ -142,4 +142,26 @@ public sealed class CliSpecs : TempDirTest
         Assert.Equal(16, meta.InputMean!.Length);
         Assert.All(meta.InputStd!, s => Assert.True(s > 0));
     }
+
+    [Fact]
+    public void A_table_too_wide_for_a_step_is_refused_before_training_with_the_figures_never_an_abort()
+    {
+        // 20,000 columns x 50 rows: 20,000 tokens a sample. libtorch once asked for 27.6 GB and aborted the process (rc
+        // 134, the record left "running"); now the config is refused (exit 2) before anything starts, naming the figures.
+        var csv = Path.Combine(Root, "wide.csv");
+        using (var w = new StreamWriter(csv))
+        {
+            w.WriteLine("label," + string.Join(',', Enumerable.Range(0, 20_000).Select(i => $"c{i}")));
+            var random = new Random(3);
+            for (int r = 0; r < 50; r++) w.WriteLine($"{r % 2}," + string.Join(',', Enumerable.Range(0, 20_000).Select(_ => random.Next(10))));
+        }
+        var set = $$"""{"name": "wide", "format": "table", "path": "{{csv}}"}""";
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(2), "pretrain", "--set", $"dataset={set}", "--set", "steps=5",
+            "--set", "name=wide", "--out", Path.Combine(Root, "out"), "--quiet");
+        Assert.True(code == Cli.ExitCodes.Refused, $"exit {code}: {output}{err}");
+        Assert.Contains("wide makes 20,000 tokens a sample", err);
+        Assert.Contains("GB", err);
+        Assert.False(Directory.Exists(Path.Combine(Root, "out")) && Directory.EnumerateFileSystemEntries(Path.Combine(Root, "out")).Any(),
+            "a refused run leaves nothing behind");
+    }
 }

@@ -115,7 +115,9 @@ public static class RunSpecs
                 "raise batch_size or use batch_scaling \"scale\"");
             try
             {
-                s.ToModelConfig().Validate();
+                var model = s.ToModelConfig();
+                model.Validate();
+                if (devices.HasFlag(DeviceChecks.Training)) RequireMemory(s, model);
             }
             catch (ConfigException)
             {
@@ -253,6 +255,21 @@ public static class RunSpecs
         InputKind.ImageText => InputSpec.ImageText(ds.Shape[0], ds.Shape[1], ds.Shape[2], ds.Patch[0], ds.Patch[1], ds.Vocab, ds.TextLength),
         _ => throw new ConfigException("dataset.name", $"{ds.Name}: unknown input kind {ds.Kind}"),
     };
+
+    /// <summary>
+    /// A step must fit the machine (checked where it trains): its attention maps alone, a lower bound, against the
+    /// memory the process may use. A table of 20,000 columns (20,000 tokens a sample) is refused with the figures,
+    /// not left to abort inside libtorch.
+    /// </summary>
+    private static void RequireMemory(RunSpec s, ModelConfig model)
+    {
+        long need = StepMemory.AttentionBytes(model, s.EffectiveBatchSize);
+        long have = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        Require("dataset", need <= have,
+            $"{s.Dataset!.Name} makes {model.Input.NumTokens:N0} tokens a sample; at batch_size {s.EffectiveBatchSize} and preset {s.Preset} a step's " +
+            $"attention maps alone take at least {need / 1e9:N1} GB (they grow with the square of the tokens), and this machine lets the process use " +
+            $"{have / 1e9:N1} GB. Use fewer tokens (fewer columns, a shorter length), a smaller batch_size or a smaller preset");
+    }
 
     internal static void RequireFinite(string key, double value, double min, double max, bool minExclusive = false, bool maxExclusive = false)
     {
