@@ -101,6 +101,8 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
                 FailPoints.Hit("data.open");
                 dataset = DatasetCatalog.Open(config.Dataset, Split.Pretrain);
                 if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
+                foreach (var note in dataset.Notes.Take(20)) log.Warning("data set {0}: skipped {1}", config.Dataset.Name, note);
+                if (dataset.Notes.Count > 20) log.Warning("data set {0}: skipped {1} more", config.Dataset.Name, dataset.Notes.Count - 20);
             }
             catch (Exception e)
             {

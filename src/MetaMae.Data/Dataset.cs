@@ -60,6 +60,8 @@ public interface IDataset
     /// <summary>Where record <paramref name="index"/> lives, for messages: "file:line" or "file#index".</summary>
     string Describe(int index);
     Sample Read(int index, DecodeContext context);
+    /// <summary>What opening the data set skipped and its user should hear of (links out of its folder, files reached twice).</summary>
+    IReadOnlyList<string> Notes => [];
 }
 
 /// <summary>An in-memory list of records of type <typeparamref name="T"/> with a decode function.</summary>
@@ -68,6 +70,7 @@ public sealed class ListDataset<T>(DatasetSpec spec, IReadOnlyList<T> records, F
 {
     public DatasetSpec Spec { get; } = spec;
     public IReadOnlyList<T> Records { get; } = records;
+    public IReadOnlyList<string> Notes { get; init; } = [];
     public int Count => Records.Count;
     public string Describe(int index) => describe(Records[index]);
 

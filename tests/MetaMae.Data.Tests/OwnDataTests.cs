@@ -173,6 +173,33 @@ public class OwnDataTests : DataFilesTest
         var empty = Directory.CreateDirectory(Path.Combine(Root, "empty")).FullName;
         Assert.Contains("empty", Assert.Throws<DataLayoutException>(() => DatasetCatalog.Resolve(d with { Path = empty, Name = "e" })).Message);
     }
+
+    [Fact]
+    public void A_folder_with_a_link_loop_and_a_link_out_is_walked_once_and_says_what_it_skipped()
+    {
+        // 2 classes x 5 images, a link back to the root inside one class (a loop: it once turned 30 files into 10,824
+        // records, put test files into pretraining and gave images the wrong class) and a link to a folder outside.
+        var root = Path.Combine(Root, "looped");
+        for (int i = 0; i < 5; i++)
+        {
+            Write($"looped/cat/c{i}.png", Png(8, 8, 0.9f, 0.1f, 0.1f));
+            Write($"looped/dog/d{i}.png", Png(8, 8, 0.1f, 0.1f, 0.9f));
+            Write($"outside/o{i}.png", Png(8, 8, 0.5f, 0.5f, 0.5f));
+        }
+        Directory.CreateSymbolicLink(Path.Combine(root, "cat", "loop"), root);
+        Directory.CreateSymbolicLink(Path.Combine(root, "dog", "elsewhere"), Path.Combine(Root, "outside"));
+        File.CreateSymbolicLink(Path.Combine(root, "dog", "twin.png"), Path.Combine(root, "cat", "c0.png"));
+        var d = new DatasetRef { Name = "looped", Format = "image-folder", Path = root, ImageSize = 8 };
+        var pretrain = DatasetCatalog.Open(d, Split.Pretrain);
+        var test = DatasetCatalog.Open(d, Split.Test);
+        Assert.Equal(10, pretrain.Count + test.Count); // each image once
+        var paths = Enumerable.Range(0, pretrain.Count).Select(pretrain.Describe).Concat(Enumerable.Range(0, test.Count).Select(test.Describe)).ToList();
+        Assert.Equal(paths.Count, paths.Distinct().Count());
+        Assert.DoesNotContain(paths, p => p.Contains("outside") || p.Contains("/loop/") || p.Contains("elsewhere") || p.Contains("twin"));
+        Assert.Contains(pretrain.Notes, n => n.Contains("cat/loop:") && n.Contains("link loop"));
+        Assert.Contains(pretrain.Notes, n => n.Contains("elsewhere") && n.Contains("a link out of"));
+        Assert.Contains(pretrain.Notes, n => n.Contains("twin.png") && n.Contains("again"));
+    }
 }
 
 internal static class PathExtensions
@@ -183,4 +210,5 @@ internal static class PathExtensions
         action(value);
         return value;
     }
+
 }

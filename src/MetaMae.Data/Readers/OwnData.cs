@@ -322,19 +322,23 @@ public static class OwnData
     /// Files with one of <paramref name="extensions"/>: ROOT/CLASS/... (a folder per class, labelled by the folder's
     /// name) when ROOT's sub-folders hold them; otherwise every such file under ROOT, unlabelled.
     /// </summary>
-    private static (List<(string Path, string? Label)> Files, bool Labelled) FolderFiles(string root, string[] extensions, string what)
+    private static (List<(string Path, string? Label)> Files, bool Labelled, List<string> Skipped) FolderFiles(string root, string[] extensions, string what)
     {
         Layout.Directory(root, $"ROOT/CLASS/*.{what} (a folder per class), or {what} files anywhere under ROOT (unlabelled)");
         bool Wanted(string f) => extensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant());
+        // Each file once, by its real path, never through a link out of ROOT (FolderWalk): a link loop once made 30
+        // files 10,824 records, test files part of pretraining and images of the wrong class.
+        var skipped = new List<string>();
+        var all = FolderWalk.Files(root, Wanted, recurse: true, skipped).Order(StringComparer.Ordinal).ToList();
         var classes = Directory.GetDirectories(root).Order(StringComparer.Ordinal)
-            .Where(c => Directory.EnumerateFiles(c, "*", SearchOption.AllDirectories).Any(Wanted)).ToList();
+            .Where(c => all.Any(f => f.StartsWith(c + System.IO.Path.DirectorySeparatorChar, StringComparison.Ordinal))).ToList();
         List<(string, string?)> files = classes.Count > 0
-            ? classes.SelectMany(c => Directory.EnumerateFiles(c, "*", SearchOption.AllDirectories).Where(Wanted).Order(StringComparer.Ordinal)
+            ? classes.SelectMany(c => all.Where(f => f.StartsWith(c + System.IO.Path.DirectorySeparatorChar, StringComparison.Ordinal))
                 .Select(f => (f, (string?)System.IO.Path.GetFileName(c)))).ToList()
-            : Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories).Where(Wanted).Order(StringComparer.Ordinal).Select(f => (f, (string?)null)).ToList();
+            : all.Select(f => (f, (string?)null)).ToList();
         if (files.Count == 0) throw new DataLayoutException(System.IO.Path.Combine(root, "CLASS"), $"{what} files ({string.Join(", ", extensions)}), in a folder per class or not");
         // Files directly in ROOT beside class folders have no class: they are not silently given one.
-        return (files, classes.Count > 0);
+        return (files, classes.Count > 0, skipped);
     }
 
     /// <summary>
@@ -347,7 +351,7 @@ public static class OwnData
     {
         int rate = d.SampleRate ?? 16_000, mels = d.Mels ?? 64;
         double seconds = d.Seconds ?? 1.0;
-        var (files, labelled) = FolderFiles(path, AudioExtensions, "wav|ogg");
+        var (files, labelled, skipped) = FolderFiles(path, AudioExtensions, "wav|ogg");
         var map = labelled ? Layout.LabelMap(files.Select(f => f.Label!)) : [];
         var transform = LogMel.Square(rate, seconds, mels);
         var resampler = new NWaves.Operations.Resampler();
@@ -391,7 +395,7 @@ public static class OwnData
             map.Count, path, $"{path}/{(labelled ? "CLASS/" : "")}*.wav|ogg") with { Statistics = stats };
         return new CatalogEntry(spec, o => new ListDataset<(string Path, string? Label)>(spec, Part(d, files, f => f.Label, labelled, o.Split), f => f.Path,
             (f, ctx) => Sample.Dense(transform.Compute(Clip(f.Path, o.Split == Split.Pretrain ? ctx.Random() : null),
-                stats?.Mean[0] ?? 0, stats?.Std[0] ?? 1), ClassOf(map, f.Label))));
+                stats?.Mean[0] ?? 0, stats?.Std[0] ?? 1), ClassOf(map, f.Label))) { Notes = skipped });
     }
 
     /// <summary>
@@ -401,7 +405,7 @@ public static class OwnData
     private static CatalogEntry ImageFolder(DatasetRef d, string path)
     {
         int size = d.ImageSize ?? 32, channels = d.Channels ?? 3;
-        var (files, labelled) = FolderFiles(path, ImageExtensions, "jpg|png");
+        var (files, labelled, skipped) = FolderFiles(path, ImageExtensions, "jpg|png");
         var map = labelled ? Layout.LabelMap(files.Select(f => f.Label!)) : [];
         var spec = Spec(d, $"images ({(channels == 3 ? "RGB" : "grey")})", InputKind.Image2d, [channels, size, size], [size / 8, size / 8], 0, 64,
             map.Count, path, $"{path}/{(labelled ? "CLASS/" : "")}*.jpg|png (resized to {size}x{size})");
@@ -416,6 +420,6 @@ public static class OwnData
                     rgb = grey;
                 }
                 return Sample.Dense(rgb, ClassOf(map, f.Label));
-            }));
+            }) { Notes = skipped });
     }
 }

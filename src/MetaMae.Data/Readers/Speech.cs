@@ -26,9 +26,10 @@ public static class Speech
 
     private static readonly string[] AudioExtensions = [".wav", ".ogg", ".oga", ".flac"];
 
+    /// <summary>Each clip under <paramref name="dir"/> once, never through a link out of it (<see cref="FolderWalk"/>).</summary>
     private static IEnumerable<string> AudioFiles(string dir) =>
-        System.IO.Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-            .Where(f => AudioExtensions.Contains(Path.GetExtension(f).ToLowerInvariant())).Order(StringComparer.Ordinal);
+        FolderWalk.Files(dir, f => AudioExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()), recurse: true, new List<string>())
+            .Order(StringComparer.Ordinal);
 
     /// <summary>
     /// LibriSpeech: LibriSpeech/SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.wav|ogg. Pretraining reads train-clean-100,
