@@ -78,6 +78,9 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
         foreach (var r in runs.Values) r.ShutdownAll();
     }
 
+    /// <summary>Where a data set is read from: one's own data's path, a catalog set's root.</summary>
+    private static string Where(DatasetRef d) => d.Format is null ? d.Root : d.Path ?? d.Root;
+
     /// <summary>A feed that could not be opened fails the run, as the data node's own errors do.</summary>
     protected override void Refuse(object message, string reason)
     {
@@ -100,14 +103,14 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
             {
                 FailPoints.Hit("data.open");
                 dataset = DatasetCatalog.Open(config.Dataset, Split.Pretrain);
-                if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {config.Dataset.Root} has no records to pretrain on");
+                if (dataset.Count == 0) throw new InvalidDataException($"data set {config.Dataset.Name} at {Where(config.Dataset)} has no records to pretrain on");
                 foreach (var note in dataset.Notes.Take(20)) log.Warning("data set {0}: skipped {1}", config.Dataset.Name, note);
                 if (dataset.Notes.Count > 20) log.Warning("data set {0}: skipped {1} more", config.Dataset.Name, dataset.Notes.Count - 20);
             }
             catch (Exception e)
             {
                 o.Coordinator.Tell(new DataStreamFailed(o.RunId,
-                    $"opening data set {config.Dataset.Name} at {config.Dataset.Root} failed: {Failures.Describe(e)}"));
+                    $"opening data set {config.Dataset.Name} at {Where(config.Dataset)} failed: {Failures.Describe(e)}"));
                 return;
             }
             runs[o.RunId] = run = new RunFeeds { Dataset = dataset, Config = config };

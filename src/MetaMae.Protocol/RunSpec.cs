@@ -195,7 +195,8 @@ public sealed record RunSpec
         catch (JsonException e)
         {
             var key = e.Path?.TrimStart('$', '.') is { Length: > 0 } p ? p : "config";
-            throw new ConfigException(key, BindingMessage(e.Message));
+            var given = key == "config" ? null : At(root, key);
+            throw new ConfigException(key, BindingMessage(e.Message) + (given is null ? "" : $", got {given.ToJsonString()}"));
         }
         catch (InvalidOperationException e)
         {
@@ -210,6 +211,18 @@ public sealed record RunSpec
         ["System.Boolean"] = "true or false", ["System.String"] = "a string",
     };
 
+    /// <summary>The value at a binding error's path (dotted keys, [i] for list items), to say what was given.</summary>
+    private static JsonNode? At(JsonNode? node, string path)
+    {
+        foreach (System.Text.RegularExpressions.Match part in System.Text.RegularExpressions.Regex.Matches(path, @"([^.\[\]]+)|\[(\d+)\]"))
+        {
+            node = part.Groups[1].Success ? (node as JsonObject)?[part.Groups[1].Value]
+                : node is JsonArray list && int.Parse(part.Groups[2].Value) is var i && i < list.Count ? list[i] : null;
+            if (node is null) return null;
+        }
+        return node;
+    }
+
     /// <summary>System.Text.Json's binding errors in the words of the config: unknown key, or what the value should be.</summary>
     private static string BindingMessage(string message)
     {
@@ -218,7 +231,7 @@ public sealed record RunSpec
         var type = System.Text.RegularExpressions.Regex.Match(message, @"could not be converted to ([\w.`\[\]]+)");
         if (type.Success)
         {
-            var name = type.Groups[1].Value;
+            var name = type.Groups[1].Value.TrimEnd('.');
             var expected = TypeNames.TryGetValue(name, out var t) ? t
                 : name.Contains("Nullable") ? "a number or null"
                 : name.Contains("List") ? "a list" : "an object";

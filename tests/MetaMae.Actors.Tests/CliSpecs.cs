@@ -164,4 +164,13 @@ public sealed class CliSpecs : TempDirTest
         Assert.False(Directory.Exists(Path.Combine(Root, "out")) && Directory.EnumerateFileSystemEntries(Path.Combine(Root, "out")).Any(),
             "a refused run leaves nothing behind");
     }
+
+    [Fact]
+    public void Runs_on_a_record_that_is_a_directory_is_refused_saying_so()
+    {
+        Directory.CreateDirectory(Path.Combine(Root, "runs.db"));
+        var (code, output, err) = MetamaeCommand.Run(TimeSpan.FromMinutes(1), "runs", "--out", Root);
+        Assert.True(code == Cli.ExitCodes.Refused, $"exit {code}: {output}{err}");
+        Assert.Contains("runs.db is a directory, not a run record", err);
+    }
 }

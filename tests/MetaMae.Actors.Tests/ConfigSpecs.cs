@@ -151,4 +151,15 @@ public sealed class ConfigSpecs
         // A device's name is checked everywhere: a typo is refused by the first node that sees it.
         Assert.Contains("unknown device 'gpu'", (cuda with { Device = "gpu" }).Refusal(Roles.Coordinator));
     }
+
+    [Theory]
+    [InlineData("steps=1.5", "steps", "expected a whole number in the 64-bit range, got 1.5")]
+    [InlineData("lr=NaN", "lr", "expected a number, got \"NaN\"")]
+    [InlineData("evaluation.epochs=many", "evaluation.epochs", "expected a whole number in the 32-bit range, got \"many\"")]
+    public void A_value_of_the_wrong_type_is_named_with_what_was_expected_and_what_was_given(string assignment, string key, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, [assignment]));
+        Assert.Equal(key, e.Key);
+        Assert.Contains(message, e.Message);
+    }
 }

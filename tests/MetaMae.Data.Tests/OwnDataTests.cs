@@ -200,6 +200,41 @@ public class OwnDataTests : DataFilesTest
         Assert.Contains(pretrain.Notes, n => n.Contains("elsewhere") && n.Contains("a link out of"));
         Assert.Contains(pretrain.Notes, n => n.Contains("twin.png") && n.Contains("again"));
     }
+
+    public static TheoryData<string, string, string> WrongTables => new()
+    {
+        // file name, contents, what the refusal must say
+        { "empty.csv", "", "the file is empty; a header row" },
+        { "semicolons.csv", "a;b;label\n1;2;0\n3;4;1\n", "delimited by ';', and this reader takes ','" },
+        { "header-only.csv", "a,b,label\n", "a header row and no records" },
+        { "nan.csv", "a,label\nNaN,0\nNaN,1\nNaN,0\nNaN,1\nNaN,0\n", "column 'a' holds 'NaN', not a finite number" },
+        { "huge.csv", "a,label\n1e300,0\n1e300,1\n1e300,0\n1e300,1\n1e300,0\n", "column 'a' holds '1e300', not a finite number" },
+        { "constant.csv", "a,b,label\n1,2,0\n1,2,1\n1,2,0\n1,2,1\n1,2,0\n1,2,1\n", "every feature is constant" },
+        { "one-class.csv", "a,label\n1,x\n2,x\n3,x\n", "holds one class ('x') in every record" },
+    };
+
+    [Theory]
+    [MemberData(nameof(WrongTables))]
+    public void A_table_that_cannot_train_is_refused_naming_the_file_and_why(string name, string contents, string why)
+    {
+        var path = Write(name, contents);
+        var e = Record.Exception(() => DatasetCatalog.Resolve(new DatasetRef { Name = "t", Format = "table", Path = path }));
+        Assert.NotNull(e);
+        Assert.IsNotType<IndexOutOfRangeException>(e);
+        Assert.Contains(path, e!.Message);
+        Assert.Contains(why, e.Message);
+    }
+
+    [Fact]
+    public void Protein_sequences_read_with_the_dna_alphabet_are_refused_instead_of_training_on_padding()
+    {
+        var path = Write("proteins.fasta", ">p1 class=a\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ\n>p2 class=b\nMSDNGPQNQRNAPRITFGGPSDSTGSNQNGERS\n");
+        var e = Record.Exception(() => DatasetCatalog.Resolve(new DatasetRef { Name = "p", Format = "sequences", Path = path, Alphabet = "dna" }));
+        Assert.NotNull(e);
+        Assert.Contains("not in the dna alphabet", e!.Message);
+        Assert.Contains("Is it protein?", e.Message);
+        DatasetCatalog.Resolve(new DatasetRef { Name = "p", Format = "sequences", Path = path, Alphabet = "protein" }); // read as what it is
+    }
 }
 
 internal static class PathExtensions

@@ -209,6 +209,12 @@ public static class RunCommands
             }
             else
             {
+                var db = RunRecord.Describe(p.GetValue(dir)!);
+                if (Directory.Exists(db))
+                {
+                    Console.Error.WriteLine($"error: {db} is a directory, not a run record (an SQLite file); move it aside");
+                    return ExitCodes.Refused;
+                }
                 if (!RunRecord.Exists(p.GetValue(dir)!))
                 {
                     Console.WriteLine($"no runs recorded yet ({RunRecord.Describe(p.GetValue(dir)!)} does not exist)");

@@ -132,16 +132,26 @@ public static class OwnData
     {
         Layout.File(path, "a CSV (or .tsv) file with a header row: a label column and numeric feature columns");
         var table = ReadTable(path);
+        if (table.Header.Length == 0 || table.Header.All(string.IsNullOrWhiteSpace))
+            throw new FormatException($"{path}: the file is empty; a header row, then one record a line, expected");
+        if (table.Header.Length == 1 && new[] { ';', '\t', '|' }.FirstOrDefault(c => table.Header[0].Contains(c)) is var found and not '\0')
+            throw new FormatException($"{path}: the header is one column '{table.Header[0]}': the file seems to be delimited by " +
+                                      $"{(found == '\t' ? "tabs" : $"'{found}'")}, and this reader takes ',' (tabs in a .tsv or .tab file)");
+        if (table.Rows.Count == 0) throw new FormatException($"{path}: a header row and no records");
         int labelAt = LabelColumn(d, table, "label");
         var features = Enumerable.Range(0, table.Header.Length).Where(i => i != labelAt).ToArray();
         if (features.Length == 0) throw new FormatException($"{path}: no feature columns besides the label '{table.Header[labelAt]}'");
         string? Label(CsvRow r) => labelAt >= 0 && r.Fields.Length > labelAt ? r.Fields[labelAt].Trim() : null;
         var map = labelAt >= 0 ? Layout.LabelMap(table.Rows.Select(Label).Where(l => !string.IsNullOrEmpty(l))!) : [];
         bool labelled = map.Count > 0;
+        if (map.Count == 1)
+            throw new FormatException($"{path}: the label column '{table.Header[labelAt]}' holds one class ('{map.Keys.Single()}') in every record, " +
+                                      "so a probe would score 1.0 whatever it learned; give records of at least two classes, or name no label column to pretrain unlabelled");
         InputStatistics? stats = null;
         if (d.Normalize ?? true)
             stats = given?.Mean.Length == features.Length ? given
-                : Moments(Part(d, table.Rows, Label, labelled, Split.Pretrain), r => ParseRow(r, features, table.Header), features.Length);
+                : Moments(Part(d, table.Rows, Label, labelled, Split.Pretrain), r => ParseRow(r, features, table.Header), features.Length,
+                    path, r => $"line {r.Line}");
         var spec = Spec(d, "table", InputKind.Series1d, [1, features.Length], [1], 0, 256, map.Count, path,
             $"{path}: header row; {(labelAt >= 0 ? $"label column '{table.Header[labelAt]}', " : "no label column, ")}{features.Length} numeric features")
             with { Statistics = stats };
@@ -168,12 +178,16 @@ public static class OwnData
         return values;
     }
 
-    /// <summary>Mean and standard deviation per feature over the records that decode; a constant feature gets std 1.</summary>
-    private static InputStatistics Moments<T>(IEnumerable<T> records, Func<T, float[]> decode, int dim)
+    /// <summary>
+    /// Mean and standard deviation per feature over the records that decode; a constant feature gets std 1. No readable
+    /// record, or every feature constant (nothing to learn), is refused naming the file and the first record's fault.
+    /// </summary>
+    private static InputStatistics Moments<T>(IEnumerable<T> records, Func<T, float[]> decode, int dim, string path, Func<T, string> describe)
     {
         var sum = new double[dim];
         var squares = new double[dim];
-        int n = 0;
+        int n = 0, bad = 0;
+        string? firstFault = null;
         foreach (var r in records)
         {
             float[] v;
@@ -183,6 +197,8 @@ public static class OwnData
             }
             catch (Exception e) when (e is FormatException or InvalidDataException or IOException)
             {
+                bad++;
+                firstFault ??= $"{describe(r)}: {e.Message}";
                 continue; // a bad record is counted and skipped where it is read; it does not move the statistics
             }
             for (int i = 0; i < dim; i++)
@@ -192,10 +208,14 @@ public static class OwnData
             }
             n++;
         }
-        if (n == 0) throw new InvalidDataException("no readable record to compute the normalisation statistics from");
+        if (n == 0)
+            throw new InvalidDataException($"{path}: none of the {bad} pretraining records is readable, so no normalisation statistics; " +
+                                           $"the first: {firstFault ?? "there are none"}");
         var mean = sum.Select(s => (float)(s / n)).ToArray();
-        var std = squares.Select((q, i) => Math.Sqrt(Math.Max(0, q / n - (double)mean[i] * mean[i])))
-            .Select(s => s > 1e-8 ? (float)s : 1f).ToArray();
+        var spread = squares.Select((q, i) => Math.Sqrt(Math.Max(0, q / n - (double)mean[i] * mean[i]))).ToArray();
+        if (n > 1 && spread.All(s => s <= 1e-8))
+            throw new InvalidDataException($"{path}: every feature is constant over the {n} readable pretraining records: there is nothing to learn");
+        var std = spread.Select(s => s > 1e-8 ? (float)s : 1f).ToArray();
         return new InputStatistics(mean, std, n);
     }
 
@@ -232,6 +252,13 @@ public static class OwnData
         bool csv = path.EndsWith(".csv", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".csv.gz", StringComparison.OrdinalIgnoreCase);
         var records = csv ? FromCsv(d, path, "sequence")
             : Fasta.Read(path).Select(r => new TextRecord(r.Line, r.Sequence, r.Attribute("class") ?? r.Attribute("label"), r.Problem)).ToList();
+        // Sequences of the other alphabet would train on padding alone (a protein FASTA read as DNA once did, silently).
+        var letters = records.Where(r => r.Problem is null).Take(200).SelectMany(r => r.Text.Where(char.IsLetter)).ToList();
+        var native = alphabetName == "dna" ? "ACGTNacgtn" : Sequences.AminoAcids + Sequences.AminoAcids.ToLowerInvariant();
+        if (letters.Count > 0 && letters.Count(c => !native.Contains(c)) is var outside && outside > letters.Count / 2)
+            throw new FormatException($"{path}: {100.0 * outside / letters.Count:0}% of the letters of its first sequences are not in the {alphabetName} alphabet " +
+                                      $"({(alphabetName == "dna" ? "A, C, G, T, N" : "DABS's 26 letters")}); they would be read as padding. " +
+                                      $"Is it {(alphabetName == "dna" ? "protein" : "dna")}? Set alphabet accordingly");
         var map = Layout.LabelMap(records.Select(r => r.Label).Where(l => !string.IsNullOrEmpty(l))!);
         bool labelled = map.Count > 0;
         var spec = Spec(d, $"{alphabetName} sequences", InputKind.Tokens, [length], [1], alphabet.Length, 64, map.Count, path,
