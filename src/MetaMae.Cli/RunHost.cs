@@ -53,26 +53,18 @@ public static class RunHost
     /// Runs one run to its end on a cluster: a one-node cluster on loopback holding every role (<paramref name="node"/>
     /// null, the default for `metamae run`), or, as a client node, the cluster that <paramref name="node"/> joins.
     /// </summary>
+    /// <param name="signals">The run's signal handling, installed by the command before the run directory exists; null: installed here.</param>
     public static RunFinished Execute(RunSpec config, string runId, string runDirectory, OutputMode output, RunStartOptions? options = null,
-        NodeOptions? node = null)
+        NodeOptions? node = null, RunSignals? signals = null)
     {
+        using var own = signals is null ? new RunSignals(config.StopGraceSeconds) : null;
+        signals ??= own!;
+        signals.For(runId, runDirectory);
         node ??= new NodeOptions { Roles = Roles.All, Hostname = "127.0.0.1", Port = 0 };
         using var host = StartNode(node);
         var system = host.Services.GetRequiredService<ActorSystem>();
         var manager = host.Services.GetRequiredService<ActorRegistry>().Get<RunManagerActor>();
-        var stopRequested = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        int signals = 0;
-        void OnSignal(PosixSignalContext context)
-        {
-            if (Interlocked.Increment(ref signals) > 1) return; // a second signal ends the process at once (default action)
-            context.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
-            var name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl-C";
-            Console.Error.WriteLine($"stopping ({name}): writing a final checkpoint within {config.StopGraceSeconds:0.#} s (signal again to exit at once without it)");
-            manager.Tell(new StopRunById(runId, $"interrupted ({name})"));
-            stopRequested.TrySetResult();
-        }
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var stopRequested = signals.Requested;
         try
         {
             if (NodeHosting.AwaitJoin(system, node, TimeSpan.FromSeconds(60), failFast: true, Warn) is { } notJoined)
@@ -80,7 +72,7 @@ public static class RunHost
             var progress = system.ActorOf(Props.Create(() => new ProgressActor(output, config.Steps)), "progress");
             var finished = new TaskCompletionSource<RunFinished>(TaskCreationOptions.RunContinuationsAsynchronously);
             var submit = new SubmitRun(runId, Path.GetFullPath(runDirectory), config, options?.FromScratch ?? false, options?.Lock?.Token);
-            system.ActorOf(RunClientActor.Props(manager, submit, progress, finished), "client");
+            signals.Attach(system.ActorOf(RunClientActor.Props(manager, submit, progress, finished), "client"));
             var grace = stopRequested.Task.ContinueWith(_ => Task.Delay(TimeSpan.FromSeconds(config.StopGraceSeconds)), TaskScheduler.Default).Unwrap();
             var first = Task.WhenAny(finished.Task, system.WhenTerminated, grace).GetAwaiter().GetResult();
             if (finished.Task.IsCompletedSuccessfully) return finished.Task.Result;
@@ -172,13 +164,14 @@ public static class RunHost
     private static void Warn(string message) => Console.Error.WriteLine($"warning: {message}");
 
     /// <summary>Best effort: the record says how the run ended even when its coordinator could not.</summary>
-    private static void RecordAbort(string runId, string runDirectory, string reason)
+    internal static void RecordAbort(string runId, string runDirectory, string reason)
     {
         try
         {
+            if (!RunRecord.Exists(RunRecord.RunsDirectoryOf(runDirectory))) return; // nothing recorded yet
             using var store = RunRecord.Open(RunRecord.RunsDirectoryOf(runDirectory));
-            var row = store.Runs().FirstOrDefault(r => r.Id == runId);
-            store.FinishRun(runId, RunStatus.Aborted, row?.Step ?? 0, reason);
+            if (store.Runs().FirstOrDefault(r => r.Id == runId) is not { } row) return;
+            store.FinishRun(runId, RunStatus.Aborted, row.Step, reason);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException)
         {
@@ -262,4 +255,74 @@ public sealed class CommandLifetime : IHostLifetime
 {
     public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>
+/// SIGINT and SIGTERM for one run, from before its directory exists (a signal in a run's first seconds is as safe as
+/// later): the first asks the run to stop with a final checkpoint, told to the run's client as soon as there is one
+/// (it passes it on once the run is accepted); a second ends the process at once (exit 130 or 143, the signal's
+/// default), the record saying the run was aborted.
+/// </summary>
+public sealed class RunSignals : IDisposable
+{
+    private readonly object gate = new();
+    private readonly double graceSeconds;
+    private readonly PosixSignalRegistration sigint, sigterm;
+    private int count;
+    private string? reason, runId, runDirectory;
+    private IActorRef? client;
+
+    /// <summary>Completed by the first signal.</summary>
+    public TaskCompletionSource Requested { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public RunSignals(double graceSeconds)
+    {
+        this.graceSeconds = graceSeconds;
+        sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, On);
+        sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, On);
+    }
+
+    /// <summary>The run a second signal records as aborted.</summary>
+    public void For(string id, string directory)
+    {
+        lock (gate) (runId, runDirectory) = (id, directory);
+    }
+
+    /// <summary>The run's client: told of a stop asked before it existed, and of any later one.</summary>
+    public void Attach(IActorRef runClient)
+    {
+        lock (gate)
+        {
+            client = runClient;
+            if (reason is not null) client.Tell(new StopRequested(reason));
+        }
+    }
+
+    private void On(PosixSignalContext context)
+    {
+        if (Interlocked.Increment(ref count) > 1)
+        {
+            // The default action ends the process now; the record must not say "running".
+            string? id, directory;
+            lock (gate) (id, directory) = (runId, runDirectory);
+            if (id is not null && directory is not null)
+                RunHost.RecordAbort(id, directory, "ended at once by a second signal, without a final checkpoint; `metamae resume` continues from the latest one");
+            return;
+        }
+        context.Cancel = true; // keep the process: the coordinator writes a final checkpoint first
+        var name = context.Signal == PosixSignal.SIGTERM ? "SIGTERM" : "Ctrl-C";
+        Console.Error.WriteLine($"stopping ({name}): writing a final checkpoint within {graceSeconds:0.#} s (signal again to exit at once without it)");
+        lock (gate)
+        {
+            reason = $"interrupted ({name})";
+            client?.Tell(new StopRequested(reason));
+        }
+        Requested.TrySetResult();
+    }
+
+    public void Dispose()
+    {
+        sigint.Dispose();
+        sigterm.Dispose();
+    }
 }

@@ -147,6 +147,54 @@ public sealed class ProcessKillSpecs(StraightRun straight) : TempDirTest
         Assert.Equal(RunStatusText.Parse("aborted"), store.Runs().Single().Status);
     }
 
+    [Theory]
+    [InlineData("TERM")]
+    [InlineData("KILL")]
+    public async Task A_signal_the_moment_the_run_directory_appears_leaves_a_run_that_resume_completes(string signal)
+    {
+        // Before the node is up (about a second after start): SIGTERM once exited 143 (no handler yet) and a kill left a
+        // directory holding only run.lock, which resume refused as "not a run directory".
+        var outDir = Path.Combine(Root, "early-" + signal);
+        var (p, _, stderr) = ProcessRuns.Start(null, TestRuns.PretrainArgs(outDir, 20));
+        using (p)
+        {
+            var clock = Stopwatch.StartNew();
+            while (!(Directory.Exists(outDir) && Directory.GetDirectories(outDir).Any(d => !Path.GetFileName(d).StartsWith('.')))
+                   && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(1))
+                Thread.Sleep(2);
+            Assert.False(p.HasExited, "the run ended before its directory appeared");
+            ProcessRuns.Signal(p, signal);
+            Assert.True(p.WaitForExit(TimeSpan.FromMinutes(1)), "the process outlived the signal by a minute");
+            p.WaitForExit();
+            if (signal == "TERM") Assert.True(p.ExitCode == Cli.ExitCodes.Stopped, $"exit {p.ExitCode}: {await stderr}");
+            else Assert.Equal(ProcessRuns.SigKillExit, p.ExitCode);
+        }
+        var runDir = Directory.GetDirectories(outDir).Single(); // no staging directory left behind either
+        var (code, output, err) = ProcessRuns.Run(null, TimeSpan.FromMinutes(3), "resume", runDir, "--quiet");
+        Assert.True(code == Cli.ExitCodes.Completed, output + err);
+        Assert.Equal(20, MetricsFile.Lines(runDir, "step").Max(e => e.GetProperty("step").GetInt64()));
+    }
+
+    [Fact]
+    public void A_second_signal_ends_the_process_at_once_and_the_record_says_aborted()
+    {
+        var outDir = Path.Combine(Root, "twice");
+        var (p, _, _) = ProcessRuns.Start("learner.step=sleep(200)", TestRuns.PretrainArgs(outDir));
+        using (p)
+        {
+            ProcessRuns.WaitForStep(p, outDir, 3);
+            ProcessRuns.Signal(p, "TERM");
+            ProcessRuns.Signal(p, "TERM");
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), "a second signal did not end the process at once");
+            p.WaitForExit();
+            Assert.Equal(128 + 15, p.ExitCode); // the signal's own code, as README lists
+        }
+        using var store = new RunStore(Path.Combine(outDir, "runs.db"));
+        var row = store.Runs().Single();
+        Assert.Equal(RunStatus.Aborted, row.Status);
+        Assert.Contains("second signal", store.Error(row.Id));
+    }
+
     [Fact]
     public void Resume_of_a_live_run_is_refused_naming_its_owner_and_a_killed_owners_lock_is_taken_over()
     {

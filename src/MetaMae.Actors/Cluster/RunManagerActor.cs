@@ -246,6 +246,9 @@ internal sealed class TopicPublisherActor : ReceiveActor
     }
 }
 
+/// <summary>Asks a run's client to stop the run (a signal): passed on as <see cref="StopRunById"/> once the run is accepted.</summary>
+public sealed record StopRequested(string Reason);
+
 /// <summary>
 /// A run's client (the command, on any node): subscribes to the run's topic, submits it, passes its events to
 /// <paramref name="progress"/>, and completes <see cref="Finished"/> with the run's end, whichever node coordinates it.
@@ -260,13 +263,26 @@ public sealed class RunClientActor : ReceiveActor
     }
 
     /// <param name="request">What the manager is asked once the client listens: <see cref="SubmitRun"/> or <see cref="FollowRun"/>.</param>
+    private bool accepted;
+    private string? stopReason;
+
     public RunClientActor(IActorRef manager, string runId, IMetaMaeMessage request, IActorRef? progress, TaskCompletionSource<RunFinished> finished)
     {
         this.finished = finished;
         var mediator = DistributedPubSub.Get(Context.System).Mediator;
         mediator.Tell(new Subscribe(RunManagerActor.Topic(runId), Self));
         Receive<SubscribeAck>(_ => manager.Tell(request));
-        Receive<RunAccepted>(_ => { });
+        Receive<RunAccepted>(_ =>
+        {
+            accepted = true;
+            if (stopReason is not null) manager.Tell(new StopRunById(runId, stopReason));
+        });
+        Receive<StopRequested>(s =>
+        {
+            // Passed on once the run is accepted: a stop told before the submission would reach no run.
+            stopReason = s.Reason;
+            if (accepted) manager.Tell(new StopRunById(runId, s.Reason));
+        });
         Receive<RunFinished>(r =>
         {
             progress?.Tell(r);

@@ -253,18 +253,29 @@ public static class RunCommands
 
     private static RunFinished Execute(RunSpec config, OutputMode mode, NodeOptions? cluster)
     {
+        // Signals are handled before the run directory exists: a SIGTERM in the first seconds stops the run as later ones do.
+        using var signals = new RunSignals(config.StopGraceSeconds);
         string runId, runDir;
         do
         {
             runId = RunHost.NewRunId(config);
             runDir = Path.GetFullPath(Path.Combine(config.Out, runId));
         } while (Directory.Exists(runDir));
+        signals.For(runId, runDir);
         // On one node the command owns the directory before anything starts (and hands the lock to the coordinator);
-        // on a cluster the coordinator's node takes it.
+        // on a cluster the coordinator's node takes it. The directory appears with its config.json (written in a staging
+        // directory, then renamed into place), so a directory a kill leaves in the first seconds is one `resume` continues.
+        if (cluster is null)
+        {
+            var staging = Path.Combine(Path.GetDirectoryName(runDir)!, $".{runId}.staging");
+            Directory.CreateDirectory(staging);
+            File.WriteAllText(Path.Combine(staging, "config.json"), config.ToJson());
+            Directory.Move(staging, runDir);
+        }
         using var owned = cluster is null ? RunDirectoryLock.Acquire(runDir) : null;
         if (mode == OutputMode.Human)
             AnsiConsole.MarkupLineInterpolated($"[bold]{config.Model}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
-        var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned }, cluster);
+        var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned }, cluster, signals);
         Summarise(r);
         return r;
     }
