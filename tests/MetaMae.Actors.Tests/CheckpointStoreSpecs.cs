@@ -38,4 +38,26 @@ public sealed class CheckpointStoreSpecs : TempDirTest
         Assert.Contains(warnings, w => w.Contains("step-00000030") && w.Contains("no manifest.json"));
         Assert.Contains(warnings, w => w.Contains("step-00000020") && w.Contains("meta.json"));
     }
+
+    [Fact]
+    public void A_file_where_a_checkpoint_directory_belongs_is_moved_aside_not_left_to_block_that_steps_write()
+    {
+        // Seen: resume failed three learner restarts with "already exists" writing step 40 over a regular file.
+        var run = Directory.CreateTempSubdirectory("metamae-ckpt-").FullName;
+        try
+        {
+            var store = new CheckpointStore(run, keep: 3, _ => { });
+            Directory.CreateDirectory(store.Directory);
+            File.WriteAllText(store.PathFor(40), "not a checkpoint");
+            var actions = store.CleanLeftovers();
+            Assert.Contains(actions, a => a.Contains("a file where a checkpoint directory belongs"));
+            Assert.False(File.Exists(store.PathFor(40)));
+            var kept = Assert.Single(Directory.GetFiles(Path.Combine(run, "corrupt-checkpoints"), "*", SearchOption.AllDirectories));
+            Assert.Equal("not a checkpoint", File.ReadAllText(kept));
+        }
+        finally
+        {
+            Directory.Delete(run, recursive: true);
+        }
+    }
 }

@@ -66,8 +66,9 @@ internal sealed class CheckpointStore(string runDirectory, int keep, Action<stri
 
     /// <summary>
     /// Cleans what interrupted writes leave behind: temporary directories (.step-N.tmp-*) are deleted; a replaced
-    /// checkpoint moved aside (.step-N.old-*) is put back when its replacement never arrived, else deleted.
-    /// Returns a line per action, for the log.
+    /// checkpoint moved aside (.step-N.old-*) is put back when its replacement never arrived, else deleted. A file
+    /// where a checkpoint directory belongs (step-N as a regular file) cannot be read and would block that step's write:
+    /// it is moved to RUN/corrupt-checkpoints/, kept. Returns a line per action, for the log.
     /// </summary>
     public IReadOnlyList<string> CleanLeftovers()
     {
@@ -87,6 +88,14 @@ internal sealed class CheckpointStore(string runDirectory, int keep, Action<stri
                 System.IO.Directory.Delete(dir, recursive: true);
                 actions.Add($"removed {name}, left by an interrupted checkpoint write");
             }
+        }
+        foreach (var file in System.IO.Directory.GetFiles(Directory, "step-*"))
+        {
+            var aside = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(Directory)!, "corrupt-checkpoints",
+                DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+            System.IO.Directory.CreateDirectory(aside);
+            System.IO.File.Move(file, System.IO.Path.Combine(aside, System.IO.Path.GetFileName(file)));
+            actions.Add($"moved {file} to {aside}: a file where a checkpoint directory belongs (unreadable, and it would block that step's write)");
         }
         return actions;
     }
