@@ -20,7 +20,7 @@ namespace MetaMae.Actors.Coordination;
 /// and its host lets go of the run.
 /// </para>
 /// </summary>
-internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
+internal sealed class LearnerGroupActor : RunPartActor, IWithTimers
 {
     private sealed record Refeed(int Generation);
     private sealed record LearnerLost(IActorRef Learner);
@@ -74,8 +74,6 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
     private LearnerFinished? finishing;
     /// <summary>The run ended (<see cref="EndGroup"/>): the group is dissolved and hears nothing more.</summary>
     private bool ended;
-    /// <summary>What the group is doing, named in the error when it fails there.</summary>
-    private string stage = "placing the learner";
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -87,6 +85,7 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
         this.settings = settings;
         learnerHosts = hosts.Learners;
         dataHosts = hosts.Data;
+        Stage = "placing the learner";
 
         Receive<StartTraining>(_ =>
         {
@@ -209,20 +208,8 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
     public static Props Props(RunSpec config, string runId, string runDirectory, RunHosts hosts, CoordinatorSettings settings) =>
         Akka.Actor.Props.Create(() => new LearnerGroupActor(config, runId, runDirectory, hosts, settings));
 
-    /// <summary>An exception in a handler fails the run with the stage it happened in; the group stays to be dissolved.</summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        if (ended) return true;
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            Fail($"{stage} failed: {Failures.Describe(e)}");
-            return true;
-        }
-    }
+    /// <summary>After the end the group hears nothing more; an exception in a handler fails the run (<see cref="RunPartActor"/>).</summary>
+    protected override bool AroundReceive(Receive receive, object message) => ended || base.AroundReceive(receive, message);
 
     protected override void PreStart()
     {
@@ -242,7 +229,7 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => End();
 
-    private void Fail(string reason)
+    protected override void Fail(string reason)
     {
         done = true;
         Context.Parent.Tell(new RunPartFailed(reason));
@@ -292,7 +279,7 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
     /// </summary>
     private void PlaceGroup()
     {
-        stage = "placing the learner";
+        Stage = "placing the learner";
         var live = LiveLearnerHosts();
         if (live.Count < config.MinReplicas)
         {
@@ -328,7 +315,7 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
         }
         if (size > 1 || config.Replicas > 1)
             log.Info("run {0}: learner group {1} of {2} replica(s) ({3} wanted), global batch {4}", [runId, group, size, config.Replicas, config.GlobalBatchSize(size)]);
-        stage = "running";
+        Stage = "running";
     }
 
     /// <summary>
@@ -459,7 +446,7 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
     {
         if (ready.Rank == 0) step = ready.Step;
         if (ready.Step >= config.Steps) return;
-        stage = "starting the data stream";
+        Stage = "starting the data stream";
         int gen = ++generation;
         member.Generation = gen;
         var data = LiveDataHosts();
@@ -474,6 +461,6 @@ internal sealed class LearnerGroupActor : ReceiveActor, IWithTimers
         for (int k = 0; k < data.Count; k++)
             data[k].Tell(new OpenFeed(runId, config, ready.Position, gen, k, data.Count, member.Learner!, Self, ready.Rank, replicas.Count, globalBatch));
         log.Info("feed {0} of {1} data node(s) starts at {2} for replica {3} at step {4}", [gen, data.Count, ready.Position, ready.Rank, ready.Step]);
-        stage = "running";
+        Stage = "running";
     }
 }

@@ -53,7 +53,7 @@ public sealed record RunStartOptions
 /// feed restarts from the learner's position, probes go to another evaluator.
 /// </para>
 /// </summary>
-internal sealed class RunCoordinatorActor : ReceiveActor
+internal sealed class RunCoordinatorActor : RunPartActor
 {
     private readonly RunSpec config;
     private readonly string configJson;
@@ -76,8 +76,6 @@ internal sealed class RunCoordinatorActor : ReceiveActor
     private RunStatus status = RunStatus.Running;
     private string? error;
     private RunFinished? ending;
-    /// <summary>What the coordinator itself is doing, named in the error when it fails there.</summary>
-    private string stage = "starting";
 
     public RunCoordinatorActor(RunSpec config, string runId, string runDirectory, RunHosts hosts, IActorRef? progress, RunStartOptions? options)
     {
@@ -228,19 +226,6 @@ internal sealed class RunCoordinatorActor : ReceiveActor
         Receive<Terminated>(t => t.ActorRef.Equals(recorder), _ => Fail("the run's recorder stopped"));
     }
 
-    /// <summary>Any exception in the coordinator's own handlers ends the run, failed, with the stage it happened in.</summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            Fail($"{stage} failed: {Failures.Describe(e)}");
-            return true;
-        }
-    }
 
     /// <summary>A child that fails to start fails the run (the children catch their own handlers' errors and say so).</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
@@ -257,7 +242,7 @@ internal sealed class RunCoordinatorActor : ReceiveActor
 
     private void Begin()
     {
-        stage = $"locking run directory {runDirectory}";
+        Stage = $"locking run directory {runDirectory}";
         Become(Starting); // from here on a failure ends the run through Finish
         directoryLock = options.Lock ?? (options.LockToken is { } token ? RunDirectoryLock.Adopt(token, runDirectory) : null);
         if (directoryLock is null)
@@ -268,9 +253,9 @@ internal sealed class RunCoordinatorActor : ReceiveActor
         if (directoryLock.Previous is { } dead)
             log.Warning("run directory {0} was held by {1}, which is no longer running; taking it over", runDirectory, dead);
         // From here on the directory is ours: a failure may write its report and record.
-        stage = "writing config.json";
+        Stage = "writing config.json";
         File.WriteAllText(Path.Combine(runDirectory, "config.json"), configJson);
-        stage = "running";
+        Stage = "running";
         recorder = Context.ActorOf(RunRecorderActor.Props(config, configJson, runId, runDirectory, options, settings), "recorder");
         Context.Watch(recorder);
         recorder.Tell(new OpenRecord());
@@ -299,7 +284,7 @@ internal sealed class RunCoordinatorActor : ReceiveActor
         progress?.Tell(new RunWarning(runId, step, message));
     }
 
-    private void Fail(string reason)
+    protected override void Fail(string reason)
     {
         if (ending is not null || status == RunStatus.Failed) return;
         status = RunStatus.Failed;

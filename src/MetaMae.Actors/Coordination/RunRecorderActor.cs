@@ -15,7 +15,7 @@ namespace MetaMae.Actors.Coordination;
 /// can be: <see cref="CloseRecord"/> writes the final report (bounded by <see cref="CoordinatorSettings.FinalReport"/>),
 /// finishes the record and closes every file before it answers <see cref="RecordClosed"/>.
 /// </summary>
-internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
+internal sealed class RunRecorderActor : RunPartActor, IWithTimers
 {
     private sealed record ReportLate;
 
@@ -35,7 +35,6 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
     private bool failed;
     private CloseRecord? closing;
     private IActorRef? closer;
-    private string stage = "opening metrics.jsonl and TensorBoard";
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -48,6 +47,7 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
         this.options = options;
         this.settings = settings;
         Become(Recording);
+        Stage = "opening metrics.jsonl and TensorBoard";
     }
 
     /// <summary>While the run goes on: every event is written.</summary>
@@ -59,9 +59,9 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
             reporter!.Tell(r);
             Cluster.RunMetrics.Record(r, retrained: r.Step <= highestStep);
             highestStep = Math.Max(highestStep, r.Step);
-            stage = "recording the step in the run record";
+            Stage = "recording the step in the run record";
             if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
-            stage = "writing data metrics";
+            Stage = "writing data metrics";
             if (r.Step % 50 == 0 || r.Step == r.TotalSteps) WriteDataMetrics(r.Step);
         });
         Receive<DataReport>(d =>
@@ -71,19 +71,19 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
         });
         Receive<CheckpointSaved>(c =>
         {
-            stage = $"recording checkpoint {c.Path}";
+            Stage = $"recording checkpoint {c.Path}";
             store!.AddCheckpoint(runId, c.Step, c.Path, valid: true);
         });
         Receive<EvaluationResult>(r =>
         {
-            stage = "recording an evaluation";
+            Stage = "recording an evaluation";
             store!.AddEvaluation(r);
             reporter!.Tell(r);
             Cluster.RunMetrics.Probe.WithLabels(runId, r.Dataset, r.Metric).Set(r.Value);
         });
         Receive<PruneCheckpoints>(p =>
         {
-            stage = "pruning checkpoints";
+            Stage = "pruning checkpoints";
             foreach (var deleted in checkpoints!.Prune(p.Best, p.Owed)) store!.RemoveCheckpoint(runId, deleted);
         });
         Receive<GroupFormedAt>(g => reporter!.Tell(g));
@@ -139,21 +139,8 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
     public static Props Props(RunSpec config, string configJson, string runId, string runDirectory, RunStartOptions options, CoordinatorSettings settings) =>
         Akka.Actor.Props.Create(() => new RunRecorderActor(config, configJson, runId, runDirectory, options, settings));
 
-    /// <summary>The first failure ends the run with the stage named.</summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        try
-        {
-            return base.AroundReceive(receive, message);
-        }
-        catch (Exception e)
-        {
-            Fail($"{stage} failed: {Failures.Describe(e)}");
-            return true;
-        }
-    }
 
-    private void Fail(string reason)
+    protected override void Fail(string reason)
     {
         if (failed || closing is not null) return;
         failed = true;
@@ -169,16 +156,16 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
     private RecordOpened Open()
     {
         var warnings = new List<string>();
-        stage = "opening metrics.jsonl and TensorBoard";
+        Stage = "opening metrics.jsonl and TensorBoard";
         reporter = Context.ActorOf(RunReporterActor.Props(runId, runDirectory), "reporter");
         var runs = RunRecord.RunsDirectoryOf(runDirectory);
-        stage = $"opening the run record {RunRecord.Describe(runs)}";
+        Stage = $"opening the run record {RunRecord.Describe(runs)}";
         store = RunRecord.Open(runs);
         store.StartRun(runId, config.Name, config.Steps, Path.GetFullPath(runDirectory), configJson);
         Cluster.RunMetrics.Started(runId);
         highestStep = store.Runs().FirstOrDefault(r => r.Id == runId)?.Step ?? 0; // recorded every 10 steps: a resume retrains from below it
 
-        stage = "checking checkpoints";
+        Stage = "checking checkpoints";
         checkpoints = new CheckpointStore(runDirectory, config.KeepCheckpoints, w => log.Warning(w));
         foreach (var action in checkpoints.CleanLeftovers()) log.Warning("{0}", action);
         if (options.TakeOver && store.Checkpoints(runId).Select(c => (long?)c.Step).Max() is { } newestRecorded)
@@ -200,7 +187,7 @@ internal sealed class RunRecorderActor : ReceiveActor, IWithTimers
         }
         store.SyncCheckpoints(runId, valid);
         var measured = store.Evaluations(runId).ToList(); // a resumed run keeps what was measured before
-        stage = "running";
+        Stage = "running";
         return new RecordOpened(highestStep, valid, measured, warnings);
     }
 
