@@ -101,7 +101,9 @@ public sealed class EvaluatorActor : ReceiveActor
         var task = TaskFor(spec.Metric);
         var train = encoder.Features(splits[0], task == ProbeTask.PerToken, settings.FeatureBatchSize);
         var test = encoder.Features(splits[1], task == ProbeTask.PerToken, settings.FeatureBatchSize);
-        var options = ProbeOptions.ForProtocol(settings.Protocol, settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, seed: c.Step);
+        var options = settings.Protocol == ProbeProtocol.Dabs
+            ? ProbeOptions.Dabs(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, seed: c.Step)
+            : ProbeOptions.Standardized(settings.Epochs, settings.Lr, settings.WeightDecay, settings.BatchSize, seed: c.Step);
         int classes = ClassesPresent(task, spec.Classes, splits);
         var result = LinearProbe.TrainAndScore(train, test, task, classes, MetricName(spec.Metric), options);
         // The raw-input anchor: the same probe on the input itself, once per evaluator (it does not depend on the checkpoint).

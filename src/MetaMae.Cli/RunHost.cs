@@ -189,7 +189,7 @@ public static class RunHost
     /// second then).
     /// </summary>
     public static string NewRunId(RunSpec config) =>
-        $"{config.Name}-{config.Model}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{unchecked(IdBase + (uint)Interlocked.Increment(ref idCounter)):x8}";
+        $"{config.Name}-{RunSpec.ConfigName(config.Model)}-{DateTime.UtcNow:yyyyMMdd-HHmmss-fff}-{unchecked(IdBase + (uint)Interlocked.Increment(ref idCounter)):x8}";
 }
 
 /// <summary>Receives step reports, checkpoints and evaluations and prints them as asked.</summary>

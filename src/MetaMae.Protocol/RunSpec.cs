@@ -53,13 +53,13 @@ public sealed record EvaluationConfig
 {
     public List<DatasetRef> Datasets { get; init; } = [];
     /// <summary>every: each checkpoint; last: only the final one (plus the random-init one when asked).</summary>
-    public string When { get; init; } = "every";
+    public ProbeWhen When { get; init; } = ProbeWhen.Every;
     public bool IncludeRandomInit { get; init; } = true;
     /// <summary>
     /// "standardized": features standardised with the train split's statistics before the probe (fair to encoders
     /// whose features differ in scale); "dabs": the paper's protocol, raw features.
     /// </summary>
-    public string Protocol { get; init; } = "standardized";
+    public ProbeProtocol Protocol { get; init; } = ProbeProtocol.Standardized;
     public int Epochs { get; init; } = 100;
     public double Lr { get; init; } = 1e-4;
     public double WeightDecay { get; init; } = 1e-4;
@@ -80,7 +80,7 @@ public sealed record RunSpec
     public string Name { get; init; } = "run";
     public required DatasetRef Dataset { get; init; }
     /// <summary>mae or metamae.</summary>
-    public string Model { get; init; } = "metamae";
+    public PretrainingModel Model { get; init; } = PretrainingModel.MetaMae;
     public string Preset { get; init; } = "tiny";
     public bool FirstOrder { get; init; }
     public double? MaskRatio { get; init; }
@@ -102,7 +102,7 @@ public sealed record RunSpec
     public long Seed { get; init; }
     public string Device { get; init; } = "auto";
     /// <summary>fp32, or bf16: matrix products in bf16 from fp32 master weights (norms, softmax, losses, optimizer in fp32).</summary>
-    public string Precision { get; init; } = "fp32";
+    public NumberFormat Precision { get; init; } = NumberFormat.Fp32;
     public int Threads { get; init; } = 1;
     public long CheckpointEvery { get; init; } = 100;
     public int KeepCheckpoints { get; init; } = 3;
@@ -132,9 +132,9 @@ public sealed record RunSpec
     /// "keep": the global batch is batch_size whatever the group's size (each replica takes batch_size / replicas, as
     /// the original under DDP); "scale": each replica takes batch_size, so the global batch grows with the group.
     /// </summary>
-    public string BatchScaling { get; init; } = "keep";
+    public BatchScaling BatchScaling { get; init; } = BatchScaling.Keep;
     /// <summary>Gradients on the wire between replicas: "fp32", or "bf16" (half the bytes, summed in fp32).</summary>
-    public string GradientTransfer { get; init; } = "fp32";
+    public NumberFormat GradientTransfer { get; init; } = NumberFormat.Fp32;
     /// <summary>How long a replica waits for a peer's part of a collective before the group is re-formed.</summary>
     public double CollectiveTimeoutSeconds { get; init; } = 120;
     /// <summary>How long a run waits for the learner and data nodes it needs before it fails naming the missing role.</summary>
@@ -149,14 +149,19 @@ public sealed record RunSpec
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        // Choices are written as in the config ("metamae", "bf16"); a number is not a choice.
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower, allowIntegerValues: false) },
     };
 
-    public static readonly string[] Models = ["mae", "metamae"];
-    public static readonly string[] EvaluationWhen = ["every", "last"];
-    public static readonly string[] ProbeProtocols = ["standardized", "dabs"];
-    public static readonly string[] BatchScalings = ["keep", "scale"];
-    public static readonly string[] GradientTransfers = ["fp32", "bf16"];
-    public static readonly string[] Precisions = ["fp32", "bf16"];
+    /// <summary>How a choice is spelled in a config: its <see cref="JsonStringEnumMemberNameAttribute"/>, else snake_case.</summary>
+    public static string ConfigName<T>(T value) where T : struct, Enum => ConfigName(typeof(T), value.ToString());
+
+    private static string ConfigName(Type type, string member) =>
+        type.GetField(member)?.GetCustomAttributes(typeof(JsonStringEnumMemberNameAttribute), false) is [JsonStringEnumMemberNameAttribute a, ..]
+            ? a.Name : JsonNamingPolicy.SnakeCaseLower.ConvertName(member);
+
+    /// <summary>Every spelling a choice key takes, for messages ("mae, metamae").</summary>
+    public static IEnumerable<string> ConfigNames(Type type) => Enum.GetNames(type).Select(n => ConfigName(type, n));
 
     /// <summary>A run name becomes a directory name: letters, digits, '.', '_' and '-', starting with a letter or digit.</summary>
     public static readonly System.Text.RegularExpressions.Regex NamePattern = new("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
@@ -233,6 +238,7 @@ public sealed record RunSpec
         {
             var name = type.Groups[1].Value.TrimEnd('.');
             var expected = TypeNames.TryGetValue(name, out var t) ? t
+                : typeof(RunSpec).Assembly.GetType(name) is { IsEnum: true } choice ? "one of " + string.Join(", ", ConfigNames(choice))
                 : name.Contains("Nullable") ? "a number or null"
                 : name.Contains("List") ? "a list" : "an object";
             return $"has the wrong type or is out of range: expected {expected}";
@@ -276,6 +282,28 @@ public sealed record RunSpec
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 }
+
+/// <summary>The <c>model</c> key: MetaMAE, or the plain MAE baseline.</summary>
+public enum PretrainingModel
+{
+    Mae,
+    [JsonStringEnumMemberName("metamae")] MetaMae,
+}
+
+/// <summary>
+/// <c>precision</c>: fp32, or bf16 matrix products from fp32 master weights. <c>gradient_transfer</c>: the gradients'
+/// format on the wire (bf16: half the bytes, summed in fp32).
+/// </summary>
+public enum NumberFormat { Fp32, Bf16 }
+
+/// <summary><c>batch_scaling</c>: keep the global batch whatever the group's size, or scale it with the group.</summary>
+public enum BatchScaling { Keep, Scale }
+
+/// <summary><c>evaluation.when</c>: probe every checkpoint, or only the last.</summary>
+public enum ProbeWhen { Every, Last }
+
+/// <summary><c>evaluation.protocol</c>: standardized (converged, validated) or dabs (the paper's Adam schedule).</summary>
+public enum ProbeProtocol { Standardized, Dabs }
 
 /// <summary>A configuration error: the key and what is wrong with it. The command exits with code 2.</summary>
 public sealed class ConfigException(string key, string message) : ArgumentException($"config key '{key}': {message}")

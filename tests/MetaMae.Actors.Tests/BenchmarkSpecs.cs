@@ -59,14 +59,14 @@ public sealed class BenchmarkSpecs : TempDirTest
         Assert.Equal(2 * 3 + 2 * 4, suite.Runs.Count);
         Assert.Equal(["MetaMAE", "MAE", "MetaMAE first-order", "MetaMAE lambda-0"], suite.Variants.Select(v => v.Label));
         var lambda0 = suite.Runs.Single(r => r.RunId == "points-metamae-lambda-0-s4");
-        Assert.Equal((0.0, "metamae", 4L, 6L), (lambda0.Config.ContrastiveWeight, lambda0.Config.Model, lambda0.Config.Seed, lambda0.Config.Steps));
+        Assert.Equal((0.0, PretrainingModel.MetaMae, 4L, 6L), (lambda0.Config.ContrastiveWeight, lambda0.Config.Model, lambda0.Config.Seed, lambda0.Config.Steps));
         Assert.Equal(Path.Combine(Root, "data", "points.csv"), lambda0.Config.Dataset.Path);
         Assert.True(suite.Runs.Single(r => r.RunId == "images-metamae-first-order-s3").Config.FirstOrder);
         Assert.DoesNotContain(suite.Runs, r => r.Entry == "images" && r.Variant == "metamae-lambda-0");
         // The random encoder is probed once per seed (from the MetaMAE run); MAE starts from the same weights.
         Assert.True(suite.Runs.Single(r => r.RunId == "images-metamae-s3").Config.Evaluation.IncludeRandomInit);
         Assert.False(suite.Runs.Single(r => r.RunId == "images-mae-s3").Config.Evaluation.IncludeRandomInit);
-        Assert.Equal("last", suite.Runs[0].Config.Evaluation.When);
+        Assert.Equal(ProbeWhen.Last, suite.Runs[0].Config.Evaluation.When);
 
         var bad = Assert.Throws<ConfigException>(() => BenchmarkSuite.Load(Suite(Body.Replace("\"steps\": 6", "\"steps\": 0")), Path.Combine(Root, "data"), Root));
         Assert.Contains("entries[1] (points, MetaMAE, seed 3): steps", bad.Message);

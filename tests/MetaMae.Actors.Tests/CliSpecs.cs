@@ -97,7 +97,7 @@ public sealed class CliSpecs : TempDirTest
         var ci = File.ReadAllText(Path.Combine(TestRuns.RepoRoot, ".ci", "run"));
         Assert.Contains("make test", ci);
         var config = RunSpec.Load(Path.Combine(TestRuns.RepoRoot, "config", "runs", "fashion-mnist.json"), []);
-        Assert.Equal("metamae", config.Model);
+        Assert.Equal(PretrainingModel.MetaMae, config.Model);
         Assert.NotEmpty(config.Evaluation.Datasets);
     }
 

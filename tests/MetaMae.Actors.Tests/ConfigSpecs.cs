@@ -156,10 +156,26 @@ public sealed class ConfigSpecs
     [InlineData("steps=1.5", "steps", "expected a whole number in the 64-bit range, got 1.5")]
     [InlineData("lr=NaN", "lr", "expected a number, got \"NaN\"")]
     [InlineData("evaluation.epochs=many", "evaluation.epochs", "expected a whole number in the 32-bit range, got \"many\"")]
+    [InlineData("model=byol", "model", "expected one of mae, metamae, got \"byol\"")]
+    [InlineData("model=1", "model", "expected one of mae, metamae, got 1")] // a choice is a name, not its number
+    [InlineData("precision=fp16", "precision", "expected one of fp32, bf16, got \"fp16\"")]
+    [InlineData("evaluation.when=never", "evaluation.when", "expected one of every, last, got \"never\"")]
     public void A_value_of_the_wrong_type_is_named_with_what_was_expected_and_what_was_given(string assignment, string key, string message)
     {
         var e = Assert.Throws<ConfigException>(() => RunSpec.Load(MainConfig, [assignment]));
         Assert.Equal(key, e.Key);
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void Choices_are_read_and_written_as_the_config_spells_them()
+    {
+        var spec = RunSpec.Load(MainConfig, ["model=mae", "precision=bf16", "batch_scaling=scale", "gradient_transfer=bf16", "evaluation.when=last", "evaluation.protocol=dabs"]);
+        Assert.Equal((PretrainingModel.Mae, NumberFormat.Bf16, BatchScaling.Scale, NumberFormat.Bf16, ProbeWhen.Last, ProbeProtocol.Dabs),
+            (spec.Model, spec.Precision, spec.BatchScaling, spec.GradientTransfer, spec.Evaluation.When, spec.Evaluation.Protocol));
+        var json = System.Text.Json.Nodes.JsonNode.Parse(spec.ToJson())!;
+        Assert.Equal(("mae", "bf16", "scale", "last", "dabs"), ((string)json["model"]!, (string)json["precision"]!, (string)json["batch_scaling"]!,
+            (string)json["evaluation"]!["when"]!, (string)json["evaluation"]!["protocol"]!));
+        Assert.Equal("metamae", (string)System.Text.Json.Nodes.JsonNode.Parse(RunSpec.Load(MainConfig, []).ToJson())!["model"]!);
     }
 }

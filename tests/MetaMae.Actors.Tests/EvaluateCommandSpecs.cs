@@ -17,7 +17,7 @@ public sealed class EvaluateCommandSpecs(StraightRun straight) : TempDirTest
         {
             Evaluation = new Protocol.EvaluationConfig
             {
-                Protocol = "dabs", Epochs = 3, Lr = 0.003, Datasets = [new Protocol.DatasetRef { Name = "fashion-mnist", Root = "embedded", MaxTrain = 120, MaxTest = 60 }],
+                Protocol = Protocol.ProbeProtocol.Dabs, Epochs = 3, Lr = 0.003, Datasets = [new Protocol.DatasetRef { Name = "fashion-mnist", Root = "embedded", MaxTrain = 120, MaxTest = 60 }],
             },
         };
         File.WriteAllText(Path.Combine(run, "config.json"), config.ToJson());

@@ -21,11 +21,11 @@ public sealed class LearnerGroupSpecs : TempDirTest
     }
 
     [Theory]
-    [InlineData("fp32", "keep", 16)]
-    [InlineData("bf16", "scale", 32)]
-    public async Task Two_learner_nodes_train_as_one_group_whose_replicas_are_bit_identical_at_every_checkpoint(string transfer, string scaling, int globalBatch)
+    [InlineData(NumberFormat.Fp32, BatchScaling.Keep, 16)]
+    [InlineData(NumberFormat.Bf16, BatchScaling.Scale, 32)]
+    public async Task Two_learner_nodes_train_as_one_group_whose_replicas_are_bit_identical_at_every_checkpoint(NumberFormat transfer, BatchScaling scaling, int globalBatch)
     {
-        var config = TestRuns.Tiny(Path.Combine(Root, transfer), steps: 24, every: 8) with
+        var config = TestRuns.Tiny(Path.Combine(Root, transfer.ToString()), steps: 24, every: 8) with
         {
             Replicas = 2, GradientTransfer = transfer, BatchScaling = scaling,
         };

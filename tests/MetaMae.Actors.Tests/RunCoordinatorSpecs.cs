@@ -32,7 +32,7 @@ public sealed class RunCoordinatorSpecs : MetaMaeTestKit
     public async Task Include_random_init_false_is_honoured_when_every_checkpoint_is_probed()
     {
         var config = TestRuns.Tiny(Root, steps: 8, every: 4, evaluate: true);
-        config = config with { Evaluation = config.Evaluation with { When = "every", IncludeRandomInit = false } };
+        config = config with { Evaluation = config.Evaluation with { When = ProbeWhen.Every, IncludeRandomInit = false } };
         var result = await RunAsync(config, "no-random");
         Assert.Equal(RunStatus.Completed, result.Status);
         Assert.Equal(new long[] { 4, 8 }, result.Results.Select(r => r.Step).Order().ToArray());

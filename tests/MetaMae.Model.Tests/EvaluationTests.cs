@@ -134,8 +134,8 @@ public class EvaluationTests
             return new ProbeData(f, n, 1, 16, y);
         }
         var (train, test) = (Small(1000, 1), Small(500, 2));
-        var dabs = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.ForProtocol("dabs", 100, 1e-4, 1e-4, 256, 0));
-        var fair = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+        var dabs = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.Dabs(100, 1e-4, 1e-4, 256, 0));
+        var fair = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 2, "accuracy", ProbeOptions.Standardized(100, 1e-4, 1e-4, 256, 0));
         Assert.Equal(0.7, dabs.Value, 2); // the majority class, whatever the features
         Assert.InRange(fair.Value, 0.9, 1.0);
         Assert.Contains("L-BFGS to convergence", fair.Method);
@@ -149,7 +149,7 @@ public class EvaluationTests
     {
         using var _ = no_grad();
         var result = LinearProbe.TrainAndScore(Blobs(100, 4, 2, 11), Blobs(50, 4, 2, 12), ProbeTask.MultiClass, 2, "accuracy",
-            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+            ProbeOptions.Standardized(100, 1e-4, 1e-4, 256, 0));
         Assert.Equal(1.0, result.Value, 6);
     }
 
@@ -157,8 +157,8 @@ public class EvaluationTests
     public void The_converged_probe_does_not_depend_on_learning_rate_or_epochs()
     {
         var (train, test) = (Blobs(400, 8, 4, 5, spread: 2.5f), Blobs(200, 8, 4, 6, spread: 2.5f));
-        var a = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.ForProtocol("standardized", 1, 1e-5, 0, 8, 0));
-        var b = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.ForProtocol("standardized", 500, 1, 1, 512, 7));
+        var a = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.Standardized(1, 1e-5, 0, 8, 0));
+        var b = LinearProbe.TrainAndScore(train, test, ProbeTask.MultiClass, 4, "accuracy", ProbeOptions.Standardized(500, 1, 1, 512, 7));
         Assert.Equal(a.Value, b.Value, 6);
         Assert.Equal(a.Method, b.Method);
     }
@@ -168,9 +168,9 @@ public class EvaluationTests
     {
         // Many noisy dimensions and few samples: only a strong decay generalises. A clean separable signal: a weak one.
         var noisy = LinearProbe.TrainAndScore(Blobs(120, 200, 2, 7, spread: 3f), Blobs(200, 200, 2, 8, spread: 3f), ProbeTask.MultiClass, 2, "accuracy",
-            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+            ProbeOptions.Standardized(100, 1e-4, 1e-4, 256, 0));
         var clean = LinearProbe.TrainAndScore(Blobs(400, 4, 2, 9, spread: 0.1f), Blobs(200, 4, 2, 10, spread: 0.1f), ProbeTask.MultiClass, 2, "accuracy",
-            ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+            ProbeOptions.Standardized(100, 1e-4, 1e-4, 256, 0));
         double Chosen(string method) => double.Parse(System.Text.RegularExpressions.Regex.Match(method, @"weight decay ([0-9.eE+-]+) chosen").Groups[1].Value,
             System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(Chosen(noisy.Method) > Chosen(clean.Method), $"noisy: {noisy.Method}; clean: {clean.Method}");

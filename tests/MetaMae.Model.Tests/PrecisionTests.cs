@@ -76,7 +76,7 @@ public class PrecisionTests
                 return new(model.Features(x).data<float>().ToArray(), labels.Length, 1, 32, labels);
             }
             var probe = LinearProbe.TrainAndScore(Features(train, trainLabels), Features(test, testLabels), ProbeTask.MultiClass, 2, "accuracy",
-                ProbeOptions.ForProtocol("standardized", 100, 1e-4, 1e-4, 256, 0));
+                ProbeOptions.Standardized(100, 1e-4, 1e-4, 256, 0));
             return (losses.ToArray(), probe.Value);
         }
         var fp32 = Pretrain(Precision.Fp32);

@@ -264,7 +264,7 @@ internal sealed class RunCoordinatorActor : RunPartActor
     /// <summary>The step-0 (random) encoder only when include_random_init says so, whatever "when" says; others by "when".</summary>
     private bool ShouldEvaluate(long checkpointStep, bool final) =>
         config.Evaluation.Datasets.Count > 0 && status == RunStatus.Running
-        && (checkpointStep == 0 ? config.Evaluation.IncludeRandomInit : config.Evaluation.When == "every" || final);
+        && (checkpointStep == 0 ? config.Evaluation.IncludeRandomInit : config.Evaluation.When == ProbeWhen.Every || final);
 
     /// <summary>A stop on request: rank 0 writes a final checkpoint (the group answers <see cref="LearnerStopped"/>); probes in flight are left to `resume`.</summary>
     private void Stop(string reason)

@@ -29,10 +29,10 @@ public static class RunSpecs
         public int EffectiveBatchSize => spec.BatchSize ?? spec.DatasetSpec.BatchSize;
 
         /// <summary>The batch a group of <paramref name="replicas"/> trains per step, as batch_scaling says.</summary>
-        public int GlobalBatchSize(int replicas) => spec.BatchScaling == "scale" ? spec.EffectiveBatchSize * replicas : spec.EffectiveBatchSize;
+        public int GlobalBatchSize(int replicas) => spec.BatchScaling == BatchScaling.Scale ? spec.EffectiveBatchSize * replicas : spec.EffectiveBatchSize;
 
         public Model.Distributed.WirePrecision WirePrecision =>
-            spec.GradientTransfer == "bf16" ? Model.Distributed.WirePrecision.BFloat16 : Model.Distributed.WirePrecision.Float32;
+            spec.GradientTransfer == NumberFormat.Bf16 ? Model.Distributed.WirePrecision.BFloat16 : Model.Distributed.WirePrecision.Float32;
 
         /// <summary>The model this run trains: input from the data set's spec, size from the preset, objective from the keys.</summary>
         public ModelConfig ToModelConfig()
@@ -41,11 +41,11 @@ public static class RunSpecs
             var input = InputOf(ds);
             var options = new ObjectiveOptions
             {
-                Objective = spec.Model == "mae" ? Objective.Mae : Objective.MetaMae,
+                Objective = spec.Model == PretrainingModel.Mae ? Objective.Mae : Objective.MetaMae,
                 MaskRatio = spec.MaskRatio ?? ds.DefaultMaskRatio,
                 TextMaskRatio = spec.TextMaskRatio, ImageLossWeight = spec.ImageLossWeight, TextLossWeight = spec.TextLossWeight, TextPadId = spec.TextPadId,
                 SupportRatio = spec.SupportRatio, InnerLr = spec.InnerLr, ContrastiveWeight = spec.ContrastiveWeight, FirstOrder = spec.FirstOrder,
-                Precision = spec.Precision == "bf16" ? Model.Precision.Bf16 : Model.Precision.Fp32,
+                Precision = spec.Precision == NumberFormat.Bf16 ? Model.Precision.Bf16 : Model.Precision.Fp32,
             };
             return new ModelConfig(input, Presets.Get(spec.Preset), options);
         }
@@ -61,11 +61,8 @@ public static class RunSpecs
             Require("name", s.Name is not null && RunSpec.NamePattern.IsMatch(s.Name),
                 $"'{s.Name}' is not a valid run name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no paths)");
             RequireDataset("dataset", s.Dataset);
-            Require("model", s.Model is not null && RunSpec.Models.Contains(s.Model), $"'{s.Model}' is not allowed; allowed: {string.Join(", ", RunSpec.Models)}");
             Require("preset", s.Preset is not null && Presets.All.ContainsKey(s.Preset), $"'{s.Preset}' is not allowed; allowed: {string.Join(", ", Presets.All.Keys)}");
             RequireDevice("device", s.Device, devices.HasFlag(DeviceChecks.Training));
-            Require("precision", s.Precision is not null && RunSpec.Precisions.Contains(s.Precision),
-                $"'{s.Precision}' is not allowed; allowed: {string.Join(", ", RunSpec.Precisions)}");
             Require("steps", s.Steps >= 1, $"must be at least 1, got {s.Steps}");
             Require("checkpoint_every", s.CheckpointEvery >= 1, $"must be at least 1, got {s.CheckpointEvery}");
             Require("keep_checkpoints", s.KeepCheckpoints >= 1, $"must be at least 1, got {s.KeepCheckpoints}");
@@ -91,10 +88,6 @@ public static class RunSpecs
             RequireFinite("probe_timeout_seconds", s.ProbeTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
             Require("replicas", s.Replicas is >= 1 and <= 1024, $"must be in [1, 1024], got {s.Replicas}");
             Require("min_replicas", s.MinReplicas >= 1 && s.MinReplicas <= s.Replicas, $"must be in [1, replicas = {s.Replicas}], got {s.MinReplicas}");
-            Require("batch_scaling", s.BatchScaling is not null && RunSpec.BatchScalings.Contains(s.BatchScaling),
-                $"'{s.BatchScaling}' is not allowed; allowed: {string.Join(", ", RunSpec.BatchScalings)}");
-            Require("gradient_transfer", s.GradientTransfer is not null && RunSpec.GradientTransfers.Contains(s.GradientTransfer),
-                $"'{s.GradientTransfer}' is not allowed; allowed: {string.Join(", ", RunSpec.GradientTransfers)}");
             RequireFinite("collective_timeout_seconds", s.CollectiveTimeoutSeconds, min: 0, max: 86_400, minExclusive: true);
             RequireFinite("placement_timeout_seconds", s.PlacementTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
             Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
@@ -110,7 +103,7 @@ public static class RunSpecs
                 Require(key, probe.Kind == pretrain.Kind && probe.Shape.SequenceEqual(pretrain.Shape) && probe.Vocab == pretrain.Vocab,
                     $"'{probe.Name}' has samples of shape {string.Join("x", probe.Shape)}, the encoder takes {string.Join("x", pretrain.Shape)}");
             }
-            Require("replicas", s.BatchScaling == "scale" || s.EffectiveBatchSize >= 2 * s.Replicas,
+            Require("replicas", s.BatchScaling == BatchScaling.Scale || s.EffectiveBatchSize >= 2 * s.Replicas,
                 $"{s.Replicas} replicas would each take fewer than 2 of a global batch of {s.EffectiveBatchSize} (batch_scaling \"keep\"); " +
                 "raise batch_size or use batch_scaling \"scale\"");
             try
@@ -163,11 +156,7 @@ public static class RunSpecs
         public void Validate(string prefix = "evaluation.", bool checkDevice = true)
         {
             Require(prefix + "datasets", evaluation.Datasets is not null, "must be a list of data sets (it may be empty)");
-            Require(prefix + "when", evaluation.When is not null && RunSpec.EvaluationWhen.Contains(evaluation.When),
-                $"'{evaluation.When}' is not allowed; allowed: {string.Join(", ", RunSpec.EvaluationWhen)}");
             Require(prefix + "epochs", evaluation.Epochs is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.Epochs}");
-            Require(prefix + "protocol", evaluation.Protocol is not null && RunSpec.ProbeProtocols.Contains(evaluation.Protocol),
-                $"'{evaluation.Protocol}' is not allowed; allowed: {string.Join(", ", RunSpec.ProbeProtocols)}");
             RequireFinite(prefix + "lr", evaluation.Lr, min: 0, max: 10, minExclusive: true);
             RequireFinite(prefix + "weight_decay", evaluation.WeightDecay, min: 0, max: 100);
             Require(prefix + "batch_size", evaluation.BatchSize is >= 1 and <= 1_000_000, $"must be in [1, 1000000], got {evaluation.BatchSize}");

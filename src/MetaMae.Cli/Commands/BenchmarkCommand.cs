@@ -31,7 +31,7 @@ public static class BenchmarkCommand
                 [
                     r.RunId, r.Config.Dataset.Name, string.Join(", ", r.Config.Evaluation.Datasets.Select(d => d.Name)), r.Config.Preset,
                     r.Config.Steps.ToString(CultureInfo.InvariantCulture), (r.Config.BatchSize?.ToString(CultureInfo.InvariantCulture) ?? "DABS"),
-                    r.Config.Model + (r.Config.FirstOrder ? " (first order)" : ""),
+                    Protocol.RunSpec.ConfigName(r.Config.Model) + (r.Config.FirstOrder ? " (first order)" : ""),
                 ]));
                 Console.WriteLine($"total: {plan.Runs.Sum(r => r.Config.Steps):N0} steps");
                 return ExitCodes.Completed;

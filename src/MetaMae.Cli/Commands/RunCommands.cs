@@ -65,7 +65,7 @@ public static class RunCommands
             finished.Add((Label(config), main));
             if (p.GetValue(compare) && main.Status == RunStatus.Completed)
             {
-                var other = config with { Model = config.Model == "mae" ? "metamae" : "mae", Evaluation = config.Evaluation with { IncludeRandomInit = false } };
+                var other = config with { Model = config.Model == PretrainingModel.Mae ? PretrainingModel.MetaMae : PretrainingModel.Mae, Evaluation = config.Evaluation with { IncludeRandomInit = false } };
                 finished.Add((Label(other), Execute(other, Mode(p), Node(p))));
             }
             PrintComparison(config, finished);
@@ -115,7 +115,7 @@ public static class RunCommands
         var checkpoint = new Argument<string>("CHECKPOINT") { Description = "A checkpoint directory (RUN/checkpoints/step-N)." };
         var dataset = new Option<string>("--dataset") { Description = "Transfer data set to probe.", Required = true };
         var root = new Option<string?>("--root") { Description = "Its directory, or 'embedded' (default: the run's, else embedded)." };
-        var protocol = new Option<string?>("--protocol") { Description = "standardized (converged, validated weight decay) or dabs (the paper's Adam schedule); default: the run's." };
+        var protocol = new Option<ProbeProtocol?>("--protocol") { Description = "standardized (converged, validated weight decay) or dabs (the paper's Adam schedule); default: the run's." };
         var epochs = new Option<int?>("--epochs") { Description = "Probe epochs of the dabs protocol (default: the run's evaluation.epochs)." };
         var lr = new Option<double?>("--lr") { Description = "Probe learning rate (default: the run's evaluation.lr)." };
         var weightDecay = new Option<double?>("--weight-decay") { Description = "Probe weight decay (default: the run's)." };
@@ -149,9 +149,9 @@ public static class RunCommands
             Checkpoint.Verify(path);
             var meta = Checkpoint.ReadMeta(path);
             var caps = (ds.MaxTrain is { } mt ? $", at most {mt} train samples" : "") + (ds.MaxTest is { } ms ? $", at most {ms} test samples" : "");
-            var schedule = settings.Protocol == "dabs"
+            var schedule = settings.Protocol == ProbeProtocol.Dabs
                 ? FormattableString.Invariant($", epochs {settings.Epochs}, lr {settings.Lr:G3}, weight decay {settings.WeightDecay:G3}, batch {settings.BatchSize}") : "";
-            Console.WriteLine($"probe settings from {source}: protocol {settings.Protocol}{schedule}{caps}");
+            Console.WriteLine($"probe settings from {source}: protocol {RunSpec.ConfigName(settings.Protocol)}{schedule}{caps}");
             using var system = Akka.Actor.ActorSystem.Create("metamae-evaluate", CommandHocon.Config.WithFallback(MetaMaeHocon.Config));
             var evaluator = system.ActorOf(EvaluatorActor.Props(meta.RunId ?? "evaluate", ds, settings, meta.Config.ToConfig()), "evaluator");
             var reply = evaluator.Ask<object>(new CheckpointSaved(meta.RunId ?? "evaluate", meta.Step, path, true), Timeout.InfiniteTimeSpan).GetAwaiter().GetResult();
@@ -244,7 +244,7 @@ public static class RunCommands
         return (RunSpec.Bind(RunSpec.Read(config, [])).Evaluation, config);
     }
 
-    private static string Label(RunSpec config) => config.Model == "mae" ? "MAE" : "MetaMAE";
+    private static string Label(RunSpec config) => config.Model == PretrainingModel.Mae ? "MAE" : "MetaMAE";
 
     /// <summary>With --cluster, a client node (no roles) joining that cluster; otherwise null: a one-node cluster of its own.</summary>
     private static NodeOptions? Node(ParseResult p) => p.GetValue(ClusterOption) is { } seed
@@ -274,7 +274,7 @@ public static class RunCommands
         }
         using var owned = cluster is null ? RunDirectoryLock.Acquire(runDir) : null;
         if (mode == OutputMode.Human)
-            AnsiConsole.MarkupLineInterpolated($"[bold]{config.Model}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
+            AnsiConsole.MarkupLineInterpolated($"[bold]{RunSpec.ConfigName(config.Model)}[/] on {config.Dataset.Name} ({config.Preset}, {config.Steps} steps, batch {config.EffectiveBatchSize}, seed {config.Seed}) -> {runDir}");
         var r = RunHost.Execute(config, runId, runDir, mode, new RunStartOptions { Lock = owned }, cluster, signals);
         Summarise(r);
         return r;

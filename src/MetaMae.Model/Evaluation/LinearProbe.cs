@@ -29,11 +29,13 @@ public sealed record ProbeOptions(int Epochs = 100, double Lr = 1e-4, double Wei
     /// <summary>Weight decays tried by the converged fit, strongest first (see <see cref="LinearProbe"/>'s choice among them).</summary>
     public static readonly double[] WeightDecayGrid = [1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
 
-    /// <summary>The protocol's options: "standardized" (converged, validated) or "dabs" (the paper's Adam schedule).</summary>
-    public static ProbeOptions ForProtocol(string protocol, int epochs, double lr, double weightDecay, int batchSize, long seed) =>
-        protocol == "dabs"
-            ? new ProbeOptions(epochs, lr, weightDecay, batchSize, seed)
-            : new ProbeOptions(epochs, lr, weightDecay, batchSize, seed, Standardize: true, Converge: true);
+    /// <summary>The paper's protocol: raw features, Adam for the given epochs, learning rate and weight decay.</summary>
+    public static ProbeOptions Dabs(int epochs, double lr, double weightDecay, int batchSize, long seed) =>
+        new(epochs, lr, weightDecay, batchSize, seed);
+
+    /// <summary>The fair protocol: standardised features, fitted to convergence with a validated weight decay.</summary>
+    public static ProbeOptions Standardized(int epochs, double lr, double weightDecay, int batchSize, long seed) =>
+        new(epochs, lr, weightDecay, batchSize, seed, Standardize: true, Converge: true);
 }
 
 /// <summary>Features and targets of one split: features (N, D) or, per token, (N, L, D); targets per sample or per token.</summary>
