@@ -59,6 +59,17 @@ internal sealed class ProbeSchedulerActor : SteadyActor
                 foreach (var q in waiting) slot.Queue.Enqueue(q);
                 return;
             }
+            if (settings.Backlog == ProbeBacklog.Latest)
+            {
+                // Asked late for an older step than one already here (a retry, a moved coordinator): it is stale at once.
+                var newest = slot.Queue.Select(q => q.Checkpoint.Step).Append(slot.Running?.Checkpoint.Step ?? -1).Max();
+                if (Skippable(p) && newest > p.Checkpoint.Step)
+                {
+                    Skip(p, slot.Dataset.Name, newest);
+                    return;
+                }
+                SkipStale(slot, p);
+            }
             slot.Queue.Enqueue(p);
             Next(slot);
         });
@@ -99,6 +110,29 @@ internal sealed class ProbeSchedulerActor : SteadyActor
         slot.Running = null;
         coordinator.Tell(reply);
         Next(slot);
+    }
+
+    /// <summary>
+    /// evaluation.backlog latest: a newer checkpoint's probe replaces the waiting ones of this set (never step 0's, the
+    /// random-init anchor, or a final one), each answered <see cref="EvaluationSkipped"/>; the running probe finishes.
+    /// </summary>
+    private void SkipStale(Slot slot, ProbeRequest newer)
+    {
+        var waiting = slot.Queue.ToList();
+        slot.Queue.Clear();
+        foreach (var q in waiting)
+        {
+            if (Skippable(q) && q.Checkpoint.Step < newer.Checkpoint.Step) Skip(q, slot.Dataset.Name, newer.Checkpoint.Step);
+            else slot.Queue.Enqueue(q);
+        }
+    }
+
+    private static bool Skippable(ProbeRequest p) => p.Checkpoint.Step > 0 && !p.Checkpoint.Final;
+
+    private void Skip(ProbeRequest p, string dataset, long newer)
+    {
+        log.Info("skipped the probe of step {0} on {1}: step {2} is newer", p.Checkpoint.Step, dataset, newer);
+        p.Coordinator.Tell(new EvaluationSkipped(runId, p.Checkpoint.Step, dataset, newer));
     }
 
     private void Next(Slot slot)

@@ -57,6 +57,12 @@ public sealed record EvaluationResult(
 /// <summary>An evaluator could not evaluate a checkpoint (the run continues; the reason is recorded).</summary>
 public sealed record EvaluationFailed(string RunId, long Step, string Dataset, string Reason) : IMetaMaeMessage;
 
+/// <summary>
+/// A probe not run because a newer checkpoint of the same run is owed one on the same set and probes are behind training
+/// (evaluation.backlog latest): the evaluator's queue keeps only the newest.
+/// </summary>
+public sealed record EvaluationSkipped(string RunId, long Step, string Dataset, long NewerStep) : IMetaMaeMessage;
+
 /// <summary>The learner reached the run's last step and wrote its final checkpoint.</summary>
 public sealed record LearnerFinished(string RunId, long Step, string FinalCheckpoint) : IMetaMaeMessage;
 

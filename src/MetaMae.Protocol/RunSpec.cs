@@ -54,6 +54,12 @@ public sealed record EvaluationConfig
     public List<DatasetRef> Datasets { get; init; } = [];
     /// <summary>every: each checkpoint; last: only the final one (plus the random-init one when asked).</summary>
     public ProbeWhen When { get; init; } = ProbeWhen.Every;
+    /// <summary>
+    /// When probes fall behind training. latest: a transfer set's probe waiting for an evaluator is skipped once a newer
+    /// checkpoint is owed one (never step 0's or the final one's), each skip counted and said, so probes follow training
+    /// and disk stays bounded; all: every checkpoint is probed, and each one owed a probe stays on disk until it is.
+    /// </summary>
+    public ProbeBacklog Backlog { get; init; } = ProbeBacklog.Latest;
     public bool IncludeRandomInit { get; init; } = true;
     /// <summary>
     /// "standardized": features standardised with the train split's statistics before the probe (fair to encoders
@@ -301,6 +307,9 @@ public enum BatchScaling { Keep, Scale }
 
 /// <summary><c>evaluation.when</c>: probe every checkpoint, or only the last.</summary>
 public enum ProbeWhen { Every, Last }
+
+/// <summary><c>evaluation.backlog</c>: when probes fall behind, skip the stale ones (latest) or probe every checkpoint (all).</summary>
+public enum ProbeBacklog { Latest, All }
 
 /// <summary><c>evaluation.protocol</c>: standardized (converged, validated) or dabs (the paper's Adam schedule).</summary>
 public enum ProbeProtocol { Standardized, Dabs }

@@ -106,6 +106,65 @@ public sealed class CoordinationSpecs : MetaMaeTestKit
     }
 
     [Fact]
+    public async Task With_backlog_latest_a_probe_no_host_took_is_skipped_for_a_newer_one_and_said_once_then_counted()
+    {
+        var config = TestRuns.Tiny(Root, steps: 16, every: 4, evaluate: true);
+        Assert.Equal(ProbeBacklog.Latest, config.Evaluation.Backlog); // the default
+        var parent = CreateTestProbe();
+        var recorder = CreateTestProbe();
+        var probes = parent.ChildActorOf(ProbeCoordinatorActor.Props(config, "p", recorder.Ref, [], [], Quick));
+        CheckpointSaved At(long step) => new("p", step, Path.Combine(Root, $"step-{step}"), step == 16);
+
+        // No evaluator host yet: 4 waits; 8 replaces it, 12 replaces 8.
+        foreach (var step in new long[] { 4, 8, 12 }) probes.Tell(new CheckpointTaken(At(step), Probe: true));
+        var warning = parent.ExpectMsg<PartWarning>();
+        Assert.Contains("the probe of step 4 on fashion-mnist was skipped for step 8's", warning.Message);
+        await parent.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(300)); // the second skip is counted, not said again
+        Assert.Equal(new[] { 12L }, recorder.FishForMessage<PruneCheckpoints>(p => p.Owed.Count == 1 && p.Owed.Contains(12)).Owed);
+
+        // A host joins: it is asked for the newest only. The final checkpoint is never skipped, even for nothing newer.
+        var evaluator = CreateTestProbe();
+        probes.Tell(new HostsChanged(new RunHosts([], [], [evaluator.Ref])));
+        Assert.Equal(12, evaluator.ExpectMsg<ProbeRequest>().Checkpoint.Step);
+        probes.Tell(new ProbeAccepted("p", 12, "fashion-mnist", evaluator.Ref));
+        probes.Tell(new CheckpointTaken(At(16), Probe: true));
+        Assert.Equal(16, evaluator.ExpectMsg<ProbeRequest>().Checkpoint.Step);
+        // The host's queue skips 12 (it was waiting behind nothing newer than 16); 16 reports.
+        probes.Tell(new EvaluationSkipped("p", 12, "fashion-mnist", 16));
+        probes.Tell(new TrainingEnded());
+        probes.Tell(new EvaluationResult("p", 16, "fashion-mnist", "accuracy", 0.5, 1, 300, 200, At(16).Path));
+        parent.ExpectMsg<EvaluationResult>();
+        var summary = parent.ExpectMsg<PartWarning>();
+        Assert.Contains("3 probe(s) of stale checkpoints were skipped", summary.Message);
+        Assert.Contains("fashion-mnist at steps 4, 8, 12", summary.Message);
+        parent.ExpectMsg<ProbesSettled>();
+    }
+
+    [Fact]
+    public async Task A_stop_leaves_the_owed_probes_to_resume_names_them_and_their_checkpoints_are_never_pruned()
+    {
+        var config = TestRuns.Tiny(Root, steps: 16, every: 4, evaluate: true);
+        config = config with { Evaluation = config.Evaluation with { Backlog = ProbeBacklog.All } };
+        var parent = CreateTestProbe();
+        var recorder = CreateTestProbe();
+        var evaluator = CreateTestProbe();
+        var probes = parent.ChildActorOf(ProbeCoordinatorActor.Props(config, "p", recorder.Ref, [evaluator.Ref], [], Quick));
+        foreach (var step in new long[] { 4, 8, 12 })
+            probes.Tell(new CheckpointTaken(new CheckpointSaved("p", step, Path.Combine(Root, $"step-{step}"), false), Probe: true));
+        Assert.Equal(3, evaluator.ReceiveN(3).Count); // backlog all: nothing skipped
+        recorder.ReceiveN(3); // a prune after each
+        probes.Tell(new AbandonProbes());
+        var warning = parent.ExpectMsg<PartWarning>();
+        Assert.Contains("3 probe(s) were not run before the run ended; `metamae resume` runs them", warning.Message);
+        Assert.Contains("fashion-mnist at steps 4, 8, 12", warning.Message);
+        // The stop's own checkpoint comes after: the prune it triggers still keeps 4, 8 and 12.
+        probes.Tell(new CheckpointTaken(new CheckpointSaved("p", 14, Path.Combine(Root, "step-14"), false), Probe: false));
+        var prune = recorder.ExpectMsg<PruneCheckpoints>();
+        Assert.Equal(new long[] { 4, 8, 12 }, prune.Owed.Order().ToArray());
+        await parent.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
     public async Task A_run_s_end_is_heard_once_by_a_waiter_that_also_listens_to_its_progress()
     {
         var config = TestRuns.Tiny(Root, steps: 4, every: 4);

@@ -46,7 +46,7 @@ internal sealed record CheckpointTaken(CheckpointSaved Checkpoint, bool Probe);
 /// <summary>To the probe coordinator: training is over; owed probes get probe_timeout_seconds; <see cref="ProbesSettled"/> follows when none is owed.</summary>
 internal sealed record TrainingEnded;
 
-/// <summary>To the probe coordinator: the run stops or fails; probes in flight are left for `resume` to redo.</summary>
+/// <summary>To the probe coordinator: the run stops or fails; probes owed are left for `resume` (their checkpoints kept, a warning names them); once training has ended it answers <see cref="ProbesSettled"/>.</summary>
 internal sealed record AbandonProbes;
 
 /// <summary>Training is over and no probe is owed.</summary>

@@ -15,6 +15,12 @@ namespace MetaMae.Actors.Coordination;
 /// still has to read (the owed set lives here, so a prune cannot race it). Once training is over it gives the owed
 /// probes probe_timeout_seconds and says <see cref="ProbesSettled"/> when none is owed.
 /// </para>
+/// <para>
+/// evaluation.backlog latest: a probe still waiting when a newer checkpoint is owed one on the same set is skipped (here
+/// if no host took it, else by the host's queue, <see cref="EvaluationSkipped"/>); the first skip is a warning, and the
+/// count with the steps is one more when the probes settle. A stop leaves the owed probes to `resume` and keeps their
+/// checkpoints (a warning says which): no checkpoint owed a probe is ever deleted.
+/// </para>
 /// </summary>
 internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
 {
@@ -38,6 +44,9 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Scores of the probes that reported (the first transfer set's pick the best checkpoint, kept from pruning).</summary>
     private readonly Dictionary<(long Step, string Dataset), double> scores;
     private List<IActorRef> evaluators;
+    /// <summary>Steps owed a probe when the run stopped: left to `resume`, their checkpoints kept.</summary>
+    private readonly HashSet<long> leftToResume = [];
+    private readonly List<(long Step, string Dataset)> skipped = [];
     private int next;
     private bool trainingEnded;
     private bool settled;
@@ -85,6 +94,13 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
             Prune();
             Settle();
         });
+        Receive<EvaluationSkipped>(s =>
+        {
+            if (!owed.Remove((s.Step, s.Dataset))) return;
+            Skipped(s.Step, s.Dataset, s.NewerStep);
+            Prune();
+            Settle();
+        });
         Receive<Retry>(_ =>
         {
             var now = DateTime.UtcNow;
@@ -113,8 +129,20 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
         });
         Receive<AbandonProbes>(_ =>
         {
-            owed.Clear(); // probes in flight are redone by `resume`
+            // Probes in flight are redone by `resume`, on checkpoints that are kept for it.
+            var left = owed.Keys.OrderBy(k => k.Step).ToList();
+            leftToResume.UnionWith(left.Select(k => k.Step));
+            owed.Clear();
             Timers.CancelAll();
+            if (left.Count > 0)
+                Warn($"{left.Count} probe(s) were not run before the run ended; `metamae resume` runs them, and their checkpoints are kept: " +
+                     Steps(left));
+            SaySkipped();
+            if (trainingEnded && !settled)
+            {
+                settled = true;
+                Context.Parent.Tell(new ProbesSettled());
+            }
         });
     }
 
@@ -130,13 +158,23 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
         Timers.StartPeriodicTimer("retry", new Retry(), settings.ProbeRetry);
     }
 
-    /// <summary>Owes a probe of the checkpoint on every transfer set that has no result for it yet, and asks for it.</summary>
+    /// <summary>
+    /// Owes a probe of the checkpoint on every transfer set that has no result for it yet, and asks for it. With
+    /// backlog latest, an older probe of the set that no host has taken is skipped for it.
+    /// </summary>
     private void Owe(CheckpointSaved c)
     {
         foreach (var ds in config.Evaluation.Datasets)
         {
             var key = (c.Step, ds.Name);
             if (scores.ContainsKey(key) || owed.ContainsKey(key)) continue;
+            if (config.Evaluation.Backlog == ProbeBacklog.Latest)
+                foreach (var (old, _) in owed.Where(o => o.Key.Dataset == ds.Name && o.Key.Step < c.Step && o.Key.Step > 0
+                                                         && o.Value.TakenBy is null && !o.Value.Checkpoint.Final).ToList())
+                {
+                    owed.Remove(old);
+                    Skipped(old.Step, old.Dataset, c.Step);
+                }
             var o = new Owed(c);
             owed[key] = o;
             Ask(key, o);
@@ -157,7 +195,35 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
         var first = config.Evaluation.Datasets.FirstOrDefault()?.Name;
         var best = scores.Where(s => s.Key.Dataset == first && s.Key.Step > 0).OrderByDescending(s => s.Value).Select(s => (long?)s.Key.Step)
             .FirstOrDefault();
-        recorder.Tell(new PruneCheckpoints(owed.Keys.Select(k => k.Step).Distinct().ToList(), best));
+        recorder.Tell(new PruneCheckpoints(owed.Keys.Select(k => k.Step).Concat(leftToResume).Distinct().ToList(), best));
+    }
+
+    private void Skipped(long step, string dataset, long newer)
+    {
+        skipped.Add((step, dataset));
+        if (skipped.Count == 1)
+            Warn($"probes are behind training: the probe of step {step} on {dataset} was skipped for step {newer}'s " +
+                 "(evaluation.backlog latest probes the newest checkpoint waiting; set it to all to probe every one)");
+    }
+
+    private void SaySkipped()
+    {
+        if (skipped.Count == 0) return;
+        Warn($"{skipped.Count} probe(s) of stale checkpoints were skipped (evaluation.backlog latest): {Steps(skipped)}");
+        skipped.Clear();
+    }
+
+    private static string Steps(IEnumerable<(long Step, string Dataset)> probes) =>
+        string.Join("; ", probes.GroupBy(p => p.Dataset).Select(g =>
+        {
+            var steps = g.Select(p => p.Step).Order().ToList();
+            return $"{g.Key} at step{(steps.Count > 1 ? "s" : "")} " + string.Join(", ", steps.Take(20)) + (steps.Count > 20 ? $" and {steps.Count - 20} more" : "");
+        }));
+
+    private void Warn(string message)
+    {
+        log.Warning("{0}", message);
+        Context.Parent.Tell(new PartWarning(message));
     }
 
     private void Settle()
@@ -165,6 +231,7 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
         if (!trainingEnded || owed.Count > 0 || settled) return;
         settled = true;
         Timers.Cancel("deadline");
+        SaySkipped();
         Context.Parent.Tell(new ProbesSettled());
     }
 }

@@ -173,9 +173,10 @@ internal sealed class RunCoordinatorActor : RunPartActor
         Receive<ProbesSettled>(_ => Finish());
         Receive<StopRun>(s =>
         {
+            if (status == RunStatus.Stopped) return;
             log.Info("stopping run {0}: {1}", runId, s.Reason);
             status = RunStatus.Stopped;
-            Finish();
+            probes!.Tell(new AbandonProbes()); // it says which probes are left to `resume`, then that the probes settled
         });
         Receive<HostsChanged>(h =>
         {

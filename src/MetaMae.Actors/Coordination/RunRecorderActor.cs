@@ -84,7 +84,11 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
         Receive<PruneCheckpoints>(p =>
         {
             Stage = "pruning checkpoints";
-            foreach (var deleted in checkpoints!.Prune(p.Best, p.Owed)) store!.RemoveCheckpoint(runId, deleted);
+            foreach (var deleted in checkpoints!.Prune(p.Best, p.Owed))
+            {
+                log.Info("removed checkpoint step-{0} (keep_checkpoints {1}; not the best, owed no probe)", deleted, config.KeepCheckpoints);
+                store!.RemoveCheckpoint(runId, deleted);
+            }
         });
         Receive<GroupFormedAt>(g => reporter!.Tell(g));
         Receive<ReplicasAgreeAt>(a => reporter!.Tell(a));
