@@ -127,6 +127,11 @@ public sealed record RunSpec
     /// <summary>After the last step, how long probes still owed may take before they are recorded as failed.</summary>
     public double ProbeTimeoutSeconds { get; init; } = 3600;
     /// <summary>
+    /// How long the run record (a PostgreSQL server) may be unreachable before the run fails: meanwhile training goes on,
+    /// writes wait in order and are retried, and they are written when the record is back. 0 fails at the first error.
+    /// </summary>
+    public double RecordOutageSeconds { get; init; } = 300;
+    /// <summary>
     /// Data-parallel learner replicas wanted, one per learner node: each trains a slice of every global batch and the
     /// group averages gradients before the optimizer step. With fewer learner nodes the group is as large as there
     /// are; it re-forms when one is lost and grows at the next checkpoint when one joins.

@@ -32,9 +32,14 @@ public sealed class PostgresServer : IDisposable
         Port = Cli.Bench.Loopback.FreePort();
         var data = Path.Combine(root, "data");
         Run("initdb", "-D", data, "-A", "trust", "-U", "metamae", "-E", "UTF8", "--no-sync");
-        Run("pg_ctl", "-D", data, "-l", Path.Combine(root, "server.log"), "-w", "-t", "60",
-            "-o", $"-p {Port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start");
+        Start();
     }
+
+    /// <summary>Stops the server as an operator's restart does (fast shutdown: sessions are ended); <see cref="Start"/> brings it back.</summary>
+    public void Stop() => Run("pg_ctl", "-D", Path.Combine(root, "data"), "-m", "fast", "-w", "-t", "60", "stop");
+
+    public void Start() => Run("pg_ctl", "-D", Path.Combine(root, "data"), "-l", Path.Combine(root, "server.log"), "-w", "-t", "60",
+        "-o", $"-p {Port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start");
 
     /// <summary>A new empty database on the server, as a connection string.</summary>
     public string NewDatabase(string name)

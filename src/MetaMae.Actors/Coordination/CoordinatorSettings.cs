@@ -26,6 +26,10 @@ public sealed record CoordinatorSettings
     public int MaxRefeeds { get; init; } = 10;
     /// <summary>A probe no evaluator host has taken within this is asked of the next one.</summary>
     public TimeSpan ProbeRetry { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long the run record may be unreachable before the run fails (record_outage_seconds).</summary>
+    public TimeSpan RecordOutage { get; init; } = TimeSpan.FromSeconds(300);
+    /// <summary>While the record is unreachable: the pause between attempts to write what waits.</summary>
+    public TimeSpan RecordRetry { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>The plots and report.md at the end of a run.</summary>
     public TimeSpan FinalReport { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -33,5 +37,6 @@ public sealed record CoordinatorSettings
     {
         Placement = TimeSpan.FromSeconds(config.PlacementTimeoutSeconds),
         ProbeTimeout = TimeSpan.FromSeconds(config.ProbeTimeoutSeconds),
+        RecordOutage = TimeSpan.FromSeconds(config.RecordOutageSeconds),
     };
 }

@@ -14,10 +14,17 @@ namespace MetaMae.Actors.Coordination;
 /// run with the stage named (<see cref="RunPartFailed"/>); the recorder stays, so the end is still written as far as it
 /// can be: <see cref="CloseRecord"/> writes the final report (bounded by <see cref="CoordinatorSettings.FinalReport"/>),
 /// finishes the record and closes every file before it answers <see cref="RecordClosed"/>.
+/// <para>
+/// A record that cannot be reached (a PostgreSQL server restarting: <see cref="RunStoreException.Transient"/>) does not
+/// stop training: writes wait in order and are retried every <see cref="CoordinatorSettings.RecordRetry"/>, a warning says
+/// so, another says when they caught up; past <see cref="CoordinatorSettings.RecordOutage"/> (record_outage_seconds)
+/// the run fails as for any record error.
+/// </para>
 /// </summary>
 internal sealed class RunRecorderActor : RunPartActor, IWithTimers
 {
     private sealed record ReportLate;
+    private sealed record RetryRecord;
 
     private readonly RunSpec config;
     private readonly string configJson;
@@ -35,6 +42,9 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
     private bool failed;
     private CloseRecord? closing;
     private IActorRef? closer;
+    /// <summary>Writes waiting for the record to come back, in the order they were made.</summary>
+    private readonly Queue<(string What, Action<IRunRecord> Write)> unwritten = new();
+    private DateTime outageSince;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -59,8 +69,7 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
             reporter!.Tell(r);
             Cluster.RunMetrics.Record(r, retrained: r.Step <= highestStep);
             highestStep = Math.Max(highestStep, r.Step);
-            Stage = "recording the step in the run record";
-            if (r.Step % 10 == 0 || r.Step == r.TotalSteps) store!.UpdateStep(runId, r.Step);
+            if (r.Step % 10 == 0 || r.Step == r.TotalSteps) Write("recording the step in the run record", s => s.UpdateStep(runId, r.Step));
             Stage = "writing data metrics";
             if (r.Step % 50 == 0 || r.Step == r.TotalSteps) WriteDataMetrics(r.Step);
         });
@@ -71,13 +80,11 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
         });
         Receive<CheckpointSaved>(c =>
         {
-            Stage = $"recording checkpoint {c.Path}";
-            store!.AddCheckpoint(runId, c.Step, c.Path, valid: true);
+            Write($"recording checkpoint {c.Path}", s => s.AddCheckpoint(runId, c.Step, c.Path, valid: true));
         });
         Receive<EvaluationResult>(r =>
         {
-            Stage = "recording an evaluation";
-            store!.AddEvaluation(r);
+            Write("recording an evaluation", s => s.AddEvaluation(r));
             reporter!.Tell(r);
             Cluster.RunMetrics.Probe.WithLabels(runId, r.Dataset, r.Metric).Set(r.Value);
         });
@@ -87,13 +94,73 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
             foreach (var deleted in checkpoints!.Prune(p.Best, p.Owed))
             {
                 log.Info("removed checkpoint step-{0} (keep_checkpoints {1}; not the best, owed no probe)", deleted, config.KeepCheckpoints);
-                store!.RemoveCheckpoint(runId, deleted);
+                Write($"removing checkpoint step-{deleted} from the run record", s => s.RemoveCheckpoint(runId, deleted));
             }
         });
         Receive<GroupFormedAt>(g => reporter!.Tell(g));
         Receive<ReplicasAgreeAt>(a => reporter!.Tell(a));
         Receive<ReporterFailed>(f => Fail(f.Reason));
+        Receive<RetryRecord>(_ => CatchUp());
         Ending();
+    }
+
+    /// <summary>
+    /// Writes to the record, or queues the write behind those waiting for it to come back. The first write the record
+    /// refuses as transient starts the outage: a warning, and a retry every RecordRetry. Any other failure fails the run.
+    /// </summary>
+    private void Write(string what, Action<IRunRecord> write)
+    {
+        Stage = what;
+        if (unwritten.Count > 0)
+        {
+            unwritten.Enqueue((what, write));
+            return;
+        }
+        try
+        {
+            write(store!);
+        }
+        catch (RunStoreException e) when (e.Transient && settings.RecordOutage > TimeSpan.Zero)
+        {
+            unwritten.Enqueue((what, write));
+            outageSince = DateTime.UtcNow;
+            Timers.StartPeriodicTimer("record-retry", new RetryRecord(), settings.RecordRetry);
+            var message = $"the run record cannot be reached ({e.Message}); training goes on and its writes wait, retried every " +
+                          $"{settings.RecordRetry.TotalSeconds:0} s for up to record_outage_seconds ({settings.RecordOutage.TotalSeconds:0} s)";
+            log.Warning("{0}", message);
+            Context.Parent.Tell(new PartWarning(message));
+        }
+    }
+
+    /// <summary>Writes what waits, in order; stops at the first that still cannot be written, and fails the run past the outage bound.</summary>
+    private void CatchUp()
+    {
+        int written = 0;
+        while (unwritten.TryPeek(out var w))
+        {
+            Stage = w.What;
+            try
+            {
+                w.Write(store!);
+            }
+            catch (RunStoreException e) when (e.Transient)
+            {
+                var down = DateTime.UtcNow - outageSince;
+                if (down >= settings.RecordOutage)
+                {
+                    Timers.Cancel("record-retry");
+                    Fail($"the run record has been unreachable for {down.TotalSeconds:0} s, longer than record_outage_seconds " +
+                         $"({settings.RecordOutage.TotalSeconds:0} s), with {unwritten.Count} write(s) waiting: {e.Message}");
+                }
+                return;
+            }
+            unwritten.Dequeue();
+            written++;
+        }
+        Timers.Cancel("record-retry");
+        var message = $"the run record is back after {(DateTime.UtcNow - outageSince).TotalSeconds:0} s; the {written} write(s) that waited are written";
+        log.Info("{0}", message);
+        Context.Parent.Tell(new PartWarning(message));
     }
 
     /// <summary>After the first failure only the end is written (later writes would only fail again or record a run that is over).</summary>
@@ -108,6 +175,11 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
     {
         Receive<RecordWarning>(w =>
         {
+            if (unwritten.Count > 0 && !failed)
+            {
+                unwritten.Enqueue(("recording a warning", s => s.AddWarning(runId, w.Step, w.Message)));
+                return;
+            }
             try
             {
                 store?.AddWarning(runId, w.Step, w.Message);
@@ -226,9 +298,15 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
     {
         if (closer is null) return;
         Timers.Cancel("report");
+        Timers.Cancel("record-retry");
         var problems = reportProblems.ToList();
         try
         {
+            while (store is not null && unwritten.TryPeek(out var w)) // the last chance for what waited
+            {
+                w.Write(store);
+                unwritten.Dequeue();
+            }
             store?.FinishRun(runId, closing!.Status, closing.Step, closing.Error);
         }
         catch (Exception e)

@@ -86,6 +86,7 @@ public static class RunSpecs
             RequireFinite("max_abs_value", s.MaxAbsValue, min: 0, max: 1e30, minExclusive: true);
             RequireFinite("stop_grace_seconds", s.StopGraceSeconds, min: 0, max: 86_400, minExclusive: true);
             RequireFinite("probe_timeout_seconds", s.ProbeTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
+            RequireFinite("record_outage_seconds", s.RecordOutageSeconds, min: 0, max: 7 * 86_400);
             Require("replicas", s.Replicas is >= 1 and <= 1024, $"must be in [1, 1024], got {s.Replicas}");
             Require("min_replicas", s.MinReplicas >= 1 && s.MinReplicas <= s.Replicas, $"must be in [1, replicas = {s.Replicas}], got {s.MinReplicas}");
             RequireFinite("collective_timeout_seconds", s.CollectiveTimeoutSeconds, min: 0, max: 86_400, minExclusive: true);

@@ -105,6 +105,9 @@ internal abstract class SqlRunRecord : IRunRecord
     /// <summary>The record's error in words, naming <see cref="Path"/>.</summary>
     protected abstract Exception Failure(DbException e);
 
+    /// <summary>Before each statement: a server-backed record reconnects a connection its server dropped.</summary>
+    protected virtual void EnsureOpen(DbConnection connection) { }
+
     /// <summary>Migration v (1-based) takes the schema from version v - 1 to v. Version 1 is the first schema (its tables
     /// may exist already in a record written before versions were kept: CREATE ... IF NOT EXISTS).</summary>
     private string[] Migrations =>
@@ -195,6 +198,7 @@ internal abstract class SqlRunRecord : IRunRecord
         lock (gate)
         {
             FailPoints.Hit("record.write");
+            EnsureOpen(connection);
             using var cmd = Command(sql, null, args);
             try
             {
@@ -211,6 +215,7 @@ internal abstract class SqlRunRecord : IRunRecord
     {
         lock (gate)
         {
+            EnsureOpen(connection);
             using var cmd = Command(sql, null, args);
             try
             {
@@ -372,7 +377,33 @@ internal sealed class PostgresRunStore : SqlRunRecord
         cmd.ExecuteNonQuery();
     }
 
-    protected override Exception Failure(DbException e) => new RunStoreException(Path, e.Message.TrimEnd('.'), e);
+    protected override Exception Failure(DbException e) => new RunStoreException(Path, e.Message.TrimEnd('.'), e, IsTransient(e));
+
+    /// <summary>
+    /// The server unreachable, restarting or shutting down (Npgsql's transient errors, SQLSTATE class 08 connection
+    /// exceptions and 57P01-57P03): the write may succeed once it is back.
+    /// </summary>
+    private static bool IsTransient(Exception e) => e switch
+    {
+        PostgresException p => p.IsTransient || p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState is "57P01" or "57P02" or "57P03",
+        NpgsqlException n => n.IsTransient || n.InnerException is IOException or System.Net.Sockets.SocketException or TimeoutException,
+        _ => false,
+    };
+
+    /// <summary>A connection a server restart broke is opened again before the next statement.</summary>
+    protected override void EnsureOpen(DbConnection connection)
+    {
+        if (connection.State == System.Data.ConnectionState.Open) return;
+        try
+        {
+            connection.Close();
+            connection.Open();
+        }
+        catch (NpgsqlException e)
+        {
+            throw new RunStoreException(Path, e.Message.TrimEnd('.'), e, IsTransient(e));
+        }
+    }
 
     /// <summary>A URL or a connection string -> the Npgsql connection string and the record's name (no password).</summary>
     public static (string ConnectionString, string Name) Parse(string server)
@@ -402,6 +433,12 @@ internal sealed class PostgresRunStore : SqlRunRecord
     private static string Redact(string server) => System.Text.RegularExpressions.Regex.Replace(server, @"(?i)(password=)[^;]*|(://[^:/@]*:)[^@]*@", "$1$2***@");
 }
 
-/// <summary>The run record cannot be opened or written (not a database, disk full, read-only, server down): named.</summary>
-public sealed class RunStoreException(string path, string reason, Exception? inner = null)
-    : IOException($"run record {path} is not usable: {reason}", inner);
+/// <summary>
+/// The run record cannot be opened or written (not a database, disk full, read-only, server down): named.
+/// <see cref="Transient"/>: the server could not be reached or is restarting, and the same write may succeed later.
+/// </summary>
+public sealed class RunStoreException(string path, string reason, Exception? inner = null, bool transient = false)
+    : IOException($"run record {path} is not usable: {reason}", inner)
+{
+    public bool Transient { get; } = transient;
+}
