@@ -187,6 +187,31 @@ public class SpeechTests : DataFilesTest
     }
 
     [Fact]
+    public void A_catalog_clip_stored_at_another_rate_is_resampled_to_its_set_s_published_rate()
+    {
+        // The same two-tone clip, once at LibriSpeech's 16 kHz and once at 8 kHz (another speaker's folder).
+        static float[] Tones(int rate, double seconds) =>
+            Enumerable.Range(0, (int)(rate * seconds)).Select(i => (float)(0.3 * Math.Sin(2 * Math.PI * 440 * i / rate) + 0.2 * Math.Sin(2 * Math.PI * 1500 * i / rate))).ToArray();
+        foreach (var (spk, rate) in new[] { ("19", 16_000), ("26", 8_000) })
+            foreach (var sub in new[] { "train-clean-100", "dev-clean" })
+            {
+                var dir = Path.Combine(Root, "LibriSpeech", sub, spk, "198");
+                Directory.CreateDirectory(dir);
+                for (int u = 0; u < 5; u++) AudioFile.WriteWav16(Path.Combine(dir, $"{spk}-198-{u:D4}.wav"), Tones(rate, 4.0), rate);
+            }
+        var d = DatasetCatalog.Open("librispeech", new ReaderOptions(Root, Split.Train));
+        var native = Enumerable.Range(0, d.Count).First(i => Path.GetFileName(d.Describe(i)).StartsWith("19-", StringComparison.Ordinal));
+        var other = Enumerable.Range(0, d.Count).First(i => Path.GetFileName(d.Describe(i)).StartsWith("26-", StringComparison.Ordinal));
+        var a = Read(d, native).Values!;
+        var b = Read(d, other).Values!;
+        // Read at its own rate, the 8 kHz clip's log-mel would cover twice the time and half the spectrum (its bands
+        // above 4 kHz empty); resampled, it matches the 16 kHz one but for what 8 kHz cannot hold.
+        double meanDiff = a.Zip(b, (x, y) => Math.Abs(x - y)).Average();
+        double spread = Math.Sqrt(a.Select(x => (x - a.Average()) * (x - a.Average())).Average());
+        Assert.True(meanDiff < 0.25 * spread, $"mean |difference| {meanDiff:F3} against a spread of {spread:F3}");
+    }
+
+    [Fact]
     public void Spoken_digits_are_synthesised_in_the_audio_mnist_layout_and_load()
     {
         var report = Synthesis.SpokenDigits.Generate(Root, speakers: 3, repeats: 1, seed: 1);

@@ -381,12 +381,10 @@ public static class OwnData
         var (files, labelled, skipped) = FolderFiles(path, AudioExtensions, "wav|ogg");
         var map = labelled ? Layout.LabelMap(files.Select(f => f.Label!)) : [];
         var transform = LogMel.Square(rate, seconds, mels);
-        var resampler = new NWaves.Operations.Resampler();
         float[] Clip(string file, Random? crop)
         {
             var audio = AudioFile.Read(file);
-            var samples = audio.SampleRate == rate ? audio.Samples
-                : resampler.Resample(new NWaves.Signals.DiscreteSignal(audio.SampleRate, audio.Samples), rate).Samples;
+            var samples = AudioFile.At(audio, rate);
             int offset = crop is not null && samples.Length > transform.Length ? crop.Next(samples.Length - transform.Length + 1) : 0;
             return LogMel.Fit(samples.AsSpan(offset), keepEnd: false, transform.Length);
         }

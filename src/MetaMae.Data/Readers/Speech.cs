@@ -9,20 +9,34 @@ public sealed record AudioRecord(string Path, int Label);
 
 /// <summary>
 /// Readers for the DABS speech sets (WAV or Ogg Vorbis), each turned into DABS's (1, 224, 224) log-mel with the set's
-/// own mean and std. Long clips are cropped at a random side in pretraining and keep their start otherwise.
+/// own mean and std. Long clips are cropped at a random side in pretraining and keep their start otherwise. Every clip
+/// is taken at its set's published rate (<see cref="PublishedRates"/>), which DABS's statistics and the log-mel's fixed
+/// length assume: a clip stored at another rate (a corpus converted to 44.1 kHz, AudioMNIST downsampled to 16 kHz) is
+/// resampled to it, as one's own audio folders are to their sample_rate.
 /// </summary>
 public static class Speech
 {
     private static readonly ConcurrentDictionary<int, LogMel> Transforms = new();
 
-    public static IDataset FromFiles(DatasetSpec spec, IReadOnlyList<AudioRecord> records, double mean, double std, bool randomCrop) =>
-        new ListDataset<AudioRecord>(spec, records, r => r.Path, (r, ctx) =>
+    /// <summary>Each catalog speech set's published sample rate (Hz); spoken-digits is espeak-ng's.</summary>
+    public static readonly IReadOnlyDictionary<string, int> PublishedRates = new Dictionary<string, int>
+    {
+        ["librispeech"] = 16_000, ["audio-mnist"] = 48_000, ["spoken-digits"] = 22_050, ["fluent-speech-act"] = 16_000,
+        ["fluent-speech-obj"] = 16_000, ["fluent-speech-loc"] = 16_000, ["google-speech"] = 16_000, ["voxceleb1"] = 16_000,
+    };
+
+    public static IDataset FromFiles(DatasetSpec spec, IReadOnlyList<AudioRecord> records, double mean, double std, bool randomCrop)
+    {
+        int rate = PublishedRates.TryGetValue(spec.Name, out var r) ? r
+            : throw new InvalidOperationException($"speech set '{spec.Name}' has no published sample rate");
+        var logMel = Transforms.GetOrAdd(rate, x => new LogMel(x));
+        return new ListDataset<AudioRecord>(spec, records, a => a.Path, (a, ctx) =>
         {
-            var audio = AudioFile.Read(r.Path);
-            var keepEnd = randomCrop && audio.Samples.Length > LogMel.MaxLength && ctx.Random().Next(2) == 0;
-            var logMel = Transforms.GetOrAdd(audio.SampleRate, rate => new LogMel(rate));
-            return Sample.Dense(logMel.Compute(LogMel.Fit(audio.Samples, keepEnd), mean, std), r.Label);
+            var samples = AudioFile.At(AudioFile.Read(a.Path), rate);
+            var keepEnd = randomCrop && samples.Length > LogMel.MaxLength && ctx.Random().Next(2) == 0;
+            return Sample.Dense(logMel.Compute(LogMel.Fit(samples, keepEnd), mean, std), a.Label);
         });
+    }
 
     private static readonly string[] AudioExtensions = [".wav", ".ogg", ".oga", ".flac"];
 

@@ -26,6 +26,12 @@ public static class AudioFile
         };
     }
 
+    private static readonly NWaves.Operations.Resampler Resampler = new();
+
+    /// <summary>The clip's samples at <paramref name="rate"/>: as read when it already is, else resampled (NWaves' band-limited resampler).</summary>
+    public static float[] At(Audio audio, int rate) =>
+        audio.SampleRate == rate ? audio.Samples : Resampler.Resample(new NWaves.Signals.DiscreteSignal(audio.SampleRate, audio.Samples), rate).Samples;
+
     /// <summary>The most samples one clip may decode to (all channels): 1 GiB of floats.</summary>
     public const long MaxSamples = Formats.HeaderLimits.MaxDecodedBytes / sizeof(float);
 
