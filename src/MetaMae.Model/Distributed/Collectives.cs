@@ -59,6 +59,9 @@ public sealed class ChunkInbox(TimeSpan timeout)
 
     public TimeSpan Timeout { get; } = timeout;
     public bool IsDissolved => dissolved.IsCancellationRequested;
+    /// <summary>Cancelled when the group is dissolved (a transport of its own closes its connections on it).</summary>
+    public CancellationToken Dissolved => dissolved.Token;
+    public string? Reason => reason;
 
     private TaskCompletionSource<RingChunk> Slot((long, int, int) key) =>
         slots.GetOrAdd(key, _ => new TaskCompletionSource<RingChunk>(TaskCreationOptions.RunContinuationsAsynchronously));
@@ -92,19 +95,39 @@ public sealed class ChunkInbox(TimeSpan timeout)
 }
 
 /// <summary>
-/// Ring all-reduce (reduce-scatter, then all-gather) over any transport that can send a chunk to a rank: 2(N-1)
-/// steps, each moving 1/N of the buffer, in chunks of at most <see cref="ChunkFloats"/> elements so a message stays
-/// under the transport's frame size. Pipelined: a chunk is passed on as soon as it is reduced, without waiting for the
-/// rest of its segment. Segment k is summed in the fixed order k, k+1, ..., k-1 (mod N) and then copied out by its
-/// owner, so every replica ends with the same bits. With bf16 the partial sums travel rounded and are added in fp32;
+/// How a ring moves its chunks: a chunk of the buffer goes to the next replica, and the previous replica's chunk of
+/// the same (operation, step, index) is taken and added to, or copied into, the buffer. Chunks from one replica arrive
+/// in the order they were sent. The transport owns the wire format (fp32, or bf16 rounded to nearest even).
+/// </summary>
+public interface IRingTransport
+{
+    /// <summary>Sends <paramref name="values"/> (the elements at <paramref name="offset"/>) to the next replica; returns once they may change.</summary>
+    void Send(long op, int step, int index, int offset, ReadOnlySpan<float> values, WirePrecision precision);
+
+    /// <summary>Takes the previous replica's chunk and adds it into <paramref name="target"/> (or copies it over); blocks until it is there.</summary>
+    void Receive(long op, int step, int index, int offset, Span<float> target, bool accumulate, WirePrecision precision);
+}
+
+/// <summary>
+/// Ring all-reduce (reduce-scatter, then all-gather) over any <see cref="IRingTransport"/>: 2(N-1) steps, each moving
+/// 1/N of the buffer, in chunks of at most <see cref="ChunkFloats"/> elements so a message stays under the transport's
+/// frame size. Pipelined: a chunk is passed on as soon as it is reduced, without waiting for the rest of its segment.
+/// Segment k is summed in the fixed order k, k+1, ..., k-1 (mod N) and then copied out by its owner, so every replica
+/// ends with the same bits, whatever the transport. With bf16 the partial sums travel rounded and are added in fp32;
 /// the owner rounds its final segment too, so replicas stay identical.
 /// </summary>
-public sealed class RingCollective(int group, int rank, int size, Action<int, RingChunk> send, ChunkInbox inbox, int chunkFloats = RingCollective.DefaultChunkFloats)
+public sealed class RingCollective(int group, int rank, int size, IRingTransport transport, int chunkFloats = RingCollective.DefaultChunkFloats)
     : ICollective
 {
     /// <summary>256 Ki floats: 1 MiB in fp32, under the 4 MiB frame the cluster configures.</summary>
     public const int DefaultChunkFloats = 256 * 1024;
     private long op;
+
+    /// <summary>A ring whose chunks travel as messages: <paramref name="send"/> to a rank, taken from <paramref name="inbox"/>.</summary>
+    public RingCollective(int group, int rank, int size, Action<int, RingChunk> send, ChunkInbox inbox, int chunkFloats = DefaultChunkFloats)
+        : this(group, rank, size, new MessageRingTransport(group, (rank + 1) % size, send, inbox), chunkFloats)
+    {
+    }
 
     public int Rank { get; } = rank;
     public int Size { get; } = size;
@@ -115,33 +138,33 @@ public sealed class RingCollective(int group, int rank, int size, Action<int, Ri
     {
         if (Size == 1) return;
         long id = op++;
-        int n = Size, r = Rank, next = (r + 1) % n;
+        int n = Size, r = Rank;
         int Seg(int k) => ((k % n) + n) % n;
 
         // Reduce-scatter: step s sends segment r-s, receives segment r-s-1 and adds it in.
-        SendSegment(data, count, id, 0, Seg(r), precision, next);
+        SendSegment(data, count, id, 0, Seg(r), precision);
         for (int s = 0; s < n - 1; s++)
         {
             var (start, length) = Segment(count, Seg(r - s - 1));
             for (int c = 0, at = start; at < start + length; c++, at += ChunkFloats)
             {
-                var chunk = inbox.Take(id, s, c);
-                Accumulate(data, chunk);
-                if (s < n - 2) send(next, Pack(data, id, s + 1, c, at, chunk.Count, precision));
+                var chunk = data.AsSpan(at, Math.Min(ChunkFloats, start + length - at));
+                transport.Receive(id, s, c, at, chunk, accumulate: true, precision);
+                if (s < n - 2) transport.Send(id, s + 1, c, at, chunk, precision);
             }
         }
         // This replica now holds segment r+1 summed over all; round it as it will travel, then all-gather.
         var (ownStart, ownLength) = Segment(count, Seg(r + 1));
         if (precision == WirePrecision.BFloat16) Bf16.RoundInPlace(data.AsSpan(ownStart, ownLength));
-        SendSegment(data, count, id, n - 1, Seg(r + 1), precision, next);
+        SendSegment(data, count, id, n - 1, Seg(r + 1), precision);
         for (int t = 0; t < n - 1; t++)
         {
             var (start, length) = Segment(count, Seg(r - t));
             for (int c = 0, at = start; at < start + length; c++, at += ChunkFloats)
             {
-                var chunk = inbox.Take(id, n - 1 + t, c);
-                CopyIn(data, chunk);
-                if (t < n - 2) send(next, Pack(data, id, n + t, c, at, chunk.Count, precision));
+                var chunk = data.AsSpan(at, Math.Min(ChunkFloats, start + length - at));
+                transport.Receive(id, n - 1 + t, c, at, chunk, accumulate: false, precision);
+                if (t < n - 2) transport.Send(id, n + t, c, at, chunk, precision);
             }
         }
     }
@@ -152,41 +175,47 @@ public sealed class RingCollective(int group, int rank, int size, Action<int, Ri
         return (start, end - start);
     }
 
-    private void SendSegment(float[] data, int count, long id, int step, int segment, WirePrecision precision, int to)
+    private void SendSegment(float[] data, int count, long id, int step, int segment, WirePrecision precision)
     {
         var (start, length) = Segment(count, segment);
         for (int c = 0, at = start; at < start + length; c++, at += ChunkFloats)
-            send(to, Pack(data, id, step, c, at, Math.Min(ChunkFloats, start + length - at), precision));
+            transport.Send(id, step, c, at, data.AsSpan(at, Math.Min(ChunkFloats, start + length - at)), precision);
     }
+}
 
-    private RingChunk Pack(float[] data, long id, int step, int index, int offset, int length, WirePrecision precision)
+/// <summary>
+/// Chunks as messages (<see cref="RingChunk"/>, over Akka.Remote in a cluster, or between threads): each send packs a
+/// copy, each receive waits on the <see cref="ChunkInbox"/> by key.
+/// </summary>
+public sealed class MessageRingTransport(int group, int next, Action<int, RingChunk> send, ChunkInbox inbox) : IRingTransport
+{
+    public void Send(long op, int step, int index, int offset, ReadOnlySpan<float> values, WirePrecision precision)
     {
-        var source = data.AsSpan(offset, length);
         if (precision == WirePrecision.BFloat16)
         {
-            var half = new ushort[length];
-            Bf16.Encode(source, half);
-            return new RingChunk(Group, id, step, index, offset, length, null, half);
+            var half = new ushort[values.Length];
+            Bf16.Encode(values, half);
+            send(next, new RingChunk(group, op, step, index, offset, values.Length, null, half));
         }
-        return new RingChunk(Group, id, step, index, offset, length, source.ToArray(), null);
+        else send(next, new RingChunk(group, op, step, index, offset, values.Length, values.ToArray(), null));
     }
 
-    private static void Accumulate(float[] data, RingChunk chunk)
+    public void Receive(long op, int step, int index, int offset, Span<float> target, bool accumulate, WirePrecision precision)
     {
-        var target = data.AsSpan(chunk.Offset, chunk.Count);
-        if (chunk.Half is { } half) Bf16.AddTo(half, target);
-        else Vectors.AddTo(chunk.Values!, target);
-    }
-
-    private static void CopyIn(float[] data, RingChunk chunk)
-    {
-        var target = data.AsSpan(chunk.Offset, chunk.Count);
-        if (chunk.Half is { } half) Bf16.Decode(half, target);
+        var chunk = inbox.Take(op, step, index);
+        if (chunk.Offset != offset || chunk.Count != target.Length)
+            throw new CollectiveAbortedException($"chunk ({op}, {step}, {index}) covers [{chunk.Offset}, +{chunk.Count}), expected [{offset}, +{target.Length})");
+        if (chunk.Half is { } half)
+        {
+            if (accumulate) Bf16.AddTo(half, target);
+            else Bf16.Decode(half, target);
+        }
+        else if (accumulate) Vectors.AddTo(chunk.Values!, target);
         else chunk.Values.AsSpan(0, chunk.Count).CopyTo(target);
     }
 }
 
-internal static class Vectors
+public static class Vectors
 {
     public static void AddTo(ReadOnlySpan<float> source, Span<float> target)
     {
