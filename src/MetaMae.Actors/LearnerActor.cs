@@ -56,6 +56,9 @@ internal sealed class LearnerActor : ReceiveActor
     private readonly int rank, replicas, group;
     private readonly ChunkInbox inbox;
     private IActorRef endpoint = ActorRefs.Nobody;
+    /// <summary>With collective_transport tcp: this replica's data plane, and its ring once the group forms.</summary>
+    private RingListener? dataPlane;
+    private TcpRingTransport? ring;
     private DataParallel parallel = DataParallel.Solo;
     private bool Grouped => replicas > 1;
 
@@ -87,8 +90,7 @@ internal sealed class LearnerActor : ReceiveActor
             minGeneration = generation + 1;
             coordinator.Tell(Ready());
         });
-        Receive<FormGroup>(f => f.Group == group && f.Endpoints.Count == replicas, f =>
-            parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision));
+        Receive<FormGroup>(f => f.Group == group && f.Endpoints.Count == replicas, FormRing);
         Receive<FeedBatch>(f => f.Generation == generation && generation >= minGeneration && !finished, f => Train(f.Batch));
         Receive<FeedBatch>(_ => { }); // a batch of a stream that has been replaced, or after the last step: dropped
         Receive<FeedCompleted>(c => c.Generation == generation && generation >= minGeneration, _ =>
@@ -119,7 +121,37 @@ internal sealed class LearnerActor : ReceiveActor
         Akka.Actor.Props.Create(() => new LearnerActor(config, runId, runDirectory, coordinator, rank, replicas, group))
             .WithDispatcher(MetaMaeHocon.LearnerDispatcher);
 
-    private LearnerReady Ready() => new(runId, step, position, rank, group, Grouped ? endpoint : null);
+    private LearnerReady Ready() => new(runId, step, position, rank, group, Grouped ? endpoint : null, dataPlane?.Address);
+
+    /// <summary>
+    /// The group formed: the ring over the replicas' data planes when every one has one (the same list reaches every
+    /// replica, so they all choose alike), else over messages. A ring that cannot be wired is left like a failed collective.
+    /// </summary>
+    private void FormRing(FormGroup f)
+    {
+        if (dataPlane is not null && f.DataPlanes is { } planes && planes.Count == replicas && planes.All(p => p is not null))
+        {
+            try
+            {
+                ring = TcpRingTransport.Connect(dataPlane, group, rank, planes!, inbox.Timeout, inbox.Dissolved, () => inbox.Reason);
+            }
+            catch (CollectiveAbortedException e)
+            {
+                LeaveGroup(e.Message, e.PeerLost);
+                return;
+            }
+            parallel = new DataParallel(new RingCollective(group, rank, replicas, ring), config.WirePrecision);
+        }
+        else parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision);
+    }
+
+    /// <summary>The data plane binds the interface remoting advertises (--hostname), on the configured port range.</summary>
+    private RingListener OpenDataPlane()
+    {
+        var host = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress.Host ?? "127.0.0.1";
+        var settings = Context.System.Settings.Config.GetConfig("metamae.data-plane");
+        return new RingListener(host, host, settings?.GetInt("port", 0) ?? 0, settings?.GetInt("port-range", 16) ?? 16);
+    }
 
     protected override void PreStart()
     {
@@ -132,6 +164,7 @@ internal sealed class LearnerActor : ReceiveActor
         model.DropoutGenerator = generator;
         optimizer = Optimizers.AdamW(model, config.Lr, config.WeightDecay);
         if (Grouped) endpoint = Context.ActorOf(ReplicaEndpointActor.Props(group, inbox), ReplicaEndpointActor.Name);
+        if (Grouped && config.CollectiveTransport == CollectiveTransport.Tcp) dataPlane = OpenDataPlane();
 
         if (store.LatestValid() is { } latest)
         {
@@ -180,6 +213,8 @@ internal sealed class LearnerActor : ReceiveActor
     protected override void PostStop()
     {
         feed?.Shutdown();
+        ring?.Dispose();
+        dataPlane?.Dispose();
         optimizer?.Dispose();
         model?.Dispose();
         generator?.Dispose();
@@ -223,7 +258,7 @@ internal sealed class LearnerActor : ReceiveActor
         }
         catch (CollectiveAbortedException e)
         {
-            LeaveGroup(e.Message);
+            LeaveGroup(e.Message, e.PeerLost);
             return;
         }
         step = next;
@@ -245,13 +280,13 @@ internal sealed class LearnerActor : ReceiveActor
     }
 
     /// <summary>A replica that cannot go on with its group tells the coordinator, which re-forms the group, and stops.</summary>
-    private void LeaveGroup(string reason)
+    private void LeaveGroup(string reason, bool peerLost = false)
     {
         log.Warning("replica {0} of group {1} leaves at step {2}: {3}", rank, group, step, reason);
         finished = true;
         feed?.Shutdown();
         feed = null;
-        coordinator.Tell(new ReplicaLeft(runId, group, rank, reason));
+        coordinator.Tell(new ReplicaLeft(runId, group, rank, reason, peerLost));
         Context.Parent.Tell(new LearnerSupervisorActor.LeftGroup(reason));
         Context.Stop(Self);
     }

@@ -18,6 +18,9 @@ public static class MetaMaeHocon
         metamae {
           learner-dispatcher { type = PinnedDispatcher }
           evaluator-dispatcher { type = PinnedDispatcher }
+          # A learner replica's data plane (ring collectives over TCP): the first free port of port .. port + port-range - 1
+          # (0: any free port), on the interface remoting uses.
+          data-plane { port = 0, port-range = 16 }
         }
         """;
 

@@ -71,7 +71,8 @@ public sealed record LearnerFinished(string RunId, long Step, string FinalCheckp
 /// group says which (<see cref="Rank"/> of <see cref="Group"/>) and where its peers send it their gradient chunks
 /// (<see cref="Endpoint"/>).
 /// </summary>
-public sealed record LearnerReady(string RunId, long Step, StreamPosition Position, int Rank = 0, int Group = 0, Akka.Actor.IActorRef? Endpoint = null)
+public sealed record LearnerReady(string RunId, long Step, StreamPosition Position, int Rank = 0, int Group = 0, Akka.Actor.IActorRef? Endpoint = null,
+    string? DataPlane = null)
     : IMetaMaeMessage;
 
 /// <summary>Write a final checkpoint now and take no more batches; answered with <see cref="LearnerStopped"/>.</summary>

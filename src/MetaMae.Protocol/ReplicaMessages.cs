@@ -4,9 +4,10 @@ namespace MetaMae.Protocol;
 
 /// <summary>
 /// Every replica of group <see cref="Group"/> is ready: <see cref="Endpoints"/>[r] is where replica r takes gradient
-/// chunks. Sent by the coordinator to each replica before it opens their feeds.
+/// chunks as messages (its <see cref="DissolveGroup"/> too), <see cref="DataPlanes"/>[r] its data plane's host:port
+/// (null: the chunks travel as messages). Sent by the coordinator to each replica before it opens their feeds.
 /// </summary>
-public sealed record FormGroup(string RunId, int Group, IReadOnlyList<IActorRef> Endpoints) : IMetaMaeMessage;
+public sealed record FormGroup(string RunId, int Group, IReadOnlyList<IActorRef> Endpoints, IReadOnlyList<string?>? DataPlanes = null) : IMetaMaeMessage;
 
 /// <summary>
 /// The group is over (a replica was lost, a node joined, the run ended): a replica blocked in a collective wakes with
@@ -14,8 +15,12 @@ public sealed record FormGroup(string RunId, int Group, IReadOnlyList<IActorRef>
 /// </summary>
 public sealed record DissolveGroup(string RunId, int Group, string Reason) : IMetaMaeMessage;
 
-/// <summary>A replica left its group (a collective failed or the group was dissolved); the coordinator re-forms it.</summary>
-public sealed record ReplicaLeft(string RunId, int Group, int Rank, string Reason) : IMetaMaeMessage;
+/// <summary>
+/// A replica left its group (a collective failed or the group was dissolved); the coordinator re-forms it.
+/// <see cref="PeerLost"/>: it left because a neighbour's connection broke, a consequence whose cause the failed
+/// replica reports itself.
+/// </summary>
+public sealed record ReplicaLeft(string RunId, int Group, int Rank, string Reason, bool PeerLost = false) : IMetaMaeMessage;
 
 /// <summary>
 /// One chunk of a ring all-reduce between replicas of group <see cref="Group"/>: operation <see cref="Op"/>, ring step

@@ -146,6 +146,11 @@ public sealed record RunSpec
     public BatchScaling BatchScaling { get; init; } = BatchScaling.Keep;
     /// <summary>Gradients on the wire between replicas: "fp32", or "bf16" (half the bytes, summed in fp32).</summary>
     public NumberFormat GradientTransfer { get; init; } = NumberFormat.Fp32;
+    /// <summary>
+    /// How replicas exchange gradients: "tcp", a data plane of their own (one connection per ring neighbour, raw
+    /// buffers), or "akka", as messages over Akka.Remote (slower; kept to compare and to fall back on).
+    /// </summary>
+    public CollectiveTransport CollectiveTransport { get; init; } = CollectiveTransport.Tcp;
     /// <summary>How long a replica waits for a peer's part of a collective before the group is re-formed.</summary>
     public double CollectiveTimeoutSeconds { get; init; } = 120;
     /// <summary>How long a run waits for the learner and data nodes it needs before it fails naming the missing role.</summary>
@@ -312,6 +317,9 @@ public enum BatchScaling { Keep, Scale }
 
 /// <summary><c>evaluation.when</c>: probe every checkpoint, or only the last.</summary>
 public enum ProbeWhen { Every, Last }
+
+/// <summary><c>collective_transport</c>: the ring's chunks over a TCP data plane of its own, or as Akka.Remote messages.</summary>
+public enum CollectiveTransport { Tcp, Akka }
 
 /// <summary><c>evaluation.backlog</c>: when probes fall behind, skip the stale ones (latest) or probe every checkpoint (all).</summary>
 public enum ProbeBacklog { Latest, All }

@@ -34,6 +34,7 @@ public sealed class LearnerGroupSpecs : TempDirTest
 
         var formed = Assert.Single(MetricsFile.Lines(result.RunDirectory, "group"));
         Assert.Equal((2, globalBatch), (formed.GetProperty("replicas").GetInt32(), formed.GetProperty("global_batch").GetInt32()));
+        Assert.Equal("tcp", formed.GetProperty("transport").GetString()); // the data plane, the default
         // Every checkpoint step, both replicas' parameters hashed the same (the coordinator fails the run otherwise).
         var agreed = MetricsFile.Lines(result.RunDirectory, "replicas");
         Assert.Equal(new long[] { 8, 16, 24 }, agreed.Select(a => a.GetProperty("step").GetInt64()));
@@ -47,6 +48,18 @@ public sealed class LearnerGroupSpecs : TempDirTest
             Assert.Equal(globalBatch, e.GetProperty("batch").GetInt32());
             Assert.Equal(k * globalBatch % (count / globalBatch * globalBatch), e.GetProperty("offset").GetInt64());
         }
+    }
+
+    [Fact]
+    public async Task Gradients_over_the_tcp_data_plane_and_over_akka_messages_train_the_same_bits()
+    {
+        RunSpec Config(string dir, CollectiveTransport transport) =>
+            TestRuns.Tiny(Path.Combine(Root, dir), steps: 16, every: 8) with { Replicas = 2, CollectiveTransport = transport };
+        var tcp = await OnTwoLearners(Config("tcp", CollectiveTransport.Tcp), "tcp");
+        var akka = await OnTwoLearners(Config("akka", CollectiveTransport.Akka), "akka");
+        Assert.Equal("tcp", Assert.Single(MetricsFile.Lines(tcp.RunDirectory, "group")).GetProperty("transport").GetString());
+        Assert.Equal("akka", Assert.Single(MetricsFile.Lines(akka.RunDirectory, "group")).GetProperty("transport").GetString());
+        Assert.Equal(TestRuns.FinalWeights(akka.RunDirectory, 16), TestRuns.FinalWeights(tcp.RunDirectory, 16));
     }
 
     [Fact]

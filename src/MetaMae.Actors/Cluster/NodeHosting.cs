@@ -36,6 +36,11 @@ public sealed record NodeOptions
     public int ManagementPort { get; init; } = 8558;
     /// <summary>The ops port: /alive, /ready, /metrics (null: none).</summary>
     public int? OpsPort { get; init; }
+    /// <summary>
+    /// A learner replica's data plane (gradients between replicas over TCP): the first free port from this one
+    /// (16 tried, one per learner the node hosts at once); 0 picks any free port.
+    /// </summary>
+    public int DataPort { get; init; }
 
     public static readonly string[] Discoveries = ["seeds", "kubernetes"];
 
@@ -60,6 +65,7 @@ public sealed record NodeOptions
         if (RequiredContactPoints < 1) throw new ArgumentException($"required contact points must be at least 1, got {RequiredContactPoints}");
         if (OpsPort is < 1 or > 65535) throw new ArgumentException($"ops port {OpsPort} is not a TCP port");
         if (ManagementPort is < 1 or > 65535) throw new ArgumentException($"management port {ManagementPort} is not a TCP port");
+        if (DataPort is < 0 or > 65535 - 15) throw new ArgumentException($"data port {DataPort} is not a TCP port (with 15 after it)");
     }
 }
 
@@ -83,7 +89,8 @@ public static class NodeHosting
         node.Validate();
         var roles = node.Roles.ToArray();
         builder.WithMetaMaeDispatchers()
-            .AddHocon(Hocon + $"\nakka.cluster.split-brain-resolver.stable-after = {(int)node.StableAfter.TotalMilliseconds}ms", HoconAddMode.Prepend)
+            .AddHocon(Hocon + $"\nakka.cluster.split-brain-resolver.stable-after = {(int)node.StableAfter.TotalMilliseconds}ms" +
+                      $"\nmetamae.data-plane.port = {node.DataPort}", HoconAddMode.Prepend)
             .WithRemoting(node.Hostname, node.Port)
             .WithClustering(new ClusterOptions
             {

@@ -28,6 +28,8 @@ internal sealed class LearnerGroupActor : RunPartActor, IWithTimers
     private sealed record LeavingDeadline(int Group);
     private sealed record FinalDigestsLate(long Step);
     private sealed record LearnersAwaited;
+    /// <summary>A replica left because its neighbour's connection broke: the cause is awaited from the others until then.</summary>
+    private sealed record PeerLostCause(int Group, string Reason);
 
     /// <summary>One replica of the group: where it runs, its learner once ready, and its current feed.</summary>
     private sealed class Replica(IActorRef host)
@@ -102,7 +104,18 @@ internal sealed class LearnerGroupActor : RunPartActor, IWithTimers
             else replicas[0].Learner?.Tell(StopLearner.Instance);
         });
         Receive<LearnerReady>(r => r.RunId == runId, OnLearnerReady);
-        Receive<ReplicaLeft>(l => l.RunId == runId && l.Group == group, l => Regroup($"replica {l.Rank} left group {l.Group}: {l.Reason}"));
+        Receive<ReplicaLeft>(l => l.RunId == runId && l.Group == group, l =>
+        {
+            var reason = $"replica {l.Rank} left group {l.Group}: {l.Reason}";
+            // A broken connection is the consequence of a peer's failure, reported by that peer's host a moment later:
+            // the re-form waits settings.LearnerLost for it, so the warning names the cause, not the symptom.
+            if (l.PeerLost) Timers.StartSingleTimer("peer-lost", new PeerLostCause(l.Group, reason), settings.LearnerLost);
+            else Regroup(reason);
+        });
+        Receive<PeerLostCause>(p =>
+        {
+            if (p.Group == group) Regroup(p.Reason);
+        });
         Receive<ReplicaDigest>(d => d.RunId == runId && d.Group == group && d.Rank < replicas.Count, OnDigest);
         Receive<StepReport>(r =>
         {
@@ -392,17 +405,18 @@ internal sealed class LearnerGroupActor : RunPartActor, IWithTimers
             return;
         }
         var endpoints = replicas.Select(m => m.Ready!.Endpoint ?? ActorRefs.Nobody).ToList();
-        foreach (var m in replicas) m.Learner!.Tell(new FormGroup(runId, group, endpoints));
-        GroupFormed(r.Step);
+        var planes = replicas.Select(m => m.Ready!.DataPlane).ToList();
+        foreach (var m in replicas) m.Learner!.Tell(new FormGroup(runId, group, endpoints, planes));
+        GroupFormed(r.Step, planes.All(p => p is not null) ? "tcp" : "akka");
         foreach (var m in replicas) StartStream(m, m.Ready!);
     }
 
-    private void GroupFormed(long atStep)
+    private void GroupFormed(long atStep, string transport = "")
     {
         formed = true;
         Cluster.RunMetrics.Replicas.WithLabels(runId).Set(replicas.Count);
         if (replicas.Count < config.Replicas) growAtCheckpoint = true; // a learner node that joins is taken at the next checkpoint
-        if (config.Replicas > 1) Context.Parent.Tell(new GroupFormedAt(atStep, group, replicas.Count, config.GlobalBatchSize(replicas.Count), groupReason));
+        if (config.Replicas > 1) Context.Parent.Tell(new GroupFormedAt(atStep, group, replicas.Count, config.GlobalBatchSize(replicas.Count), groupReason, transport));
     }
 
     private void UpdateHosts(RunHosts updated)

@@ -81,7 +81,7 @@ public sealed class RunArtifacts : IDisposable
         {
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
-                kind = "group", g.Step, g.Group, g.Replicas, global_batch = g.GlobalBatch, g.Reason,
+                kind = "group", g.Step, g.Group, g.Replicas, global_batch = g.GlobalBatch, g.Reason, g.Transport,
             }, Json));
             tensorboard.add_scalar("train/replicas", g.Replicas, (int)g.Step);
         }

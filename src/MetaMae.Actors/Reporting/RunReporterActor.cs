@@ -8,7 +8,8 @@ internal sealed record DataMetricsAt(long Step, double SamplesPerSecond, double 
     string? Node = null);
 
 /// <summary>A learner group formed: from step <see cref="Step"/>, <see cref="Replicas"/> replicas train global batches of <see cref="GlobalBatch"/>.</summary>
-public sealed record GroupFormedAt(long Step, int Group, int Replicas, int GlobalBatch, string Reason);
+/// <summary>A learner group formed at <see cref="Step"/>; <see cref="Transport"/>: how its gradients travel ("tcp", "akka"; "" alone).</summary>
+public sealed record GroupFormedAt(long Step, int Group, int Replicas, int GlobalBatch, string Reason, string Transport = "");
 
 /// <summary>Every replica of the group had the same parameter digest at <see cref="Step"/>.</summary>
 public sealed record ReplicasAgreeAt(long Step, int Group, int Replicas, string Digest);

@@ -19,6 +19,7 @@ public static class BenchCommand
         bench.Add(AllReduceCommand());
         bench.Add(AllReduceWorkerCommand());
         bench.Add(ScalingCommand());
+        bench.Add(LongRunCommand());
         foreach (var c in more) bench.Add(c);
         return bench;
     }
@@ -237,6 +238,36 @@ public static class BenchCommand
                 table.AddRow(r.Replicas.ToString(), r.GlobalBatch.ToString(), $"{r.SamplesPerSecond:F1}", one is null ? "" : $"{r.SamplesPerSecond / one.SamplesPerSecond:F2}",
                     $"{r.StepMs:F0}", $"{r.CommunicationMs:F0}", $"{100 * r.CommunicationMs / r.StepMs:F1}", $"{r.DataWaitMs:F0}");
             AnsiConsole.Write(table);
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static Command LongRunCommand()
+    {
+        var config = new Option<string>("--config") { Description = "The run's config.", DefaultValueFactory = _ => "config/runs/fashion-mnist.json" };
+        var minutes = new Option<double>("--minutes") { Description = "How long the run goes before SIGTERM.", DefaultValueFactory = _ => 20 };
+        var every = new Option<long>("--checkpoint-every") { Description = "Steps between checkpoints, each probed.", DefaultValueFactory = _ => 50 };
+        var interval = new Option<double>("--sample-seconds") { Description = "Seconds between samples.", DefaultValueFactory = _ => 15 };
+        var allocator = new Option<string>("--allocator") { Description = "auto, glibc-tuned, glibc or jemalloc (as `bench model`).", DefaultValueFactory = _ => "auto" };
+        var cmd = new Command("long-run", "Resident memory and checkpoint disk of a run with probes over minutes (the figures a leak or a probe backlog shows in).")
+        {
+            config, minutes, every, interval, allocator,
+        };
+        cmd.SetAction(parse =>
+        {
+            var path = Path.GetFullPath(parse.GetValue(config)!);
+            if (!File.Exists(path)) throw new ArgumentException($"--config: {path} not found");
+            var a = parse.GetValue(allocator)!;
+            AnsiConsole.MarkupLineInterpolated($"[bold]Long-run benchmark[/]: {path}, {parse.GetValue(minutes):0.#} min, a probed checkpoint every {parse.GetValue(every)} steps, allocator {Allocators.Resolve(a)}");
+            var r = LongRunBench.Run(path, TimeSpan.FromMinutes(parse.GetValue(minutes)), parse.GetValue(every), TimeSpan.FromSeconds(parse.GetValue(interval)), a,
+                line => AnsiConsole.WriteLine(line));
+            var table = new Table().AddColumns("RSS after warm-up MB", "RSS at the end MB", "peak RSS MB", "second-half slope MB/min", "most checkpoint dirs",
+                "most checkpoint MB", "checkpoints written", "probes run");
+            table.AddRow($"{r.RssAfterWarmupMb:F0}", $"{r.RssEndMb:F0}", $"{r.PeakRssMb:F0}", $"{r.SecondHalfSlopeMbPerMinute:+0.00;-0.00}",
+                r.MostCheckpointDirectories.ToString(), $"{r.MostCheckpointMb:F1}", r.CheckpointsWritten.ToString(), r.Probes.ToString());
+            AnsiConsole.Write(table);
+            foreach (var w in r.Warnings) AnsiConsole.MarkupLineInterpolated($"[yellow]warning[/]: {w}");
             return 0;
         });
         return cmd;

@@ -23,10 +23,15 @@ public static class NodeCommand
         var contacts = new Option<int>("--required-contact-points") { Description = "Pods bootstrap waits to see before forming a new cluster.", DefaultValueFactory = _ => 2 };
         var management = new Option<int>("--management-port") { Description = "Akka.Management HTTP port (kubernetes discovery).", DefaultValueFactory = _ => 8558 };
         var ops = new Option<int?>("--ops-port") { Description = "Serve /alive, /ready and /metrics (Prometheus) on this port." };
+        var dataPort = new Option<int>("--data-port")
+        {
+            Description = "Learner nodes: the data plane's TCP port (gradients between replicas), the first free of 16 from it (0: any free port).",
+            DefaultValueFactory = _ => 0,
+        };
         var logFormat = new Option<string>("--log-format") { Description = "text, or json: one JSON object per log event.", DefaultValueFactory = _ => "text" };
         logFormat.AcceptOnlyFromAmong("text", "json");
         var cmd = new Command("node", "Run a cluster node with the given roles until SIGTERM (it then leaves the cluster gracefully).")
-            { roles, hostname, port, seeds, resume, discovery, service, contacts, management, ops, logFormat };
+            { roles, hostname, port, seeds, resume, discovery, service, contacts, management, ops, dataPort, logFormat };
         cmd.SetAction(p =>
         {
             var options = new NodeOptions
@@ -37,7 +42,7 @@ public static class NodeCommand
                 SeedNodes = p.GetValue(seeds)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
                 ResumeFrom = p.GetValue(resume) is { } r ? Path.GetFullPath(r) : null,
                 Discovery = p.GetValue(discovery)!, ServiceName = p.GetValue(service)!, RequiredContactPoints = p.GetValue(contacts),
-                ManagementPort = p.GetValue(management), OpsPort = p.GetValue(ops),
+                ManagementPort = p.GetValue(management), OpsPort = p.GetValue(ops), DataPort = p.GetValue(dataPort),
             };
             options.Validate();
             bool json = p.GetValue(logFormat) == "json";

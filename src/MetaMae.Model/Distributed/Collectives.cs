@@ -37,8 +37,14 @@ public sealed class SoloCollective : ICollective
     public void AllReduceSum(float[] data, int count, WirePrecision precision = WirePrecision.Float32) { }
 }
 
-/// <summary>A collective could not complete: the group was dissolved, or a peer did not answer in time.</summary>
-public sealed class CollectiveAbortedException(string message) : Exception(message);
+/// <summary>
+/// A collective could not complete: the group was dissolved, or a peer did not answer in time. <see cref="PeerLost"/>:
+/// a ring neighbour's connection broke, most likely because that replica failed (its own report says why).
+/// </summary>
+public sealed class CollectiveAbortedException(string message, bool peerLost = false) : Exception(message)
+{
+    public bool PeerLost { get; } = peerLost;
+}
 
 /// <summary>
 /// One piece of a ring all-reduce in flight: operation <see cref="Op"/> (a per-group counter every replica advances

@@ -271,11 +271,11 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
     private CollectiveAbortedException Aborted(Exception e)
     {
         if (dissolved.IsCancellationRequested) return new CollectiveAbortedException($"the replica group was dissolved: {reason() ?? "no reason given"}");
-        if (sendFailure is { } s) return new CollectiveAbortedException($"sending to the next replica failed: {s.Message}");
+        if (sendFailure is { } s) return new CollectiveAbortedException($"sending to the next replica failed: {s.Message}", peerLost: true);
         if (e is SocketException { SocketErrorCode: SocketError.TimedOut })
             return new CollectiveAbortedException(
                 $"no gradient chunk from the previous replica within {timeout.TotalSeconds:0} s (collective_timeout_seconds); a peer is gone or stuck");
-        return new CollectiveAbortedException($"the connection from the previous replica failed: {e.Message}");
+        return new CollectiveAbortedException($"the connection from the previous replica failed: {e.Message}", peerLost: true);
     }
 
     /// <summary>A send buffer of at least <paramref name="bytes"/>: one of a few made once, back from the sender thread when written.</summary>
@@ -292,7 +292,7 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
         {
             while (true)
             {
-                if (sendFailure is { } f) throw new CollectiveAbortedException($"sending to the next replica failed: {f.Message}");
+                if (sendFailure is { } f) throw new CollectiveAbortedException($"sending to the next replica failed: {f.Message}", peerLost: true);
                 if (free.TryTake(out var b, 100, dissolved) && b.Length >= bytes) return b;
             }
         }
