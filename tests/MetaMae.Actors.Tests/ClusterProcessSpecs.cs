@@ -72,7 +72,8 @@ public sealed class ClusterProcessSpecs(StraightRun straight) : TempDirTest
                 await Handled(2);
                 await Reach(Math.Min(ProcessRuns.Reached(runs) + rng.Next(3, 10), 100));
                 coordinator1.Kill(); // the oldest node: the run manager singleton and the run's coordinator live here
-                Assert.True(client.WaitForExit(TimeSpan.FromMinutes(4)), "the run did not end after the kills");
+                if (!client.WaitForExit(TimeSpan.FromMinutes(4)))
+                    Assert.Fail($"the run did not end after the kills (reached step {ProcessRuns.Reached(runs)})\n--- nodes:\n" + NodeProcess.Tails(nodes, 30));
                 client.WaitForExit();
                 Assert.True(client.ExitCode == 0, $"exit {client.ExitCode}: {await output}{await error}\n--- nodes:\n" +
                                                   NodeProcess.Tails(nodes, 15));

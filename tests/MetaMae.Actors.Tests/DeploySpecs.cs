@@ -155,6 +155,7 @@ public sealed class DeploySpecs
             Assert.Equal(Arg(args, "--port"), ports["remoting"]);
             Assert.Equal(Arg(args, "--ops-port"), ports["ops"]);
             Assert.Equal(new NodeOptions().ManagementPort.ToString(), ports["management"]); // bootstrap's contact point
+            if (name == "learner") Assert.Equal(Arg(args, "--data-port"), ports["data-plane"]); // gradients between replicas
             foreach (var (port, value) in ports) Assert.Equal(value, servicePorts[port]);
             Assert.Equal(OpsEndpoint.ReadyPath, At(container, "readinessProbe", "httpGet", "path"));
             Assert.Equal(OpsEndpoint.AlivePath, At(container, "livenessProbe", "httpGet", "path"));
@@ -192,8 +193,11 @@ public sealed class DeploySpecs
         Assert.Equal("metamae", At(policy, "spec", "podSelector", "matchLabels", "app"));
         var rules = (List<object>)At(policy, "spec", "ingress")!;
         var guarded = rules.Single(r => At(r, "from") is not null);
-        Assert.Equal(new[] { servicePorts["remoting"], servicePorts["management"] }.Order(),
+        Assert.Equal(new[] { servicePorts["remoting"], servicePorts["management"], servicePorts["data-plane"] }.Order(),
             ((List<object>)At(guarded, "ports")!).Select(p => At(p, "port")!.ToString()!).Order());
+        // The data plane's range covers the 16 ports a learner node tries.
+        var plane = ((List<object>)At(guarded, "ports")!).Single(p => At(p, "port")!.ToString() == servicePorts["data-plane"]);
+        Assert.Equal(int.Parse(servicePorts["data-plane"]) + 15, int.Parse(At(plane, "endPort")!.ToString()!));
         var open = rules.Single(r => At(r, "from") is null);
         Assert.Equal([servicePorts["ops"]], ((List<object>)At(open, "ports")!).Select(p => At(p, "port")!.ToString()!));
         Assert.Equal("client", At(jobSpec, "spec", "template", "metadata", "labels", "role")); // the submit Job may reach the nodes

@@ -178,20 +178,24 @@ public static class BenchCommand
         var floats = new Option<int?>("--floats") { Description = "Gradient elements (default: the dabs preset's MetaMAE, about 7.3 M)." };
         var iterations = new Option<int>("--iterations") { Description = "Timed all-reduces per row (after 2 warm-ups).", DefaultValueFactory = _ => 10 };
         var chunk = new Option<int>("--chunk-floats") { Description = "Elements per message.", DefaultValueFactory = _ => Model.Distributed.RingCollective.DefaultChunkFloats };
+        var transports = new Option<string>("--transports") { Description = "Comma-separated: tcp (the data plane), akka (messages over Akka.Remote).", DefaultValueFactory = _ => "tcp,akka" };
         var cmd = new Command("allreduce", "Time per gradient all-reduce across 2-4 learner processes on loopback (fp32 and bf16), next to raw TCP.")
         {
-            replicas, floats, iterations, chunk,
+            replicas, floats, iterations, chunk, transports,
         };
         cmd.SetAction(parse =>
         {
             int n = parse.GetValue(floats) ?? AllReduceBench.DabsGradients();
+            var chosen = Split(parse.GetValue(transports)!).ToList();
+            if (chosen.FirstOrDefault(t => !AllReduceBench.Transports.Contains(t)) is { } bad)
+                throw new ArgumentException($"--transports: unknown transport '{bad}'; use {string.Join(", ", AllReduceBench.Transports)}");
             AnsiConsole.MarkupLine($"[bold]All-reduce benchmark[/]: {Environment.ProcessorCount} cores, {n:N0} floats ({n * 4 / 1e6:F1} MB fp32), " +
-                                   $"ring over Akka.Remote on 127.0.0.1, chunks of {parse.GetValue(chunk):N0}");
-            var rows = AllReduceBench.Run(Split(parse.GetValue(replicas)!).Select(int.Parse).ToList(), n, parse.GetValue(iterations), parse.GetValue(chunk),
+                                   $"ring on 127.0.0.1 over {string.Join(" and ", chosen)}, chunks of {parse.GetValue(chunk):N0}");
+            var rows = AllReduceBench.Run(Split(parse.GetValue(replicas)!).Select(int.Parse).ToList(), chosen, n, parse.GetValue(iterations), parse.GetValue(chunk),
                 line => AnsiConsole.WriteLine(line));
-            var table = new Table().AddColumns("processes", "wire", "median ms", "min ms", "max ms", "buffer GB/s", "link MB/s", "raw TCP MB/s", "link : TCP");
+            var table = new Table().AddColumns("processes", "transport", "wire", "median ms", "min ms", "max ms", "buffer GB/s", "bus MB/s", "raw TCP MB/s", "bus : TCP");
             foreach (var r in rows)
-                table.AddRow(r.Replicas.ToString(), r.Precision, $"{r.MedianMs:F1}", $"{r.MinMs:F1}", $"{r.MaxMs:F1}", $"{r.Floats * 4 / 1e9 / (r.MedianMs / 1e3):F2}",
+                table.AddRow(r.Replicas.ToString(), r.Transport, r.Precision, $"{r.MedianMs:F1}", $"{r.MinMs:F1}", $"{r.MaxMs:F1}", $"{r.Floats * 4 / 1e9 / (r.MedianMs / 1e3):F2}",
                     $"{r.LinkMBps:F0}", $"{r.TcpMBps:F0}", $"{r.LinkMBps / r.TcpMBps:F2}");
             AnsiConsole.Write(table);
             return 0;
@@ -207,10 +211,11 @@ public static class BenchCommand
         var floats = new Option<int>("--floats");
         var iterations = new Option<int>("--iterations");
         var chunk = new Option<int>("--chunk-floats");
-        var cmd = new Command("allreduce-worker", "One replica of `bench allreduce`.") { rank, ports, floats, iterations, chunk };
+        var transport = new Option<string>("--transport") { DefaultValueFactory = _ => "akka" };
+        var cmd = new Command("allreduce-worker", "One replica of `bench allreduce`.") { rank, ports, floats, iterations, chunk, transport };
         cmd.Hidden = true;
         cmd.SetAction(parse => AllReduceBench.Worker(parse.GetValue(rank), Split(parse.GetValue(ports)!).Select(int.Parse).ToList(), parse.GetValue(floats),
-            parse.GetValue(iterations), parse.GetValue(chunk)));
+            parse.GetValue(iterations), parse.GetValue(chunk), parse.GetValue(transport)!));
         return cmd;
     }
 
