@@ -140,7 +140,7 @@ internal sealed class LearnerActor : ReceiveActor
                 LeaveGroup(e.Message, e.PeerLost);
                 return;
             }
-            parallel = new DataParallel(new RingCollective(group, rank, replicas, ring), config.WirePrecision);
+            parallel = new DataParallel(new RingCollective(group, rank, replicas, ring, TcpRingTransport.ChunkFloats), config.WirePrecision);
         }
         else parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision);
     }

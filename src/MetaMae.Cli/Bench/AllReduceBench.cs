@@ -37,7 +37,10 @@ public static class AllReduceBench
 
     public static readonly string[] Transports = ["tcp", "akka"];
 
-    public static List<AllReduceRow> Run(IReadOnlyList<int> replicas, IReadOnlyList<string> transports, int floats, int iterations, int chunkFloats,
+    /// <summary>Each transport's chunk, as a learner group uses it.</summary>
+    public static int ChunkOf(string transport) => transport == "tcp" ? TcpRingTransport.ChunkFloats : RingCollective.DefaultChunkFloats;
+
+    public static List<AllReduceRow> Run(IReadOnlyList<int> replicas, IReadOnlyList<string> transports, int floats, int iterations, int? chunkFloats,
         Action<string> progress)
     {
         var rows = new List<AllReduceRow>();
@@ -49,7 +52,7 @@ public static class AllReduceBench
             var ports = Enumerable.Range(0, n).Select(_ => Loopback.FreePort()).ToList();
             var workers = Enumerable.Range(0, n).Select(r => SelfProcess.Start("bench", "allreduce-worker", "--rank", r.ToString(),
                 "--ports", string.Join(",", ports), "--floats", floats.ToString(), "--iterations", iterations.ToString(),
-                "--chunk-floats", chunkFloats.ToString(), "--transport", transport)).ToList();
+                "--chunk-floats", (chunkFloats ?? ChunkOf(transport)).ToString(), "--transport", transport)).ToList();
             try
             {
                 var outputs = workers.Select(w => w.StandardOutput.ReadToEndAsync()).ToList();

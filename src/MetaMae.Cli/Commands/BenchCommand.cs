@@ -177,7 +177,7 @@ public static class BenchCommand
         var replicas = new Option<string>("--replicas") { Description = "Comma-separated learner process counts.", DefaultValueFactory = _ => "2,3,4" };
         var floats = new Option<int?>("--floats") { Description = "Gradient elements (default: the dabs preset's MetaMAE, about 7.3 M)." };
         var iterations = new Option<int>("--iterations") { Description = "Timed all-reduces per row (after 2 warm-ups).", DefaultValueFactory = _ => 10 };
-        var chunk = new Option<int>("--chunk-floats") { Description = "Elements per message.", DefaultValueFactory = _ => Model.Distributed.RingCollective.DefaultChunkFloats };
+        var chunk = new Option<int?>("--chunk-floats") { Description = "Elements per chunk (default: each transport's, as learners use it: tcp 1 Mi, akka 256 Ki)." };
         var transports = new Option<string>("--transports") { Description = "Comma-separated: tcp (the data plane), akka (messages over Akka.Remote).", DefaultValueFactory = _ => "tcp,akka" };
         var cmd = new Command("allreduce", "Time per gradient all-reduce across 2-4 learner processes on loopback (fp32 and bf16), next to raw TCP.")
         {
@@ -190,7 +190,8 @@ public static class BenchCommand
             if (chosen.FirstOrDefault(t => !AllReduceBench.Transports.Contains(t)) is { } bad)
                 throw new ArgumentException($"--transports: unknown transport '{bad}'; use {string.Join(", ", AllReduceBench.Transports)}");
             AnsiConsole.MarkupLine($"[bold]All-reduce benchmark[/]: {Environment.ProcessorCount} cores, {n:N0} floats ({n * 4 / 1e6:F1} MB fp32), " +
-                                   $"ring on 127.0.0.1 over {string.Join(" and ", chosen)}, chunks of {parse.GetValue(chunk):N0}");
+                                   $"ring on 127.0.0.1 over {string.Join(" and ", chosen)}, chunks of " +
+                                   string.Join(" and ", chosen.Select(t => $"{parse.GetValue(chunk) ?? AllReduceBench.ChunkOf(t):N0} ({t})")));
             var rows = AllReduceBench.Run(Split(parse.GetValue(replicas)!).Select(int.Parse).ToList(), chosen, n, parse.GetValue(iterations), parse.GetValue(chunk),
                 line => AnsiConsole.WriteLine(line));
             var table = new Table().AddColumns("processes", "transport", "wire", "median ms", "min ms", "max ms", "buffer GB/s", "bus MB/s", "raw TCP MB/s", "bus : TCP");
