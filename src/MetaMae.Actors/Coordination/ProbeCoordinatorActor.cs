@@ -220,9 +220,10 @@ internal sealed class ProbeCoordinatorActor : ReceiveActor, IWithTimers
             return $"{g.Key} at step{(steps.Count > 1 ? "s" : "")} " + string.Join(", ", steps.Take(20)) + (steps.Count > 20 ? $" and {steps.Count - 20} more" : "");
         }));
 
+    /// <summary>A warning the user hears of through the run (client output, record); the node's log has it at info, not twice.</summary>
     private void Warn(string message)
     {
-        log.Warning("{0}", message);
+        log.Info("{0}", message);
         Context.Parent.Tell(new PartWarning(message));
     }
 

@@ -127,7 +127,7 @@ internal sealed class RunRecorderActor : RunPartActor, IWithTimers
             Timers.StartPeriodicTimer("record-retry", new RetryRecord(), settings.RecordRetry);
             var message = $"the run record cannot be reached ({e.Message}); training goes on and its writes wait, retried every " +
                           $"{settings.RecordRetry.TotalSeconds:0} s for up to record_outage_seconds ({settings.RecordOutage.TotalSeconds:0} s)";
-            log.Warning("{0}", message);
+            log.Info("{0}", message); // the user hears it as the run's warning
             Context.Parent.Tell(new PartWarning(message));
         }
     }
