@@ -24,12 +24,14 @@ public sealed class SerializationSpecs : MetaMaeTestKit
         new CheckpointSaved("run-1", 40, "/runs/r/checkpoints/step-00000040", true),
         Result,
         new EvaluationFailed("run-1", 40, "fashion-mnist", "no manifest.json"),
+        new EvaluationSkipped("run-1", 40, "fashion-mnist", 120),
         new LearnerFinished("run-1", 100, "/x"),
         new LearnerReady("run-1", 20, new StreamPosition(2, 64)),
         new GradientChunk(3, 41, 2, 5, 1_310_720, 4, [1.5f, -2.25f, float.NaN, 0f], null),
         new GradientChunk(3, 41, 2, 5, 7, 3, null, [0x3F80, 0xC010, 0x7FC0]),
         new DissolveGroup("run-1", 3, "replica 2's node left"),
         new ReplicaLeft("run-1", 3, 1, "the replica group was dissolved"),
+        new ReplicaLeft("run-1", 3, 0, "the data plane's connection to replica 1 closed", PeerLost: true),
         new ReplicaDigest("run-1", 3, 1, 40, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         StopLearner.Instance,
         new LearnerStopped("run-1", 33, "/x"),
@@ -72,7 +74,9 @@ public sealed class SerializationSpecs : MetaMaeTestKit
             new ProbeAccepted("run-1", 40, "fashion-mnist", probe),
             new RunEnded("run-1"),
             new FormGroup("run-1", 3, [probe, CreateTestProbe().Ref]),
+            new FormGroup("run-1", 3, [probe, CreateTestProbe().Ref], ["10.0.0.7:4055", null]),
             new LearnerReady("run-1", 20, new StreamPosition(2, 64), 1, 3, probe),
+            new LearnerReady("run-1", 20, new StreamPosition(2, 64), 1, 3, probe, "10.0.0.7:4055"),
         ];
     }
 
@@ -103,6 +107,7 @@ public sealed class SerializationSpecs : MetaMaeTestKit
             {
                 Assert.Equal(form.Endpoints, ((FormGroup)back).Endpoints);
                 Assert.Equal((form.RunId, form.Group), (((FormGroup)back).RunId, ((FormGroup)back).Group));
+                Assert.Equal(form.DataPlanes, ((FormGroup)back).DataPlanes);
                 continue;
             }
             if (sample.GetType().GetProperties().Any(p => p.PropertyType == typeof(Akka.Actor.IActorRef)))
