@@ -108,8 +108,9 @@ public sealed class CoordinationSpecs : MetaMaeTestKit
     [Fact]
     public async Task With_backlog_latest_a_probe_no_host_took_is_skipped_for_a_newer_one_and_said_once_then_counted()
     {
+        Assert.Equal(ProbeBacklog.Latest, new EvaluationConfig().Backlog); // the default
         var config = TestRuns.Tiny(Root, steps: 16, every: 4, evaluate: true);
-        Assert.Equal(ProbeBacklog.Latest, config.Evaluation.Backlog); // the default
+        config = config with { Evaluation = config.Evaluation with { Backlog = ProbeBacklog.Latest } };
         var parent = CreateTestProbe();
         var recorder = CreateTestProbe();
         var probes = parent.ChildActorOf(ProbeCoordinatorActor.Props(config, "p", recorder.Ref, [], [], Quick));
