@@ -5,16 +5,39 @@ using static TorchSharp.torch;
 
 namespace MetaMae.Model;
 
-/// <summary>What the encoder returns for a masked batch.</summary>
-public sealed record EncoderOutput(Tensor Latent, Tensor Mask, Tensor IdsRestore) : IDisposable
+/// <summary>
+/// What the encoder returns for a masked batch. <see cref="Cuts"/> (when the model cuts, see
+/// <see cref="MaskedAutoencoder.CutEncoder"/>): where the graph was cut for a backward pass in stages.
+/// </summary>
+public sealed record EncoderOutput(Tensor Latent, Tensor Mask, Tensor IdsRestore, IReadOnlyList<GraphCut>? Cuts = null) : IDisposable
 {
     public void Dispose()
     {
         Latent.Dispose();
         Mask.Dispose();
         IdsRestore.Dispose();
+        foreach (var cut in Cuts ?? [])
+        {
+            cut.Output.Dispose();
+            cut.Leaf.Dispose();
+        }
     }
 }
+
+/// <summary>
+/// A place where the forward pass was cut: <see cref="Output"/> is what the layers before computed; the layers after
+/// read <see cref="Leaf"/>, the same values detached as a leaf of their own graph. Its gradient, once the later part's
+/// backward pass has run, is what the earlier part's backward pass starts from.
+/// </summary>
+public sealed record GraphCut(Tensor Output, Tensor Leaf);
+
+/// <summary>
+/// One stage of a backward pass taken in stages, last layers first: back-propagate into <see cref="From"/> (null: the
+/// loss itself) the gradient the previous stage left at its leaf, reaching <see cref="Parameters"/> and this stage's
+/// own <see cref="Leaf"/> (null: the last stage). A parameter used by several stages (a tied embedding) is listed in
+/// the last of them; its gradient accumulates over the stages and is complete after that one.
+/// </summary>
+public sealed record BackwardStage(IReadOnlyList<Parameter> Parameters, Tensor? From, Tensor? Leaf);
 
 /// <summary>
 /// The masked auto-encoder shared by MAE and MetaMAE (METAMAE.md sections 1 to 3, and the projector of section
@@ -51,6 +74,15 @@ public sealed class MaskedAutoencoder : nn.Module
 
     /// <summary>The data-parallel group this replica trains in: its projector's BatchNorm uses the group's statistics.</summary>
     public Distributed.ICollective Collective { get; set; } = Distributed.SoloCollective.Instance;
+
+    /// <summary>
+    /// Cut the forward graph before each encoder block after the first and after the final norm
+    /// (<see cref="EncoderOutput.Cuts"/>), so the backward pass can be taken part by part
+    /// (<see cref="BackwardStages"/>) and a replica group reduces the last layers' gradients while the earlier ones are
+    /// still being computed. The values computed are the same.
+    /// </summary>
+    public bool CutEncoder { get; set; }
+
     public InputSpec Input => Config.Input;
 
     private static readonly Lock InitLock = new();
@@ -152,9 +184,18 @@ public sealed class MaskedAutoencoder : nn.Module
         var (kept, mask, idsRestore) = Masking.RandomMasking(tokens, noise, Masking.Segments(Input, Config.Options)); // (N, K, D)
         var cls = cls_token.Plus(pos_embed[.., ..1]).expand(kept.shape[0], -1, -1);
         var h = dropout.call(cat([cls, kept], 1));
-        foreach (var block in encoder) h = block.call(h);
+        var cuts = CutEncoder ? new List<GraphCut>() : null;
+        Tensor Cut(Tensor output)
+        {
+            if (cuts is null) return output;
+            var leaf = output.detach().requires_grad_(true);
+            cuts.Add(new GraphCut(output.MoveToOuterDisposeScope(), leaf.MoveToOuterDisposeScope()));
+            return leaf;
+        }
+        for (int i = 0; i < encoder.Count; i++) h = encoder[i].call(i == 0 ? h : Cut(h));
         var latent = norm_enc.call(h);
-        return new EncoderOutput(latent.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope(), idsRestore.MoveToOuterDisposeScope());
+        latent = cuts is null ? latent.MoveToOuterDisposeScope() : Cut(latent); // a cut's tensors are moved out already
+        return new EncoderOutput(latent, mask.MoveToOuterDisposeScope(), idsRestore.MoveToOuterDisposeScope(), cuts);
     }
 
     /// <summary>
@@ -313,6 +354,36 @@ public sealed class MaskedAutoencoder : nn.Module
         foreach (var block in encoder) h = block.call(h);
         var normed = norm_enc.call(h)[.., 1..];
         return (perToken ? normed.contiguous() : normed.mean([1])).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The backward pass from a loss over an encoding cut by <see cref="CutEncoder"/>, in stages, last layers first:
+    /// the decoder and projector down to the latent, the final norm and last block, then each block down to the cut
+    /// before it, the first with the tokenizer and CLS (a tied embedding gets the head's part of its gradient in the
+    /// first stage and is complete in the last). Uncut: one stage, every parameter. Summed over the stages each
+    /// gradient is the one a single backward pass gives.
+    /// </summary>
+    public IReadOnlyList<BackwardStage> BackwardStages(IReadOnlyList<GraphCut>? cuts)
+    {
+        var trainable = named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (cuts is null || cuts.Count != encoder.Count)
+            return [new BackwardStage(trainable.Select(p => p.parameter).ToList(), null, null)];
+        List<Parameter> Where(Func<string, bool> take) => trainable.Where(p => take(p.name)).Select(p => p.parameter).ToList();
+        bool Embedding(string name) => name.StartsWith("patch_embed.", StringComparison.Ordinal) || name.StartsWith("text_embed.", StringComparison.Ordinal) || name == "cls_token";
+
+        // cuts[0 .. L-2]: before blocks 1 .. L-1; cuts[L-1]: after the final norm (the latent).
+        int last = encoder.Count - 1;
+        var stages = new List<BackwardStage> { new(Where(n => !IsEncoderKey(n)), null, cuts[last].Leaf) };
+        for (int block = last; block >= 0; block--)
+        {
+            int b = block;
+            string prefix = $"encoder.{b}.";
+            stages.Add(new BackwardStage(
+                Where(n => n.StartsWith(prefix, StringComparison.Ordinal) || (b == last && n.StartsWith("norm_enc.", StringComparison.Ordinal)) || (b == 0 && Embedding(n))),
+                cuts[b].Output,
+                b == 0 ? null : cuts[b - 1].Leaf));
+        }
+        return stages;
     }
 
     /// <summary>Parameters of the encoder alone (tokenizer, CLS, blocks, final norm): what a probe consumes.</summary>

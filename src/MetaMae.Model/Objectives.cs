@@ -18,6 +18,8 @@ public sealed class ObjectiveOutput
     public Tensor? Support { get; init; }
 
     public required Tensor Latent { get; init; }
+    /// <summary>Where the encoder's graph was cut, when the model cuts it (see <see cref="MaskedAutoencoder.BackwardStages"/>).</summary>
+    public IReadOnlyList<GraphCut>? Cuts { get; init; }
     public required Tensor Mask { get; init; }
     public required Tensor IdsRestore { get; init; }
     /// <summary>The patches or ids to reconstruct (image+text: the image's patches) and their predictions.</summary>
@@ -57,7 +59,7 @@ public static class Objectives
             return new ObjectiveOutput
             {
                 Total = r.Loss, Recon = r.Loss, ReconImage = r.ImageLoss, ReconText = r.TextLoss,
-                Latent = enc.Latent, Mask = enc.Mask, IdsRestore = enc.IdsRestore, Target = target, Pred = r.Pred,
+                Latent = enc.Latent, Cuts = enc.Cuts, Mask = enc.Mask, IdsRestore = enc.IdsRestore, Target = target, Pred = r.Pred,
             };
         }
         return MetaStep(model, draws, enc, target, text, options, timer);
@@ -95,7 +97,7 @@ public static class Objectives
         {
             Total = total, Recon = outer.Loss, ReconImage = outer.ImageLoss, ReconText = outer.TextLoss,
             Contrastive = contrastive, Support = inner.Loss,
-            Latent = latent, Mask = mask, IdsRestore = idsRestore, Target = target, Pred = outer.Pred,
+            Latent = latent, Cuts = enc.Cuts, Mask = mask, IdsRestore = idsRestore, Target = target, Pred = outer.Pred,
             Nearby = nearby, SupportMask = support, SupportRows = inner.Rows, PredSupport = inner.Pred, AdaptedLatent = adapted,
             ProjAmortized = h1, ProjAdapted = h2,
         };

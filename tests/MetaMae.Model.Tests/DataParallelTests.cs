@@ -160,9 +160,11 @@ public class DataParallelTests
     }
 
     [Theory]
-    [InlineData(WirePrecision.Float32)]
-    [InlineData(WirePrecision.BFloat16)]
-    public void Replicas_on_different_batches_stay_bit_identical_over_many_steps(WirePrecision precision)
+    [InlineData(WirePrecision.Float32, 0)]
+    [InlineData(WirePrecision.BFloat16, 0)]
+    [InlineData(WirePrecision.Float32, 2_000)] // gradients reduced in buckets behind the backward pass
+    [InlineData(WirePrecision.BFloat16, 2_000)]
+    public void Replicas_on_different_batches_stay_bit_identical_over_many_steps(WirePrecision precision, int bucketFloats)
     {
         var input = ModelTests.Spec("series");
         var config = ModelTests.Tiny(input) with { Size = ModelTests.Tiny(input).Size with { Dropout = 0.1 } };
@@ -172,7 +174,7 @@ public class DataParallelTests
             var (model, optimizer) = Replica(config);
             using var generator = new Generator(1);
             model.DropoutGenerator = generator;
-            var parallel = new DataParallel(c, precision);
+            var parallel = new DataParallel(c, precision, bucketFloats);
             for (long step = 1; step <= 12; step++)
             {
                 using var s = NewDisposeScope();
@@ -227,8 +229,10 @@ public class DataParallelTests
         Assert.True(apart < 0.05 * travelled, $"bf16 weights are {apart:G3} from fp32's, {100 * apart / travelled:F2}% of the {travelled:G3} fp32 travelled");
     }
 
-    [Fact]
-    public void Two_replicas_with_batch_b_equal_one_learner_with_batch_2b_on_the_same_samples()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3_000)]
+    public void Two_replicas_with_batch_b_equal_one_learner_with_batch_2b_on_the_same_samples(int bucketFloats)
     {
         // Plain MAE: its loss is a mean over equally many masked tokens per sample, so it splits exactly across
         // replicas. MetaMAE's support loss is normalised per replica and its NT-Xent negatives are per replica, as in the
@@ -248,7 +252,7 @@ public class DataParallelTests
         var models = OnReplicas(ring, c =>
         {
             var (model, optimizer) = Replica(config);
-            var parallel = new DataParallel(c);
+            var parallel = new DataParallel(c, WirePrecision.Float32, bucketFloats);
             for (int s = 0; s < steps; s++)
             {
                 var rows = (c.Rank * b)..(c.Rank * b + b);
@@ -259,6 +263,65 @@ public class DataParallelTests
         var replicaParameters = models[0].named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var (name, p) in single.named_parameters())
             Close.Tensor(p, replicaParameters[name], name, 2e-5);
+    }
+
+    /// <summary>The model and batch of each case of the staged-backward spec below.</summary>
+    private static (ModelConfig Config, Tensor Batch) StagedCase(string name, Generator g)
+    {
+        if (name == "image+text")
+        {
+            var joint = InputSpec.ImageText(3, 16, 16, 4, 4, vocab: 20, textLength: 8);
+            var config = new ModelConfig(joint, new ModelSize(16, 3, 2, 8, 1, 2, 0.0),
+                new ObjectiveOptions { Objective = Objective.MetaMae, MaskRatio = 0.75, TextMaskRatio = 0.5, InnerLr = 0.5 });
+            return (config, cat([randn(4, 3 * 16 * 16, generator: g), randint(0, 20, [4, 8], generator: g).to_type(float32)], 1));
+        }
+        var parts = name.Split(' ');
+        var input = ModelTests.Spec(parts[0]);
+        var objective = parts[1] == "mae" ? Objective.Mae : Objective.MetaMae;
+        var size = new ModelSize(32, 3, 4, 16, 1, 2, 0.0); // three encoder blocks: four stages and a boundary between each
+        var options = new ObjectiveOptions { Objective = objective, MaskRatio = 0.75, FirstOrder = parts[1] == "first-order" };
+        return (new ModelConfig(input, size, options), ModelTests.Batch(input, 4, g));
+    }
+
+    [Theory]
+    [InlineData("image metamae")]
+    [InlineData("image first-order")]
+    [InlineData("series mae")]
+    [InlineData("tokens metamae")] // the decoder's logits are tied to the token embedding: two stages reach it
+    [InlineData("image+text")]
+    public void A_backward_pass_in_stages_with_gradients_reduced_in_buckets_equals_one_backward_pass(string name)
+    {
+        // Each replica its own batch; expected: the same group with one backward pass and one all-reduce after it (the
+        // projector's BatchNorm is synchronised, so a group is not a mean of solo passes). A gradient a stage misses,
+        // counts twice or leaves out of every bucket shows. Buckets of 1,000 floats: many, some of one stage, some of several.
+        var g = new Generator(4);
+        var (config, x0) = StagedCase(name, g);
+        var (_, x1) = StagedCase(name, g);
+        var batches = new[] { x0, x1 };
+        var draws = new[] { MaskingDraws.Sample(4, config.Input.NumTokens, new Generator(5)), MaskingDraws.Sample(4, config.Input.NumTokens, new Generator(6)) };
+        Dictionary<string, Tensor>[] Group(int bucketFloats) => OnReplicas(LocalRing.Create(2, 700), c =>
+        {
+            var (model, _) = Replica(config);
+            model.train();
+            var parallel = new DataParallel(c, WirePrecision.Float32, bucketFloats);
+            Assert.Equal(bucketFloats > 0, parallel.Overlaps);
+            model.Collective = parallel.Group;
+            model.CutEncoder = parallel.Overlaps;
+            var output = Objectives.Compute(model, batches[c.Rank], draws[c.Rank]);
+            var stages = model.BackwardStages(output.Cuts);
+            Assert.Equal(parallel.Overlaps ? 1 + config.Size.EncoderDepth : 1, stages.Count); // the head, then each block
+            parallel.BackwardAndAverage(output.Total, stages, model.parameters());
+            Assert.True(parallel.TotalCommunicationSeconds > 0);
+            return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        });
+        var plain = Group(0);
+        var staged = Group(1_000);
+        Assert.Equal(plain[0].Keys.Order(), staged[0].Keys.Order());
+        foreach (var (key, grad) in plain[0])
+        {
+            Close.Tensor(grad, staged[0][key], key, 1e-5); // the same sums, in another order
+            Assert.Equal(staged[0][key].data<float>().ToArray(), staged[1][key].data<float>().ToArray());
+        }
     }
 
     [Fact]

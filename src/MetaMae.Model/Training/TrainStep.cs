@@ -9,7 +9,7 @@ namespace MetaMae.Model.Training;
 /// <summary>What one optimisation step reports.</summary>
 public sealed record StepMetrics(
     long Step, double Total, double Recon, double? Contrastive, double? Support, double GradNorm, double LearningRate,
-    double Seconds, double CommunicationSeconds = 0, double? ReconImage = null, double? ReconText = null);
+    double Seconds, double CommunicationSeconds = 0, double? ReconImage = null, double? ReconText = null, double TotalCommunicationSeconds = 0);
 
 /// <summary>Thrown when a loss is NaN or infinite: training stops rather than corrupt the weights.</summary>
 public sealed class NonFiniteLossException(long step, string parts)
@@ -55,6 +55,7 @@ public static class TrainStep
         using var scope = NewDisposeScope();
         model.train();
         model.Collective = parallel.Group;
+        model.CutEncoder = parallel.Overlaps;
         Optimizers.SetLearningRate(optimizer, lr);
         optimizer.zero_grad();
         // The forward pass updates BatchNorm's running statistics; keep a copy so a refused step leaves no trace.
@@ -73,15 +74,15 @@ public static class TrainStep
             throw new NonFiniteLossException(step, $"{where}total {parts[0]}, recon {parts[1]}, contrastive {parts[2]}, support {parts[3]}");
         }
 
-        output.Total.backward();
+        // Backward and the group's mean gradients: with buckets, communication runs behind the backward pass.
+        parallel.BackwardAndAverage(output.Total, model.BackwardStages(output.Cuts), model.parameters());
         timer?.Lap("backward");
-        parallel.AverageGradients(model.parameters());
         var gradNorm = GradNorm(model);
         optimizer.step();
         timer?.Lap("optimizer");
         double? Optional(int k) => parts[k] is null ? null : mean[k]; // the group's mean of a loss this objective has
         return new StepMetrics(step, mean[0], mean[1], Optional(2), Optional(3), gradNorm, lr,
-            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds, Optional(4), Optional(5));
+            clock.Elapsed.TotalSeconds, parallel.CommunicationSeconds, Optional(4), Optional(5), parallel.TotalCommunicationSeconds);
     }
 
     /// <summary>
