@@ -140,9 +140,9 @@ internal sealed class LearnerActor : ReceiveActor
                 LeaveGroup(e.Message, e.PeerLost);
                 return;
             }
-            parallel = new DataParallel(new RingCollective(group, rank, replicas, ring, TcpRingTransport.ChunkFloats), config.WirePrecision);
+            parallel = new DataParallel(new RingCollective(group, rank, replicas, ring, TcpRingTransport.ChunkFloats), config.WirePrecision, config.BucketFloats);
         }
-        else parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision);
+        else parallel = new DataParallel(new RingCollective(group, rank, replicas, ReplicaEndpointActor.SendTo(f.Endpoints), inbox), config.WirePrecision, config.BucketFloats);
     }
 
     /// <summary>The data plane binds the interface remoting advertises (--hostname), on the configured port range.</summary>
@@ -266,7 +266,7 @@ internal sealed class LearnerActor : ReceiveActor
         if (rank == 0)
             coordinator.Tell(new StepReport(runId, step, config.Steps, metrics.Total, metrics.Recon, metrics.Contrastive, metrics.Support,
                 metrics.GradNorm, metrics.LearningRate, metrics.Seconds, wait, globalSize, position, metrics.CommunicationSeconds,
-                metrics.ReconImage, metrics.ReconText));
+                metrics.ReconImage, metrics.ReconText, metrics.TotalCommunicationSeconds));
 
         if (Grouped && (step % config.CheckpointEvery == 0 || step >= config.Steps))
             coordinator.Tell(new ReplicaDigest(runId, group, rank, step, ParameterDigest.Of(model!)));

@@ -34,11 +34,15 @@ public sealed record StartRun : IMetaMaeMessage
     public static readonly StartRun Instance = new();
 }
 
-/// <summary>Metrics of one learner step, published for progress displays and the run record.</summary>
+/// <summary>
+/// Metrics of one learner step, published for progress displays and the run record. <see cref="CommunicationSeconds"/>:
+/// the part of the step spent waiting for the replica group; <see cref="TotalCommunicationSeconds"/>: all the time its
+/// collectives took, including what ran behind the backward pass.
+/// </summary>
 public sealed record StepReport(
     string RunId, long Step, long TotalSteps, double Total, double Recon, double? Contrastive, double? Support, double GradNorm,
     double LearningRate, double StepSeconds, double WaitSeconds, int BatchSize, StreamPosition DataPosition, double CommunicationSeconds = 0,
-    double? ReconImage = null, double? ReconText = null)
+    double? ReconImage = null, double? ReconText = null, double TotalCommunicationSeconds = 0)
     : IMetaMaeMessage;
 
 /// <summary>A complete checkpoint directory was written (published to evaluators and the coordinator).</summary>

@@ -151,6 +151,13 @@ public sealed record RunSpec
     /// buffers), or "akka", as messages over Akka.Remote (slower; kept to compare and to fall back on).
     /// </summary>
     public CollectiveTransport CollectiveTransport { get; init; } = CollectiveTransport.Tcp;
+    /// <summary>
+    /// Gradients are all-reduced in buckets of about this many MB (fp32) as soon as the backward pass has computed them,
+    /// last layers first, while it goes on with the earlier layers (as DDP's bucket_cap_mb); 0: one all-reduce after
+    /// the whole backward pass (the default: on loopback with every core computing, hiding communication behind the
+    /// backward pass only moves its CPU time into it; turn it on where learners compute on a GPU or have cores to spare).
+    /// </summary>
+    public double GradientBucketMb { get; init; }
     /// <summary>How long a replica waits for a peer's part of a collective before the group is re-formed.</summary>
     public double CollectiveTimeoutSeconds { get; init; } = 120;
     /// <summary>How long a run waits for the learner and data nodes it needs before it fails naming the missing role.</summary>

@@ -19,7 +19,7 @@ public sealed class SerializationSpecs : MetaMaeTestKit
     private static readonly Dictionary<Type, object> Samples = new object[]
     {
         StartRun.Instance,
-        new StepReport("run-1", 7, 100, 1.25, 1.0, 0.2, 0.05, 3.5, 1e-3, 0.12, 0.01, 64, new StreamPosition(0, 448)),
+        new StepReport("run-1", 7, 100, 1.25, 1.0, 0.2, 0.05, 3.5, 1e-3, 0.12, 0.01, 64, new StreamPosition(0, 448), 0.004, null, null, 0.031),
         new StepReport("run-1", 7, 100, 1.25, 1.0, null, null, double.NaN, 1e-3, 0.12, 0.01, 64, StreamPosition.Start),
         new CheckpointSaved("run-1", 40, "/runs/r/checkpoints/step-00000040", true),
         Result,

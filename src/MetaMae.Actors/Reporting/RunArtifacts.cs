@@ -42,7 +42,7 @@ public sealed class RunArtifacts : IDisposable
             metrics.WriteLine(JsonSerializer.Serialize(new
             {
                 kind = "step", r.Step, r.Total, r.Recon, recon_image = r.ReconImage, recon_text = r.ReconText, r.Contrastive, r.Support, grad_norm = r.GradNorm, lr = r.LearningRate,
-                step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, comm_seconds = r.CommunicationSeconds, batch = r.BatchSize, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
+                step_seconds = r.StepSeconds, wait_seconds = r.WaitSeconds, comm_seconds = r.CommunicationSeconds, comm_total_seconds = r.TotalCommunicationSeconds, batch = r.BatchSize, epoch = r.DataPosition.Epoch, offset = r.DataPosition.Offset,
             }, Json));
             int step = (int)r.Step;
             tensorboard.add_scalar("loss/total", (float)r.Total, step);

@@ -31,6 +31,9 @@ public static class RunSpecs
         /// <summary>The batch a group of <paramref name="replicas"/> trains per step, as batch_scaling says.</summary>
         public int GlobalBatchSize(int replicas) => spec.BatchScaling == BatchScaling.Scale ? spec.EffectiveBatchSize * replicas : spec.EffectiveBatchSize;
 
+        /// <summary>gradient_bucket_mb as fp32 elements (0: no overlap).</summary>
+        public int BucketFloats => (int)Math.Min(int.MaxValue, spec.GradientBucketMb * 1e6 / sizeof(float));
+
         public Model.Distributed.WirePrecision WirePrecision =>
             spec.GradientTransfer == NumberFormat.Bf16 ? Model.Distributed.WirePrecision.BFloat16 : Model.Distributed.WirePrecision.Float32;
 
@@ -89,6 +92,7 @@ public static class RunSpecs
             RequireFinite("record_outage_seconds", s.RecordOutageSeconds, min: 0, max: 7 * 86_400);
             Require("replicas", s.Replicas is >= 1 and <= 1024, $"must be in [1, 1024], got {s.Replicas}");
             Require("min_replicas", s.MinReplicas >= 1 && s.MinReplicas <= s.Replicas, $"must be in [1, replicas = {s.Replicas}], got {s.MinReplicas}");
+            RequireFinite("gradient_bucket_mb", s.GradientBucketMb, min: 0, max: 1024);
             RequireFinite("collective_timeout_seconds", s.CollectiveTimeoutSeconds, min: 0, max: 86_400, minExclusive: true);
             RequireFinite("placement_timeout_seconds", s.PlacementTimeoutSeconds, min: 0, max: 30 * 86_400, minExclusive: true);
             Require("out", !string.IsNullOrWhiteSpace(s.Out), "must name a directory");
