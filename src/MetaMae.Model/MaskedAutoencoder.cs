@@ -369,14 +369,14 @@ public sealed class MaskedAutoencoder : nn.Module
         if (cuts is null || cuts.Count != encoder.Count)
             return [new BackwardStage(trainable.Select(p => p.parameter).ToList(), null, null)];
         List<Parameter> Where(Func<string, bool> take) => trainable.Where(p => take(p.name)).Select(p => p.parameter).ToList();
-        bool Embedding(string name) => name.StartsWith("patch_embed.", StringComparison.Ordinal) || name.StartsWith("text_embed.", StringComparison.Ordinal) || name == "cls_token";
+        // The encoder's parameters no block or final norm owns (tokenizer, CLS) go with the first block.
+        bool Embedding(string name) => IsEncoderKey(name) && !name.StartsWith("encoder.", StringComparison.Ordinal) && !name.StartsWith("norm_enc.", StringComparison.Ordinal);
 
         // cuts[0 .. L-2]: before blocks 1 .. L-1; cuts[L-1]: after the final norm (the latent).
         int last = encoder.Count - 1;
         var stages = new List<BackwardStage> { new(Where(n => !IsEncoderKey(n)), null, cuts[last].Leaf) };
-        for (int block = last; block >= 0; block--)
+        for (int b = last; b >= 0; b--)
         {
-            int b = block;
             string prefix = $"encoder.{b}.";
             stages.Add(new BackwardStage(
                 Where(n => n.StartsWith(prefix, StringComparison.Ordinal) || (b == last && n.StartsWith("norm_enc.", StringComparison.Ordinal)) || (b == 0 && Embedding(n))),

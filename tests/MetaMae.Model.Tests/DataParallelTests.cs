@@ -310,7 +310,7 @@ public class DataParallelTests
             var output = Objectives.Compute(model, batches[c.Rank], draws[c.Rank]);
             var stages = model.BackwardStages(output.Cuts);
             Assert.Equal(parallel.Overlaps ? 1 + config.Size.EncoderDepth : 1, stages.Count); // the head, then each block
-            parallel.BackwardAndAverage(output.Total, stages, model.parameters());
+            parallel.BackwardAndAverage(output.Total, () => stages, model.parameters());
             Assert.True(parallel.TotalCommunicationSeconds > 0);
             return model.named_parameters().Where(p => p.parameter.grad is not null).ToDictionary(p => p.name, p => p.parameter.grad!.clone());
         });

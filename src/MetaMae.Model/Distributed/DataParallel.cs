@@ -87,7 +87,7 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
     /// worker thread, one bucket after another in the same order on every replica, while the next stages run. The
     /// step then waits for the last bucket and writes the means back. Otherwise: backward, then one all-reduce.
     /// </summary>
-    public void BackwardAndAverage(Tensor loss, IReadOnlyList<MetaMae.Model.BackwardStage> stages, IEnumerable<Parameter> all)
+    public void BackwardAndAverage(Tensor loss, Func<IReadOnlyList<MetaMae.Model.BackwardStage>> stagesOf, IEnumerable<Parameter> all)
     {
         if (!Overlaps)
         {
@@ -96,6 +96,7 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
             return;
         }
         using var scope = NewDisposeScope();
+        var stages = stagesOf(); // only when overlapping: the plain pass needs no stages
         var lastStage = new Dictionary<Parameter, int>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < stages.Count; i++)
             foreach (var p in stages[i].Parameters) lastStage[p] = i;
@@ -172,7 +173,6 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
     private void Scatter(List<Parameter> parameters, float[] from)
     {
         using var scope = NewDisposeScope();
-        long total = parameters.Sum(p => p.numel());
         var reduced = Held.With((long)Group.Size, size => tensor(from, float32).div_(size));
         long offset = 0;
         using var _ = no_grad();

@@ -75,7 +75,7 @@ public static class TrainStep
         }
 
         // Backward and the group's mean gradients: with buckets, communication runs behind the backward pass.
-        parallel.BackwardAndAverage(output.Total, model.BackwardStages(output.Cuts), model.parameters());
+        parallel.BackwardAndAverage(output.Total, () => model.BackwardStages(output.Cuts), model.parameters());
         timer?.Lap("backward");
         var gradNorm = GradNorm(model);
         optimizer.step();
