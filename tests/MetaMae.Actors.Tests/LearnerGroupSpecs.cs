@@ -50,7 +50,7 @@ public sealed class LearnerGroupSpecs : TempDirTest
             Assert.Equal(k * globalBatch % (count / globalBatch * globalBatch), e.GetProperty("offset").GetInt64());
             // What the step waited for is part of what the collectives took (all of it without buckets).
             double waited = e.GetProperty("comm_seconds").GetDouble(), took = e.GetProperty("comm_total_seconds").GetDouble();
-            Assert.True(took > 0 && (bucketMb > 0 ? waited <= took + 0.05 : waited == took), $"step {k}: waited {waited} s, took {took} s");
+            Assert.True(took > 0 && (bucketMb > 0 ? waited <= took + 0.25 : waited == took), $"step {k}: waited {waited} s, took {took} s");
         }
     }
 

@@ -104,7 +104,9 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
         var buckets = new List<(List<Parameter> Parameters, float[] Buffer, int Count)>();
         var open = new List<Parameter>();
         long openFloats = 0;
-        Task chain = Task.CompletedTask;
+        // One bucket after another, on one thread of the step's own (not the thread pool, whose threads the actors
+        // share: a starved pool delayed a bucket by a second): collectives are made in the same order on every replica.
+        using var reducer = new BucketReducer(this);
         void Close()
         {
             if (open.Count == 0) return;
@@ -114,14 +116,7 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
             int count = Gather(open, ref bucketBuffer) ?? 0;
             bucketBuffers[index] = bucketBuffer;
             buckets.Add((open, bucketBuffer, count));
-            // One bucket after another, on one worker: collectives must be made in the same order on every replica.
-            chain = chain.ContinueWith(previous =>
-            {
-                previous.GetAwaiter().GetResult(); // a failed bucket fails the ones after it
-                TimedCollective.Hidden = true;
-                try { Group.AllReduceSum(bucketBuffer, count, Precision); }
-                finally { TimedCollective.Hidden = false; }
-            }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            reducer.Add(bucketBuffer, count);
             open = [];
             openFloats = 0;
         }
@@ -150,7 +145,7 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
         {
             // Whatever happened on this side, no bucket may still be writing when the step returns or throws.
             long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            try { chain.GetAwaiter().GetResult(); }
+            try { reducer.Finish(); }
             finally { exposed += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds; }
         }
         foreach (var (parameters, bucketBuffer, _) in buckets) Scatter(parameters, bucketBuffer);
@@ -182,6 +177,49 @@ public sealed class DataParallel(ICollective group, WirePrecision precision = Wi
             p.grad!.copy_(mean);
             offset += p.numel();
         }
+    }
+}
+
+/// <summary>
+/// The thread that all-reduces one step's buckets, in the order they were added. A failed bucket fails the ones after
+/// it; <see cref="Finish"/> waits for the last and rethrows the first failure.
+/// </summary>
+internal sealed class BucketReducer : IDisposable
+{
+    private readonly System.Collections.Concurrent.BlockingCollection<(float[] Buffer, int Count)> queue = new();
+    private readonly Thread thread;
+    private System.Runtime.ExceptionServices.ExceptionDispatchInfo? failure;
+
+    public BucketReducer(DataParallel parallel)
+    {
+        thread = new Thread(() =>
+        {
+            TimedCollective.Hidden = true;
+            foreach (var (buffer, count) in queue.GetConsumingEnumerable())
+            {
+                if (failure is not null) continue;
+                try { parallel.Group.AllReduceSum(buffer, count, parallel.Precision); }
+                catch (Exception e) { failure = System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e); }
+            }
+        }) { IsBackground = true, Name = "gradient buckets" };
+        thread.Start();
+    }
+
+    public void Add(float[] buffer, int count) => queue.Add((buffer, count));
+
+    /// <summary>Waits until every added bucket is reduced; throws the first failure.</summary>
+    public void Finish()
+    {
+        if (!queue.IsAddingCompleted) queue.CompleteAdding();
+        thread.Join();
+        failure?.Throw();
+    }
+
+    public void Dispose()
+    {
+        if (!queue.IsAddingCompleted) queue.CompleteAdding();
+        thread.Join();
+        queue.Dispose();
     }
 }
 
