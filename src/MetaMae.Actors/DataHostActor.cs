@@ -12,8 +12,9 @@ namespace MetaMae.Actors;
 
 /// <summary>
 /// Runs the tokenizing pipelines of a data node: for each <see cref="OpenFeed"/> it decodes its shard of the run's
-/// batches from the given position and offers them to the learner as a stream reference, back-pressured across the
-/// network. A newer generation of a run's feed replaces the older one of the same slice (a data-parallel group has
+/// batches from the given position and offers them to the learner, back-pressured across the network: on its batch
+/// plane (<see cref="Feeds.BatchPlaneServer"/>) to a learner on another node, as a stream reference to one on this
+/// node (or to every learner with <c>metamae.data-plane.batches = off</c>). A newer generation of a run's feed replaces the older one of the same slice (a data-parallel group has
 /// one feed per replica, each making that replica's slice of every global batch). Pipeline failures (too many bad records, an
 /// unreadable data set) go to the coordinator, which fails the run; counters go to it every few seconds.
 /// </summary>
@@ -44,6 +45,9 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
     private readonly Dictionary<string, RunFeeds> runs = [];
     private readonly ILoggingAdapter log = Context.GetLogger();
     private readonly string node;
+    /// <summary>Where learners on other nodes pull their feeds (null: the batch plane is off, every feed is a stream reference).</summary>
+    private Feeds.BatchPlaneServer? plane;
+    private readonly IMaterializer materializer = Context.Materializer();
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -71,11 +75,24 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
         });
     }
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("metrics", new Tick(), TimeSpan.FromSeconds(2));
+    protected override void PreStart()
+    {
+        Timers.StartPeriodicTimer("metrics", new Tick(), TimeSpan.FromSeconds(2));
+        var config = Context.System.Settings.Config;
+        if (config.GetBoolean("metamae.data-plane.batches", true))
+        {
+            // The interface remoting advertises (--hostname), on the data plane's port range (--data-port).
+            var host = ((ExtendedActorSystem)Context.System).Provider.DefaultAddress.Host ?? "127.0.0.1";
+            plane = new Feeds.BatchPlaneServer(host, host, config.GetInt("metamae.data-plane.port", 0), config.GetInt("metamae.data-plane.port-range", 16),
+                config.GetTimeSpan("akka.stream.materializer.stream-ref.subscription-timeout", TimeSpan.FromSeconds(30)), log);
+            log.Info("batch plane on {0}", plane.Address);
+        }
+    }
 
     protected override void PostStop()
     {
         foreach (var r in runs.Values) r.ShutdownAll();
+        plane?.Dispose();
     }
 
     /// <summary>Where a data set is read from: one's own data's path, a catalog set's root.</summary>
@@ -133,7 +150,7 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
         try
         {
             FailPoints.Hit("data.stream-start");
-            var (kill, sourceRef) = DataFlows.Batches(run.Dataset, settings, o.Start, run.Metrics, m => log.Warning(m))
+            var pipeline = DataFlows.Batches(run.Dataset, settings, o.Start, run.Metrics, m => log.Warning(m))
                 .ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
                 .WatchTermination((k, done) =>
                 {
@@ -145,16 +162,27 @@ internal sealed class DataHostActor : SteadyActor, IWithTimers
                             self.Tell(new Failed(runId, generation, Failures.Describe(e)));
                     }, TaskScheduler.Default);
                     return k;
-                })
-                .ToMaterialized(StreamRefs.SourceRef<Batch>(), Keep.Both)
-                .Run(Context.Materializer());
-            run.Feeds[o.Slice] = (generation, kill);
+                });
             var learner = o.Learner;
-            sourceRef.ContinueWith(t =>
+            // A learner on another node pulls its batches' bytes from the batch plane; one on this node, through a local
+            // stream reference (no copy at all).
+            if (plane is not null && !learner.Path.Address.HasLocalScope)
             {
-                if (t.IsCompletedSuccessfully) learner.Tell(new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result));
-                else self.Tell(new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"));
-            }, TaskScheduler.Default);
+                var (kill, queue) = pipeline.ToMaterialized(Feeds.BatchPlaneServer.Sink(), Keep.Both).Run(materializer);
+                run.Feeds[o.Slice] = (generation, kill);
+                var channel = plane.Offer(queue, kill, $"feed {generation} of {runId} (slice {o.Slice})");
+                learner.Tell(new FeedOffered(runId, generation, o.Shard, o.ShardCount, null, channel));
+            }
+            else
+            {
+                var (kill, sourceRef) = pipeline.ToMaterialized(StreamRefs.SourceRef<Batch>(), Keep.Both).Run(materializer);
+                run.Feeds[o.Slice] = (generation, kill);
+                sourceRef.ContinueWith(t =>
+                {
+                    if (t.IsCompletedSuccessfully) learner.Tell(new FeedOffered(runId, generation, o.Shard, o.ShardCount, t.Result));
+                    else self.Tell(new Failed(runId, generation, $"offering the stream failed: {t.Exception?.GetBaseException().Message}"));
+                }, TaskScheduler.Default);
+            }
             log.Info("feed {0} of {1}: shard {2} of {3}, slice {4} of {5}, from {6}", [generation, runId, o.Shard, o.ShardCount, o.Slice, o.SliceCount, o.Start]);
         }
         catch (Exception e)

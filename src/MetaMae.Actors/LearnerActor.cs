@@ -39,6 +39,8 @@ internal sealed class LearnerActor : ReceiveActor
     private readonly ILoggingAdapter log = Context.GetLogger();
     private readonly IActorRef coordinator;
     private readonly Dictionary<int, FeedOffered[]> offers = [];
+    /// <summary>Closes the current feed's batch-plane connections (a read blocked on a silent data node included).</summary>
+    private CancellationTokenSource? feedConnections;
     private UniqueKillSwitch? feed;
 
     private MaskedAutoencoder? model;
@@ -202,7 +204,11 @@ internal sealed class LearnerActor : ReceiveActor
         // The new generation counts from now: the old feed's completion (from this shutdown) and batches are stale.
         generation = offer.Generation;
         feed?.Shutdown();
-        var sources = shards.Select(o => o.Source.Source).ToList();
+        feedConnections?.Cancel();
+        feedConnections = new CancellationTokenSource();
+        var cancel = feedConnections.Token;
+        var sources = shards.Select(o => o.Channel is { } channel ? Feeds.BatchPlaneSource.Of(channel, cancel)
+            : o.Source?.Source ?? throw new InvalidOperationException($"feed {o.Generation} shard {o.Shard} was offered with neither a channel nor a stream")).ToList();
         var merged = sources.Count == 1
             ? sources[0]
             : Source.ZipN(sources).SelectMany(round => round.OrderBy(b => b.Sequence));
@@ -213,6 +219,7 @@ internal sealed class LearnerActor : ReceiveActor
     protected override void PostStop()
     {
         feed?.Shutdown();
+        feedConnections?.Cancel();
         ring?.Dispose();
         dataPlane?.Dispose();
         optimizer?.Dispose();

@@ -18,9 +18,10 @@ public static class MetaMaeHocon
         metamae {
           learner-dispatcher { type = PinnedDispatcher }
           evaluator-dispatcher { type = PinnedDispatcher }
-          # A learner replica's data plane (ring collectives over TCP): the first free port of port .. port + port-range - 1
-          # (0: any free port), on the interface remoting uses.
-          data-plane { port = 0, port-range = 16 }
+          # The data plane beside remoting: a learner replica's ring collectives and a data node's batch plane (batches to
+          # learners on other nodes; off: every feed is a stream reference over remoting) each bind the first free port of
+          # port .. port + port-range - 1 (0: any free port), on the interface remoting uses.
+          data-plane { port = 0, port-range = 16, batches = on }
         }
         """;
 

@@ -67,8 +67,16 @@ public sealed record ReportPosition(string RunId) : IMetaMaeMessage;
 public sealed record OpenFeed(string RunId, RunSpec Spec, StreamPosition Start, int Generation, int Shard, int ShardCount,
     IActorRef Learner, IActorRef Coordinator, int Slice = 0, int SliceCount = 1, int GlobalBatch = 0) : IMetaMaeMessage;
 
-/// <summary>A data host's shard of a feed, as a back-pressured stream reference the learner pulls from.</summary>
-public sealed record FeedOffered(string RunId, int Generation, int Shard, int ShardCount, ISourceRef<Batch> Source) : IMetaMaeMessage;
+/// <summary>
+/// A data host's shard of a feed, back-pressured, offered one of two ways: to a learner on another node, as a
+/// <see cref="Channel"/> on the data node's batch plane (TCP, the batches' bytes and nothing else); to a learner on
+/// the same node (or with the batch plane off), as a stream reference (<see cref="Source"/>).
+/// </summary>
+public sealed record FeedOffered(string RunId, int Generation, int Shard, int ShardCount, ISourceRef<Batch>? Source, BatchChannel? Channel = null)
+    : IMetaMaeMessage;
+
+/// <summary>A feed waiting on a data node's batch plane: its address (host:port) and the token that claims it, once.</summary>
+public sealed record BatchChannel(string Address, Guid Token) : IMetaMaeMessage;
 
 /// <summary>The learner's feed broke off (a data node left, a transport failure): the coordinator decides what follows.</summary>
 public sealed record FeedInterrupted(string RunId, int Generation, string Reason) : IMetaMaeMessage;

@@ -22,7 +22,7 @@ public sealed class FailPointException(string name, long at) : Exception($"fail 
 
 /// <summary>
 /// Named places where reliability specs inject faults into the real code paths (in the style of etcd's gofail):
-/// data.open, data.stream-start, data.batch, learner-host.start, learner.step, learner.resume, checkpoint.write, checkpoint.prune,
+/// data.open, data.stream-start, data.batch, data.plane-send, learner-host.start, learner.step, learner.resume, checkpoint.write, checkpoint.prune,
 /// evaluator.probe, evaluator.crash, artifacts.write, artifacts.report, record.write. Off unless set, so a <see cref="Hit"/> costs one volatile read.
 /// A process reads them from METAMAE_FAILPOINTS at start, e.g.
 /// <c>METAMAE_FAILPOINTS="checkpoint.write=kill@40;learner.step=throw@7*1;data.batch=sleep(500)"</c>:
@@ -53,13 +53,21 @@ public static class FailPoints
         lock (Gate) points = [];
     }
 
+    /// <summary>How often <paramref name="name"/> has fired since it was set (0 when it is not set).</summary>
+    public static int Fired(string name)
+    {
+        if (!points.TryGetValue(name, out var p)) return 0;
+        int hits = Volatile.Read(ref p.Fired);
+        return p.Times is { } max ? Math.Min(hits, max) : hits;
+    }
+
     /// <summary>Fires <paramref name="name"/> if it is set and matches <paramref name="at"/>.</summary>
     public static void Hit(string name, long at = -1)
     {
         var current = points;
         if (current.Count == 0 || !current.TryGetValue(name, out var p)) return;
         if (p.At is { } want && want != at) return;
-        if (p.Times is { } max && Interlocked.Increment(ref p.Fired) > max) return;
+        if (Interlocked.Increment(ref p.Fired) > p.Times) return;
         switch (p.Action)
         {
             case FailAction.Throw:

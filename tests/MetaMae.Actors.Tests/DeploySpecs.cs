@@ -81,6 +81,7 @@ public sealed class DeploySpecs
             if (command[0] == "node")
             {
                 roles.AddRange(Arg(command, "--roles")!.Split(','));
+                if (Arg(command, "--roles") is "learner" or "data") Assert.Equal("4055", Arg(command, "--data-port")); // a fixed data plane port
                 var health = string.Join(' ', Strings(At(service, "healthcheck", "test")));
                 Assert.Contains($"http://localhost:{Arg(command, "--ops-port")}{OpsEndpoint.ReadyPath}", health);
                 // One seed list everywhere, the coordinator first (only it may start a cluster) and other nodes after it:
@@ -155,7 +156,8 @@ public sealed class DeploySpecs
             Assert.Equal(Arg(args, "--port"), ports["remoting"]);
             Assert.Equal(Arg(args, "--ops-port"), ports["ops"]);
             Assert.Equal(new NodeOptions().ManagementPort.ToString(), ports["management"]); // bootstrap's contact point
-            if (name == "learner") Assert.Equal(Arg(args, "--data-port"), ports["data-plane"]); // gradients between replicas
+            // The data plane: gradients between learner replicas, batches from data nodes to learners on other nodes.
+            if (name is "learner" or "data") Assert.Equal(Arg(args, "--data-port"), ports["data-plane"]);
             foreach (var (port, value) in ports) Assert.Equal(value, servicePorts[port]);
             Assert.Equal(OpsEndpoint.ReadyPath, At(container, "readinessProbe", "httpGet", "path"));
             Assert.Equal(OpsEndpoint.AlivePath, At(container, "livenessProbe", "httpGet", "path"));

@@ -9,9 +9,9 @@ namespace MetaMae.Actors.Tests;
 public sealed class LearnerGroupSpecs : TempDirTest
 {
     /// <summary>A coordinator+data node and two learner nodes run <paramref name="config"/> to its end, completed.</summary>
-    private static async Task<RunFinished> OnTwoLearners(RunSpec config, string runId)
+    private static async Task<RunFinished> OnTwoLearners(RunSpec config, string runId, string hocon = "")
     {
-        await using var cluster = new InProcessCluster();
+        await using var cluster = new InProcessCluster { ExtraHocon = hocon };
         await cluster.Add(Roles.Coordinator, Roles.Data);
         await cluster.Add(Roles.Learner);
         await cluster.Add(Roles.Learner);
@@ -64,6 +64,26 @@ public sealed class LearnerGroupSpecs : TempDirTest
         Assert.Equal("tcp", Assert.Single(MetricsFile.Lines(tcp.RunDirectory, "group")).GetProperty("transport").GetString());
         Assert.Equal("akka", Assert.Single(MetricsFile.Lines(akka.RunDirectory, "group")).GetProperty("transport").GetString());
         Assert.Equal(TestRuns.FinalWeights(akka.RunDirectory, 16), TestRuns.FinalWeights(tcp.RunDirectory, 16));
+    }
+
+    [Fact]
+    public async Task Batches_over_the_batch_plane_with_a_connection_broken_off_train_the_same_bits_as_through_stream_references()
+    {
+        RunSpec Config(string dir) => TestRuns.Tiny(Path.Combine(Root, dir), steps: 16, every: 8) with { Replicas = 2 };
+        var streamRefs = await OnTwoLearners(Config("refs"), "refs", "metamae.data-plane.batches = off");
+        Assert.Equal(0, FailPoints.Fired("data.plane-send"));
+        // One replica's connection is reset before batch 5: its learner asks for its feed again, from where it stands.
+        FailPoints.Set("data.plane-send", FailAction.Throw, at: 5, times: 1);
+        try
+        {
+            var plane = await OnTwoLearners(Config("plane"), "plane");
+            Assert.Equal(1, FailPoints.Fired("data.plane-send")); // the batches went over the plane, and it broke once
+            Assert.Equal(TestRuns.FinalWeights(streamRefs.RunDirectory, 16), TestRuns.FinalWeights(plane.RunDirectory, 16));
+        }
+        finally
+        {
+            FailPoints.Clear();
+        }
     }
 
     [Fact]

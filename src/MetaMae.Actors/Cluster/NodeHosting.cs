@@ -37,8 +37,8 @@ public sealed record NodeOptions
     /// <summary>The ops port: /alive, /ready, /metrics (null: none).</summary>
     public int? OpsPort { get; init; }
     /// <summary>
-    /// A learner replica's data plane (gradients between replicas over TCP): the first free port from this one
-    /// (16 tried, one per learner the node hosts at once); 0 picks any free port.
+    /// The data plane's port: a learner replica's (gradients between replicas over TCP) and a data node's batch plane
+    /// (batches to learners on other nodes) each take the first free port from this one (16 tried); 0 picks any free port.
     /// </summary>
     public int DataPort { get; init; }
 

@@ -13,8 +13,11 @@ namespace MetaMae.Cli.Bench;
 /// <summary>One row: a data kind fed to the learner by N data nodes (0: the learner's own node).</summary>
 public sealed record ClusterBenchRow(string Kind, int DataNodes, double SamplesPerSecond, double DataWaitPercent, int Steps);
 
-/// <summary>Moving batches between two nodes: through an Akka.Streams SourceRef, and as the same bytes over a plain TCP socket.</summary>
-public sealed record TransferRow(string Kind, int BatchBytes, int Batches, double StreamRefMBps, double TcpMBps);
+/// <summary>
+/// Moving batches between two nodes: the serializer alone (to and from bytes in memory), through an Akka.Streams
+/// SourceRef over Akka.Remote, over the batch plane, and as the same bytes over a plain TCP socket.
+/// </summary>
+public sealed record TransferRow(string Kind, int BatchBytes, int Batches, double SerializerMBps, double StreamRefMBps, double PlaneMBps, double TcpMBps);
 
 /// <summary>
 /// The learner's rate and data-wait when its batches come from 0 (its own node), 1, 2 or 3 data nodes on loopback,
@@ -47,7 +50,7 @@ public static class ClusterBench
                 var values = Enumerable.Range(0, batch).SelectMany(_ => sample.Values!).ToArray();
                 var b = new Batch(batch, dataset.Spec.Shape, values, null, new float[batch], 1, StreamPosition.Start, 0);
                 var t = await Transfer(kind, b, kind == "image" ? 400 : 40);
-                progress($"  {kind,-7} transfer of {t.BatchBytes / 1e6:F2} MB batches: StreamRef {t.StreamRefMBps:F0} MB/s, TCP {t.TcpMBps:F0} MB/s");
+                progress($"  {kind,-7} transfer of {t.BatchBytes / 1e6:F2} MB batches: serializer {t.SerializerMBps:F0} MB/s, StreamRef {t.StreamRefMBps:F0} MB/s, batch plane {t.PlaneMBps:F0} MB/s, TCP {t.TcpMBps:F0} MB/s");
                 transfers.Add(t);
             }
             return (rows, transfers);
@@ -100,7 +103,10 @@ public static class ClusterBench
         }
     }
 
-    /// <summary>Batches from node B to node A through a SourceRef (serialized as a FeedOffered would be), then the same bytes over TCP.</summary>
+    /// <summary>
+    /// Batches from node B to node A through a SourceRef (serialized as a FeedOffered would be), then over B's batch
+    /// plane, then the same bytes over TCP; and the serializer alone, to tell its share of the StreamRef's cost.
+    /// </summary>
     private static async Task<TransferRow> Transfer(string kind, Batch batch, int count)
     {
         await using var cluster = new InProcessCluster();
@@ -115,11 +121,26 @@ public static class ClusterBench
         var wire = Akka.Serialization.Serialization.WithTransport(producer, () => produced.ToBinary(offer)); // paths carry the producer's address
         var remote = (FeedOffered)consumer.Serialization.Deserialize(wire, produced.Identifier, Akka.Serialization.Serialization.ManifestFor(produced, offer));
         var clock = Stopwatch.StartNew();
-        long received = await remote.Source.Source.RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
+        long received = await remote.Source!.Source.RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
         double streamRef = received / 1e6 / clock.Elapsed.TotalSeconds;
 
-        var bytesOfBatch = producer.Serialization.FindSerializerFor(batch).ToBinary(batch);
+        using var plane = new Actors.Feeds.BatchPlaneServer("127.0.0.1", "127.0.0.1", 0, 1, TimeSpan.FromSeconds(60), producer.Log);
+        var (kill, queue) = Source.Repeat(batch).Take(count).ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
+            .ToMaterialized(Actors.Feeds.BatchPlaneServer.Sink(), Keep.Both).Run(producer.Materializer());
+        var channel = plane.Offer(queue, kill, "bench feed");
+        clock.Restart();
+        received = await Actors.Feeds.BatchPlaneSource.Of(channel, CancellationToken.None)
+            .RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
+        double batchPlane = received / 1e6 / clock.Elapsed.TotalSeconds;
+
+        var serializer = producer.Serialization.FindSerializerFor(batch);
+        var bytesOfBatch = serializer.ToBinary(batch);
+        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, batch);
+        clock.Restart();
+        for (int i = 0; i < count; i++) consumer.Serialization.Deserialize(serializer.ToBinary(batch), serializer.Identifier, manifest);
+        double serialized = (double)batch.PayloadBytes * count / 1e6 / clock.Elapsed.TotalSeconds;
+
         double tcp = await Loopback.TcpCopy(bytesOfBatch, count);
-        return new TransferRow(kind, bytesOfBatch.Length, count, streamRef, tcp);
+        return new TransferRow(kind, bytesOfBatch.Length, count, serialized, streamRef, batchPlane, tcp);
     }
 }

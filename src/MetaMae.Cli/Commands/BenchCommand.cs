@@ -148,7 +148,7 @@ public static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Learner steps per row.", DefaultValueFactory = _ => 30 };
         var preset = new Option<string>("--preset") { Description = "Model preset of the learner.", DefaultValueFactory = _ => "tiny" };
         var records = new Option<int>("--records") { Description = "Records written per kind (speech writes one clip per 8).", DefaultValueFactory = _ => 1024 };
-        var cmd = new Command("cluster", "Learner rate and data-wait fed by 0-3 data nodes on loopback; StreamRef transfer rate next to plain TCP.")
+        var cmd = new Command("cluster", "Learner rate and data-wait fed by 0-3 data nodes on loopback; batch transfer rates (serializer, StreamRef, batch plane) next to plain TCP.")
         {
             kinds, nodes, steps, preset, records,
         };
@@ -163,9 +163,11 @@ public static class BenchCommand
             var table = new Table().AddColumns("kind", "data nodes", "learner samples/s", "data wait %", "timed steps");
             foreach (var r in rows) table.AddRow(r.Kind, r.DataNodes == 0 ? "0 (own node)" : r.DataNodes.ToString(), $"{r.SamplesPerSecond:F1}", $"{r.DataWaitPercent:F1}", r.Steps.ToString());
             AnsiConsole.Write(table);
-            var transfer = new Table().AddColumns("kind", "batch MB", "batches", "StreamRef MB/s", "plain TCP MB/s", "StreamRef : TCP");
+            var transfer = new Table().AddColumns("kind", "batch MB", "batches", "serializer MB/s", "StreamRef MB/s", "batch plane MB/s", "plain TCP MB/s",
+                "StreamRef : TCP", "batch plane : TCP");
             foreach (var t in transfers)
-                transfer.AddRow(t.Kind, $"{t.BatchBytes / 1e6:F2}", t.Batches.ToString(), $"{t.StreamRefMBps:F0}", $"{t.TcpMBps:F0}", $"{t.StreamRefMBps / t.TcpMBps:F2}");
+                transfer.AddRow(t.Kind, $"{t.BatchBytes / 1e6:F2}", t.Batches.ToString(), $"{t.SerializerMBps:F0}", $"{t.StreamRefMBps:F0}", $"{t.PlaneMBps:F0}",
+                    $"{t.TcpMBps:F0}", $"{t.StreamRefMBps / t.TcpMBps:F2}", $"{t.PlaneMBps / t.TcpMBps:F2}");
             AnsiConsole.Write(transfer);
             return 0;
         });

@@ -25,7 +25,7 @@ public static class NodeCommand
         var ops = new Option<int?>("--ops-port") { Description = "Serve /alive, /ready and /metrics (Prometheus) on this port." };
         var dataPort = new Option<int>("--data-port")
         {
-            Description = "Learner nodes: the data plane's TCP port (gradients between replicas), the first free of 16 from it (0: any free port).",
+            Description = "The data plane's TCP port (learner nodes: gradients between replicas; data nodes: batches to learners), the first free of 16 from it (0: any free port).",
             DefaultValueFactory = _ => 0,
         };
         var logFormat = new Option<string>("--log-format") { Description = "text, or json: one JSON object per log event.", DefaultValueFactory = _ => "text" };

@@ -26,30 +26,9 @@ public sealed class RingListener : IDisposable
     /// </summary>
     public RingListener(string bindHost, string advertisedHost, int port = 0, int tries = 1)
     {
-        var address = string.IsNullOrEmpty(bindHost) || bindHost == "0.0.0.0" ? IPAddress.Any
-            : IPAddress.TryParse(bindHost, out var ip) ? ip
-            : Dns.GetHostAddresses(bindHost).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
-              ?? throw new ArgumentException($"the data plane cannot bind '{bindHost}': no IPv4 address");
-        SocketException? last = null;
-        for (int i = 0; i < Math.Max(1, tries); i++)
-        {
-            var s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                s.Bind(new IPEndPoint(address, port == 0 ? 0 : port + i));
-                s.Listen(16);
-                socket = s;
-                Port = ((IPEndPoint)s.LocalEndPoint!).Port;
-                Address = $"{advertisedHost}:{Port}";
-                return;
-            }
-            catch (SocketException e)
-            {
-                s.Dispose();
-                last = e;
-            }
-        }
-        throw new IOException($"the data plane could not bind {address} on ports {port}..{port + tries - 1}: {last?.Message}", last);
+        socket = PlaneSockets.Listen(bindHost, port, tries);
+        Port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+        Address = $"{advertisedHost}:{Port}";
     }
 
     /// <summary>
@@ -109,7 +88,6 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
     internal const uint Magic = 0x47524D4D; // "MMRG"
     internal const int HelloBytes = 12;
     private const int HeaderBytes = 24;
-    private const int SocketBuffer = 4 << 20;
     private const int SendBuffers = 4;
 
     private readonly Socket outgoing, incoming;
@@ -167,8 +145,7 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
     /// <summary>Connects to <paramref name="address"/> (host:port), retrying until the deadline, and says who it is.</summary>
     private static Socket Dial(string address, int group, int rank, DateTime deadline, CancellationToken cancel)
     {
-        int colon = address.LastIndexOf(':');
-        var (host, port) = (address[..colon], int.Parse(address[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        var (host, port) = PlaneSockets.HostPort(address);
         var hello = new byte[HelloBytes];
         BinaryPrimitives.WriteUInt32LittleEndian(hello, Magic);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), group);
@@ -198,23 +175,10 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
         }
     }
 
-    internal static void Tune(Socket socket, TimeSpan timeout)
-    {
-        socket.NoDelay = true;
-        socket.SendBufferSize = SocketBuffer;
-        socket.ReceiveBufferSize = SocketBuffer;
-        socket.ReceiveTimeout = (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
-    }
+    internal static void Tune(Socket socket, TimeSpan timeout) => PlaneSockets.Tune(socket, timeout);
 
-    internal static void ReadExactly(Socket socket, Span<byte> into)
-    {
-        while (into.Length > 0)
-        {
-            int n = socket.Receive(into);
-            if (n == 0) throw new EndOfStreamException("the previous replica closed its connection (it left the group)");
-            into = into[n..];
-        }
-    }
+    internal static void ReadExactly(Socket socket, Span<byte> into) =>
+        PlaneSockets.ReadExactly(socket, into, "the previous replica closed its connection (it left the group)");
 
     public void Send(long op, int step, int index, int offset, ReadOnlySpan<float> values, WirePrecision precision)
     {
@@ -338,5 +302,70 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
         onDissolve.Dispose();
         Close();
         sender.Join(TimeSpan.FromSeconds(5));
+    }
+}
+
+/// <summary>What the node's TCP planes (gradients between replicas, batches from data nodes) share: binding, tuning, reading.</summary>
+public static class PlaneSockets
+{
+    /// <summary>Socket buffers of 4 MiB each way: a chunk or a batch is on the wire without waiting for acknowledgements.</summary>
+    public const int SocketBuffer = 4 << 20;
+
+    /// <summary>
+    /// A listening socket on <paramref name="bindHost"/> (an address or a name; empty or "0.0.0.0": every interface)
+    /// at <paramref name="port"/>, or the next free of <paramref name="tries"/> ports from it (0: any free port).
+    /// </summary>
+    public static Socket Listen(string bindHost, int port = 0, int tries = 1)
+    {
+        var address = string.IsNullOrEmpty(bindHost) || bindHost == "0.0.0.0" ? IPAddress.Any
+            : IPAddress.TryParse(bindHost, out var ip) ? ip
+            : Dns.GetHostAddresses(bindHost).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
+              ?? throw new ArgumentException($"the data plane cannot bind '{bindHost}': no IPv4 address");
+        SocketException? last = null;
+        for (int i = 0; i < Math.Max(1, tries); i++)
+        {
+            var s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                s.Bind(new IPEndPoint(address, port == 0 ? 0 : port + i));
+                s.Listen(16);
+                return s;
+            }
+            catch (SocketException e)
+            {
+                s.Dispose();
+                last = e;
+            }
+        }
+        throw new IOException($"the data plane could not bind {address} on ports {port}..{port + tries - 1}: {last?.Message}", last);
+    }
+
+    /// <summary>Nagle off, large buffers; a read waits at most <paramref name="timeout"/> (null: as long as it takes).</summary>
+    public static void Tune(Socket socket, TimeSpan? timeout)
+    {
+        socket.NoDelay = true;
+        socket.SendBufferSize = SocketBuffer;
+        socket.ReceiveBufferSize = SocketBuffer;
+        socket.ReceiveTimeout = timeout is { } t ? (int)Math.Clamp(t.TotalMilliseconds, 1, int.MaxValue) : 0;
+    }
+
+    /// <summary>Fills <paramref name="into"/> from the socket; the peer's end of stream is an error saying <paramref name="closed"/>.</summary>
+    public static void ReadExactly(Socket socket, Span<byte> into, string closed)
+    {
+        while (into.Length > 0)
+        {
+            int n = socket.Receive(into);
+            if (n == 0) throw new EndOfStreamException(closed);
+            into = into[n..];
+        }
+    }
+
+    /// <summary>Splits <c>host:port</c> (the last colon separates the port).</summary>
+    public static (string Host, int Port) HostPort(string address)
+    {
+        int colon = address.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(address[(colon + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int port) || port > 65535)
+            throw new FormatException($"'{address}' is not host:port");
+        return (address[..colon], port);
     }
 }
