@@ -86,6 +86,34 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void The_vectorised_bf16_codec_equals_the_scalar_one_bit_for_bit_on_every_kind_of_value()
+    {
+        // Random bit patterns (NaNs of both signs, infinities, subnormals, values that round up into the next binade
+        // or to infinity), plus ties, over a length that leaves a scalar tail after the vector lanes.
+        var random = new Random(7);
+        var bits = Enumerable.Range(0, 4099).Select(_ => (uint)random.NextInt64(0, 1L << 32)).ToList();
+        bits.AddRange([0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0xFFFFFFFFu, 0x7F800001u, 0x00000001u, 0x80000000u,
+            0x3F808000u, 0x3F818000u, 0x3F80FFFFu, 0x0000FFFFu]);
+        var values = bits.Select(BitConverter.UInt32BitsToSingle).ToArray();
+        var half = new ushort[values.Length];
+        Bf16.Encode(values, half);
+        Assert.Equal(values.Select(Bf16.FromSingle), half);
+
+        var decoded = new float[half.Length];
+        Bf16.Decode(half, decoded);
+        Assert.Equal(half.Select(h => BitConverter.SingleToUInt32Bits(Bf16.ToSingle(h))), decoded.Select(BitConverter.SingleToUInt32Bits));
+
+        var sums = Enumerable.Range(0, half.Length).Select(i => (float)Math.Sin(i)).ToArray();
+        var expected = sums.Select((v, i) => v + Bf16.ToSingle(half[i])).ToArray();
+        Bf16.AddTo(half, sums);
+        Assert.Equal(expected.Select(BitConverter.SingleToUInt32Bits), sums.Select(BitConverter.SingleToUInt32Bits));
+
+        var rounded = (float[])values.Clone();
+        Bf16.RoundInPlace(rounded);
+        Assert.Equal(values.Select(v => BitConverter.SingleToUInt32Bits(Bf16.ToSingle(Bf16.FromSingle(v)))), rounded.Select(BitConverter.SingleToUInt32Bits));
+    }
+
+    [Fact]
     public void A_dissolved_group_wakes_a_blocked_replica_with_the_reason()
     {
         var inbox = new ChunkInbox(TimeSpan.FromSeconds(30));

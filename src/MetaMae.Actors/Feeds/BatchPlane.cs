@@ -165,34 +165,37 @@ public sealed class BatchPlaneServer : IDisposable
 }
 
 /// <summary>
-/// The learner's end of a batch-plane feed: a source that connects to the data node, claims the feed by its token
-/// and reads one frame each time downstream pulls (on Akka.Streams' blocking-IO dispatcher), with two batches read
-/// ahead. <paramref name="cancel"/> closes the connection, which frees a read blocked on a peer that went silent.
+/// The learner's end of a batch-plane feed: a source that connects to the data node and claims the feed by its token;
+/// a reader thread of the connection's own reads frames into a queue of two, so at most two batches are read ahead and
+/// a full queue stops the reads (and, through TCP, the data node). Blocking reads stay off the thread pool, which the
+/// actors share (on it, a blocked read stalled other work by a second at a time). <paramref name="cancel"/> closes the
+/// connection, which frees a read blocked on a peer that went silent.
 /// </summary>
 public static class BatchPlaneSource
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+    private const int ReadAhead = 2;
 
     public static Source<Batch, NotUsed> Of(BatchChannel channel, CancellationToken cancel) =>
-        Source.UnfoldResource(() => Connection.Open(channel, cancel), c => c.Next(), c => c.Dispose())
-            .Select(b => b).WithAttributes(Attributes.CreateInputBuffer(2, 2));
+        Source.UnfoldResourceAsync(() => Connection.Open(channel, cancel), c => c.Next(), c => c.Close());
 
-    private sealed class Connection : IDisposable
+    private sealed class Connection
     {
         private readonly Socket socket;
-        private readonly BufferedStream stream;
         private readonly CancellationTokenRegistration onCancel;
         private readonly string source;
+        private readonly System.Threading.Channels.Channel<Batch> frames =
+            System.Threading.Channels.Channel.CreateBounded<Batch>(new System.Threading.Channels.BoundedChannelOptions(ReadAhead) { SingleReader = true, SingleWriter = true });
 
         private Connection(Socket socket, string address, CancellationToken cancel)
         {
             this.socket = socket;
-            stream = new BufferedStream(new NetworkStream(socket, ownsSocket: false), 64 << 10);
             source = $"the batch feed from data node {address}";
             onCancel = cancel.Register(socket.Dispose);
+            new Thread(ReadLoop) { IsBackground = true, Name = "batch-plane reader" }.Start();
         }
 
-        public static Connection Open(BatchChannel channel, CancellationToken cancel)
+        public static async Task<Connection> Open(BatchChannel channel, CancellationToken cancel)
         {
             var (host, port) = PlaneSockets.HostPort(channel.Address);
             var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
@@ -200,12 +203,12 @@ public static class BatchPlaneSource
             {
                 using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancel);
                 bounded.CancelAfter(ConnectTimeout);
-                socket.ConnectAsync(host, port, bounded.Token).AsTask().GetAwaiter().GetResult();
+                await socket.ConnectAsync(host, port, bounded.Token);
                 PlaneSockets.Tune(socket, null);
                 var hello = new byte[BatchPlaneServer.HelloBytes];
                 BinaryPrimitives.WriteUInt32LittleEndian(hello, BatchFrames.Magic);
                 channel.Token.TryWriteBytes(hello.AsSpan(4));
-                socket.Send(hello);
+                await socket.SendAsync(hello, bounded.Token);
                 return new Connection(socket, channel.Address, cancel);
             }
             catch (Exception e)
@@ -215,23 +218,44 @@ public static class BatchPlaneSource
             }
         }
 
-        public Akka.Util.Option<Batch> Next()
+        private void ReadLoop()
         {
             try
             {
-                return BatchFrames.Read(stream, source) is { } batch ? batch : Akka.Util.Option<Batch>.None;
+                using var stream = new BufferedStream(new NetworkStream(socket, ownsSocket: false), 64 << 10);
+                while (BatchFrames.Read(stream, source) is { } batch)
+                    if (!frames.Writer.WaitToWriteAsync().AsTask().GetAwaiter().GetResult() || !frames.Writer.TryWrite(batch)) return; // closed
+                frames.Writer.TryComplete();
             }
-            catch (Exception e) when (e is EndOfStreamException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is EndOfStreamException or SocketException or ObjectDisposedException
+                                          || (e is IOException && e.InnerException is SocketException or ObjectDisposedException))
             {
-                throw new IOException($"{source} broke off: {e.Message}", e);
+                frames.Writer.TryComplete(new IOException($"{source} broke off: {e.Message}", e));
+            }
+            catch (Exception e)
+            {
+                frames.Writer.TryComplete(e); // the data node's reason, or a frame that breaks the format
             }
         }
 
-        public void Dispose()
+        public async Task<Akka.Util.Option<Batch>> Next()
         {
+            try
+            {
+                return await frames.Reader.WaitToReadAsync() && frames.Reader.TryRead(out var batch) ? batch : Akka.Util.Option<Batch>.None;
+            }
+            catch (System.Threading.Channels.ChannelClosedException e) when (e.InnerException is { } cause)
+            {
+                throw cause;
+            }
+        }
+
+        public Task<Done> Close()
+        {
+            frames.Writer.TryComplete();
             onCancel.Dispose();
-            stream.Dispose();
-            socket.Dispose();
+            socket.Dispose(); // ends a read in progress
+            return Task.FromResult(Done.Instance);
         }
     }
 }

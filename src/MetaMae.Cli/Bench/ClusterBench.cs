@@ -11,7 +11,7 @@ using MetaMae.Protocol;
 namespace MetaMae.Cli.Bench;
 
 /// <summary>One row: a data kind fed to the learner by N data nodes (0: the learner's own node).</summary>
-public sealed record ClusterBenchRow(string Kind, int DataNodes, double SamplesPerSecond, double DataWaitPercent, int Steps);
+public sealed record ClusterBenchRow(string Kind, int DataNodes, string Batches, double SamplesPerSecond, double DataWaitPercent, int Steps);
 
 /// <summary>
 /// Moving batches between two nodes: the serializer alone (to and from bytes in memory), through an Akka.Streams
@@ -27,9 +27,11 @@ public sealed record TransferRow(string Kind, int BatchBytes, int Batches, doubl
 public static class ClusterBench
 {
     public static readonly string[] Kinds = ["image", "speech"];
+    /// <summary>How batches reach a learner on another node: the data node's batch plane, or stream references over Akka.Remote.</summary>
+    public static readonly string[] BatchPaths = ["plane", "streamref"];
 
     public static async Task<(List<ClusterBenchRow> Rows, List<TransferRow> Transfers)> Run(IEnumerable<string> kinds, IReadOnlyList<int> dataNodes,
-        int steps, string preset, int records, Action<string> progress)
+        IReadOnlyList<string> paths, int steps, string preset, int records, Action<string> progress)
     {
         var root = Directory.CreateTempSubdirectory("metamae-clusterbench-").FullName;
         var rows = new List<ClusterBenchRow>();
@@ -41,15 +43,16 @@ public static class ClusterBench
                 var (dataset, _, batch) = DataBench.Prepare(kind, root, records);
                 var dataRoot = kind == "image" ? Path.Combine(root, "img") : root;
                 foreach (var n in dataNodes)
+                foreach (var path in n == 0 ? ["own node"] : paths)
                 {
-                    var row = await Measure(kind, dataset.Spec.Name, dataRoot, batch, n, steps, preset, Path.Combine(root, $"runs-{kind}-{n}"));
-                    progress($"  {kind,-7} {n} data node(s): learner {row.SamplesPerSecond,8:F1} samples/s, data wait {row.DataWaitPercent,5:F1}%");
+                    var row = await Measure(kind, dataset.Spec.Name, dataRoot, batch, n, path, steps, preset, Path.Combine(root, $"runs-{kind}-{n}-{path}"));
+                    progress($"  {kind,-7} {n} data node(s), {path,-9}: learner {row.SamplesPerSecond,8:F1} samples/s, data wait {row.DataWaitPercent,5:F1}%");
                     rows.Add(row);
                 }
                 var sample = dataset.Read(0, new Data.DecodeContext(0, 0, 0, true));
                 var values = Enumerable.Range(0, batch).SelectMany(_ => sample.Values!).ToArray();
                 var b = new Batch(batch, dataset.Spec.Shape, values, null, new float[batch], 1, StreamPosition.Start, 0);
-                var t = await Transfer(kind, b, kind == "image" ? 400 : 40);
+                var t = await Transfer(kind, b, kind == "image" ? 400 : 120);
                 progress($"  {kind,-7} transfer of {t.BatchBytes / 1e6:F2} MB batches: serializer {t.SerializerMBps:F0} MB/s, StreamRef {t.StreamRefMBps:F0} MB/s, batch plane {t.PlaneMBps:F0} MB/s, TCP {t.TcpMBps:F0} MB/s");
                 transfers.Add(t);
             }
@@ -61,7 +64,8 @@ public static class ClusterBench
         }
     }
 
-    private static async Task<ClusterBenchRow> Measure(string kind, string dataset, string dataRoot, int batch, int dataNodes, int steps, string preset, string outDir)
+    private static async Task<ClusterBenchRow> Measure(string kind, string dataset, string dataRoot, int batch, int dataNodes, string path, int steps, string preset,
+        string outDir)
     {
         var config = new RunSpec
         {
@@ -69,7 +73,7 @@ public static class ClusterBench
             CheckpointEvery = steps, Device = "cpu", Threads = 1, Out = outDir, Seed = 1,
         };
         config.Validate();
-        await using var cluster = new InProcessCluster();
+        await using var cluster = new InProcessCluster { ExtraHocon = path == "streamref" ? "metamae.data-plane.batches = off" : "" };
         if (dataNodes == 0)
         {
             await cluster.Add(Roles.All);
@@ -87,7 +91,7 @@ public static class ClusterBench
         {
             var timed = reports.Where(r => r.Step > Math.Min(3, steps / 4)).ToList(); // after start-up
             double busy = timed.Sum(r => r.StepSeconds + r.WaitSeconds);
-            return new ClusterBenchRow(kind, dataNodes, timed.Sum(r => r.BatchSize) / busy, 100 * timed.Sum(r => r.WaitSeconds) / busy, timed.Count);
+            return new ClusterBenchRow(kind, dataNodes, path, timed.Sum(r => r.BatchSize) / busy, 100 * timed.Sum(r => r.WaitSeconds) / busy, timed.Count);
         }
     }
 
@@ -110,8 +114,8 @@ public static class ClusterBench
     private static async Task<TransferRow> Transfer(string kind, Batch batch, int count)
     {
         await using var cluster = new InProcessCluster();
-        await cluster.Add([]);
-        await cluster.Add([]);
+        await cluster.Add(Roles.Data); // members (a node without a role is a client, which does not join as one); their hosts stay idle
+        await cluster.Add(Roles.Data);
         var producer = (ExtendedActorSystem)cluster.System(1);
         var consumer = (ExtendedActorSystem)cluster.System(0);
         var sourceRef = await Source.Repeat(batch).Take(count).RunWith(StreamRefs.SourceRef<Batch>(), producer.Materializer());

@@ -148,9 +148,14 @@ public static class BenchCommand
         var steps = new Option<int>("--steps") { Description = "Learner steps per row.", DefaultValueFactory = _ => 30 };
         var preset = new Option<string>("--preset") { Description = "Model preset of the learner.", DefaultValueFactory = _ => "tiny" };
         var records = new Option<int>("--records") { Description = "Records written per kind (speech writes one clip per 8).", DefaultValueFactory = _ => 1024 };
+        var batches = new Option<string>("--batches")
+        {
+            Description = "Comma-separated ways batches reach a learner on another node: plane (the data node's batch plane), streamref (Akka.Remote).",
+            DefaultValueFactory = _ => string.Join(",", ClusterBench.BatchPaths),
+        };
         var cmd = new Command("cluster", "Learner rate and data-wait fed by 0-3 data nodes on loopback; batch transfer rates (serializer, StreamRef, batch plane) next to plain TCP.")
         {
-            kinds, nodes, steps, preset, records,
+            kinds, nodes, steps, preset, records, batches,
         };
         cmd.SetAction(parse =>
         {
@@ -158,10 +163,14 @@ public static class BenchCommand
             Presets.Get(p);
             var counts = Split(parse.GetValue(nodes)!).Select(int.Parse).ToList();
             AnsiConsole.MarkupLine($"[bold]Cluster benchmark[/]: {Environment.ProcessorCount} cores, every node an ActorSystem in this process on 127.0.0.1; learner preset {p}, 1 thread");
-            var (rows, transfers) = ClusterBench.Run(Split(parse.GetValue(kinds)!), counts, parse.GetValue(steps), p, parse.GetValue(records),
+            var paths = Split(parse.GetValue(batches)!).ToList();
+            if (paths.FirstOrDefault(b => !ClusterBench.BatchPaths.Contains(b)) is { } badPath)
+                throw new ArgumentException($"--batches: unknown way '{badPath}'; use {string.Join(", ", ClusterBench.BatchPaths)}");
+            var (rows, transfers) = ClusterBench.Run(Split(parse.GetValue(kinds)!), counts, paths, parse.GetValue(steps), p, parse.GetValue(records),
                 line => AnsiConsole.WriteLine(line)).GetAwaiter().GetResult();
-            var table = new Table().AddColumns("kind", "data nodes", "learner samples/s", "data wait %", "timed steps");
-            foreach (var r in rows) table.AddRow(r.Kind, r.DataNodes == 0 ? "0 (own node)" : r.DataNodes.ToString(), $"{r.SamplesPerSecond:F1}", $"{r.DataWaitPercent:F1}", r.Steps.ToString());
+            var table = new Table().AddColumns("kind", "data nodes", "batches", "learner samples/s", "data wait %", "timed steps");
+            foreach (var r in rows)
+                table.AddRow(r.Kind, r.DataNodes.ToString(), r.Batches, $"{r.SamplesPerSecond:F1}", $"{r.DataWaitPercent:F1}", r.Steps.ToString());
             AnsiConsole.Write(table);
             var transfer = new Table().AddColumns("kind", "batch MB", "batches", "serializer MB/s", "StreamRef MB/s", "batch plane MB/s", "plain TCP MB/s",
                 "StreamRef : TCP", "batch plane : TCP");

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Collections.Concurrent;
 using System.Numerics;
 
@@ -249,24 +250,80 @@ public static class Bf16
 
     public static float ToSingle(ushort half) => BitConverter.UInt32BitsToSingle((uint)half << 16);
 
+    /// <summary>Rounds each value to bf16 (nearest, ties to even; NaN stays NaN), <see cref="Vector{T}"/> lanes at a time.</summary>
     public static void Encode(ReadOnlySpan<float> source, Span<ushort> target)
     {
-        for (int i = 0; i < source.Length; i++) target[i] = FromSingle(source[i]);
+        if (target.Length < source.Length) throw new ArgumentException("the target is shorter than the source");
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int lanes = Vector<uint>.Count;
+            var sourceBits = MemoryMarshal.Cast<float, uint>(source);
+            for (; i + 2 * lanes <= source.Length; i += 2 * lanes)
+            {
+                var low = Round(new Vector<uint>(sourceBits[i..]));
+                var high = Round(new Vector<uint>(sourceBits[(i + lanes)..]));
+                Vector.Narrow(low, high).CopyTo(target[i..]);
+            }
+        }
+        for (; i < source.Length; i++) target[i] = FromSingle(source[i]);
+    }
+
+    /// <summary><see cref="FromSingle"/> on every lane, the result in the low 16 bits.</summary>
+    private static Vector<uint> Round(Vector<uint> bits)
+    {
+        var value = Vector.AsVectorSingle(bits);
+        var nan = Vector.AsVectorUInt32(Vector.Equals(value, value)); // all ones where not NaN
+        var rounded = (bits + new Vector<uint>(0x7FFFu) + ((bits >> 16) & Vector<uint>.One)) >> 16;
+        var quiet = (bits >> 16) | new Vector<uint>(0x40u);
+        return Vector.ConditionalSelect(nan, rounded, quiet);
     }
 
     public static void Decode(ReadOnlySpan<ushort> source, Span<float> target)
     {
-        for (int i = 0; i < source.Length; i++) target[i] = ToSingle(source[i]);
+        if (target.Length < source.Length) throw new ArgumentException("the target is shorter than the source");
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int lanes = Vector<uint>.Count;
+            var targetBits = MemoryMarshal.Cast<float, uint>(target);
+            for (; i + 2 * lanes <= source.Length; i += 2 * lanes)
+            {
+                Vector.Widen(new Vector<ushort>(source[i..]), out var low, out var high);
+                (low << 16).CopyTo(targetBits[i..]);
+                (high << 16).CopyTo(targetBits[(i + lanes)..]);
+            }
+        }
+        for (; i < source.Length; i++) target[i] = ToSingle(source[i]);
     }
 
     public static void AddTo(ReadOnlySpan<ushort> source, Span<float> target)
     {
-        for (int i = 0; i < source.Length; i++) target[i] += ToSingle(source[i]);
+        if (target.Length < source.Length) throw new ArgumentException("the target is shorter than the source");
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int lanes = Vector<uint>.Count;
+            for (; i + 2 * lanes <= source.Length; i += 2 * lanes)
+            {
+                Vector.Widen(new Vector<ushort>(source[i..]), out var low, out var high);
+                (new Vector<float>(target[i..]) + Vector.AsVectorSingle(low << 16)).CopyTo(target[i..]);
+                (new Vector<float>(target[(i + lanes)..]) + Vector.AsVectorSingle(high << 16)).CopyTo(target[(i + lanes)..]);
+            }
+        }
+        for (; i < source.Length; i++) target[i] += ToSingle(source[i]);
     }
 
     public static void RoundInPlace(Span<float> values)
     {
-        for (int i = 0; i < values.Length; i++) values[i] = ToSingle(FromSingle(values[i]));
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var bits = MemoryMarshal.Cast<float, uint>(values);
+            for (; i + Vector<uint>.Count <= values.Length; i += Vector<uint>.Count)
+                (Round(new Vector<uint>(bits[i..])) << 16).CopyTo(bits[i..]);
+        }
+        for (; i < values.Length; i++) values[i] = ToSingle(FromSingle(values[i]));
     }
 }
 
