@@ -109,7 +109,8 @@ public static class ClusterBench
 
     /// <summary>
     /// Batches from node B to node A through a SourceRef (serialized as a FeedOffered would be), then over B's batch
-    /// plane, then the same bytes over TCP; and the serializer alone, to tell its share of the StreamRef's cost.
+    /// plane, then the same bytes over TCP; and the serializer alone, to tell its share of the StreamRef's cost. Each
+    /// way moves a tenth of the batches untimed first (JIT, connections, the heap's growth), then all of them timed.
     /// </summary>
     private static async Task<TransferRow> Transfer(string kind, Batch batch, int count)
     {
@@ -118,32 +119,50 @@ public static class ClusterBench
         await cluster.Add(Roles.Data);
         var producer = (ExtendedActorSystem)cluster.System(1);
         var consumer = (ExtendedActorSystem)cluster.System(0);
-        var sourceRef = await Source.Repeat(batch).Take(count).RunWith(StreamRefs.SourceRef<Batch>(), producer.Materializer());
-        // Through the wire format, so the consumer's reference is a remote one.
-        var offer = new FeedOffered("bench", 0, 0, 1, sourceRef);
-        var produced = producer.Serialization.FindSerializerFor(offer);
-        var wire = Akka.Serialization.Serialization.WithTransport(producer, () => produced.ToBinary(offer)); // paths carry the producer's address
-        var remote = (FeedOffered)consumer.Serialization.Deserialize(wire, produced.Identifier, Akka.Serialization.Serialization.ManifestFor(produced, offer));
-        var clock = Stopwatch.StartNew();
-        long received = await remote.Source!.Source.RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
-        double streamRef = received / 1e6 / clock.Elapsed.TotalSeconds;
+        int warmUp = Math.Max(4, count / 10);
+        var sum = Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes);
+
+        async Task<double> StreamRef(int n)
+        {
+            var sourceRef = await Source.Repeat(batch).Take(n).RunWith(StreamRefs.SourceRef<Batch>(), producer.Materializer());
+            // Through the wire format, so the consumer's reference is a remote one.
+            var offer = new FeedOffered("bench", 0, 0, 1, sourceRef);
+            var produced = producer.Serialization.FindSerializerFor(offer);
+            var wire = Akka.Serialization.Serialization.WithTransport(producer, () => produced.ToBinary(offer)); // paths carry the producer's address
+            var remote = (FeedOffered)consumer.Serialization.Deserialize(wire, produced.Identifier, Akka.Serialization.Serialization.ManifestFor(produced, offer));
+            var clock = Stopwatch.StartNew();
+            long received = await remote.Source!.Source.RunWith(sum, consumer.Materializer());
+            return received / 1e6 / clock.Elapsed.TotalSeconds;
+        }
 
         using var plane = new Actors.Feeds.BatchPlaneServer("127.0.0.1", "127.0.0.1", 0, 1, TimeSpan.FromSeconds(60), producer.Log);
-        var (kill, queue) = Source.Repeat(batch).Take(count).ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
-            .ToMaterialized(Actors.Feeds.BatchPlaneServer.Sink(), Keep.Both).Run(producer.Materializer());
-        var channel = plane.Offer(queue, kill, "bench feed");
-        clock.Restart();
-        received = await Actors.Feeds.BatchPlaneSource.Of(channel, CancellationToken.None)
-            .RunWith(Sink.Aggregate<Batch, long>(0, (n, b) => n + b.PayloadBytes), consumer.Materializer());
-        double batchPlane = received / 1e6 / clock.Elapsed.TotalSeconds;
+        async Task<double> Plane(int n)
+        {
+            var (kill, queue) = Source.Repeat(batch).Take(n).ViaMaterialized(KillSwitches.Single<Batch>(), Keep.Right)
+                .ToMaterialized(Actors.Feeds.BatchPlaneServer.Sink(), Keep.Both).Run(producer.Materializer());
+            var channel = plane.Offer(queue, kill, "bench feed");
+            var clock = Stopwatch.StartNew();
+            long received = await Actors.Feeds.BatchPlaneSource.Of(channel, CancellationToken.None).RunWith(sum, consumer.Materializer());
+            return received / 1e6 / clock.Elapsed.TotalSeconds;
+        }
 
         var serializer = producer.Serialization.FindSerializerFor(batch);
-        var bytesOfBatch = serializer.ToBinary(batch);
         var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, batch);
-        clock.Restart();
-        for (int i = 0; i < count; i++) consumer.Serialization.Deserialize(serializer.ToBinary(batch), serializer.Identifier, manifest);
-        double serialized = (double)batch.PayloadBytes * count / 1e6 / clock.Elapsed.TotalSeconds;
+        double Serializer(int n)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < n; i++) consumer.Serialization.Deserialize(serializer.ToBinary(batch), serializer.Identifier, manifest);
+            return (double)batch.PayloadBytes * n / 1e6 / clock.Elapsed.TotalSeconds;
+        }
 
+        var bytesOfBatch = serializer.ToBinary(batch);
+        await StreamRef(warmUp);
+        double streamRef = await StreamRef(count);
+        await Plane(warmUp);
+        double batchPlane = await Plane(count);
+        Serializer(warmUp);
+        double serialized = Serializer(count);
+        await Loopback.TcpCopy(bytesOfBatch, warmUp);
         double tcp = await Loopback.TcpCopy(bytesOfBatch, count);
         return new TransferRow(kind, bytesOfBatch.Length, count, serialized, streamRef, batchPlane, tcp);
     }
