@@ -142,7 +142,7 @@ public static class ClusterBench
                 .ToMaterialized(Actors.Feeds.BatchPlaneServer.Sink(), Keep.Both).Run(producer.Materializer());
             var channel = plane.Offer(queue, kill, "bench feed");
             var clock = Stopwatch.StartNew();
-            long received = await Actors.Feeds.BatchPlaneSource.Of(channel, CancellationToken.None).RunWith(sum, consumer.Materializer());
+            long received = await PlaneFeed(channel).RunWith(sum, consumer.Materializer());
             return received / 1e6 / clock.Elapsed.TotalSeconds;
         }
 
@@ -166,4 +166,7 @@ public static class ClusterBench
         double tcp = await Loopback.TcpCopy(bytesOfBatch, count);
         return new TransferRow(kind, bytesOfBatch.Length, count, serialized, streamRef, batchPlane, tcp);
     }
+
+    /// <summary>The learner's end of a batch-plane feed, as a learner pulls it.</summary>
+    private static Source<Batch, Akka.NotUsed> PlaneFeed(BatchChannel channel) => Actors.Feeds.BatchPlaneSource.Of(channel, CancellationToken.None);
 }
