@@ -282,36 +282,36 @@ public static class Bf16
     public static void Decode(ReadOnlySpan<ushort> source, Span<float> target)
     {
         if (target.Length < source.Length) throw new ArgumentException("the target is shorter than the source");
-        int i = 0;
+        int i = 0, lanes = Vector<float>.Count;
         if (Vector.IsHardwareAccelerated)
-        {
-            int lanes = Vector<uint>.Count;
-            var targetBits = MemoryMarshal.Cast<float, uint>(target);
             for (; i + 2 * lanes <= source.Length; i += 2 * lanes)
             {
-                Vector.Widen(new Vector<ushort>(source[i..]), out var low, out var high);
-                (low << 16).CopyTo(targetBits[i..]);
-                (high << 16).CopyTo(targetBits[(i + lanes)..]);
+                var (low, high) = Widen(source[i..]);
+                low.CopyTo(target[i..]);
+                high.CopyTo(target[(i + lanes)..]);
             }
-        }
         for (; i < source.Length; i++) target[i] = ToSingle(source[i]);
     }
 
     public static void AddTo(ReadOnlySpan<ushort> source, Span<float> target)
     {
         if (target.Length < source.Length) throw new ArgumentException("the target is shorter than the source");
-        int i = 0;
+        int i = 0, lanes = Vector<float>.Count;
         if (Vector.IsHardwareAccelerated)
-        {
-            int lanes = Vector<uint>.Count;
             for (; i + 2 * lanes <= source.Length; i += 2 * lanes)
             {
-                Vector.Widen(new Vector<ushort>(source[i..]), out var low, out var high);
-                (new Vector<float>(target[i..]) + Vector.AsVectorSingle(low << 16)).CopyTo(target[i..]);
-                (new Vector<float>(target[(i + lanes)..]) + Vector.AsVectorSingle(high << 16)).CopyTo(target[(i + lanes)..]);
+                var (low, high) = Widen(source[i..]);
+                (new Vector<float>(target[i..]) + low).CopyTo(target[i..]);
+                (new Vector<float>(target[(i + lanes)..]) + high).CopyTo(target[(i + lanes)..]);
             }
-        }
         for (; i < source.Length; i++) target[i] += ToSingle(source[i]);
+    }
+
+    /// <summary><see cref="ToSingle"/> of the first two vectors' worth of <paramref name="source"/>: its low and high halves.</summary>
+    private static (Vector<float> Low, Vector<float> High) Widen(ReadOnlySpan<ushort> source)
+    {
+        Vector.Widen(new Vector<ushort>(source), out var low, out var high);
+        return (Vector.AsVectorSingle(low << 16), Vector.AsVectorSingle(high << 16));
     }
 
     public static void RoundInPlace(Span<float> values)

@@ -210,16 +210,20 @@ internal sealed class BucketReducer : IDisposable
     /// <summary>Waits until every added bucket is reduced; throws the first failure.</summary>
     public void Finish()
     {
-        if (!queue.IsAddingCompleted) queue.CompleteAdding();
-        thread.Join();
+        Join();
         failure?.Throw();
     }
 
     public void Dispose()
     {
+        Join();
+        queue.Dispose();
+    }
+
+    private void Join()
+    {
         if (!queue.IsAddingCompleted) queue.CompleteAdding();
         thread.Join();
-        queue.Dispose();
     }
 }
 

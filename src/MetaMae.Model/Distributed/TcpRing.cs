@@ -53,7 +53,7 @@ public sealed class RingListener : IDisposable
             }
             try
             {
-                TcpRingTransport.Tune(peer, deadline - DateTime.UtcNow);
+                PlaneSockets.Tune(peer, deadline - DateTime.UtcNow);
                 TcpRingTransport.ReadExactly(peer, hello);
                 if (BinaryPrimitives.ReadUInt32LittleEndian(hello) == TcpRingTransport.Magic
                     && BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)) == group && BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8)) == from)
@@ -157,7 +157,7 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
             {
                 var left = deadline - DateTime.UtcNow;
                 socket.ConnectAsync(host, port, cancel).AsTask().WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.FromMilliseconds(1), cancel).GetAwaiter().GetResult();
-                Tune(socket, left);
+                PlaneSockets.Tune(socket, left);
                 socket.Send(hello);
                 return socket;
             }
@@ -174,8 +174,6 @@ public sealed class TcpRingTransport : IRingTransport, IDisposable
             }
         }
     }
-
-    internal static void Tune(Socket socket, TimeSpan timeout) => PlaneSockets.Tune(socket, timeout);
 
     internal static void ReadExactly(Socket socket, Span<byte> into) =>
         PlaneSockets.ReadExactly(socket, into, "the previous replica closed its connection (it left the group)");
